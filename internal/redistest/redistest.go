@@ -1,0 +1,105 @@
+// Package redistest starts a private redis-server per test, listening on a
+// unix socket in the test's temporary directory, so tests never share state.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a running redis-server owned by one test.
+type Server struct {
+	// Socket is the path of the unix socket the server listens on.
+	Socket string
+	cmd    *exec.Cmd
+}
+
+// URL returns a go-redis/asynq compatible URL for the server.
+func (s *Server) URL() string { return "unix://" + s.Socket }
+
+// Options returns go-redis options for the server.
+func (s *Server) Options() *redis.Options {
+	return &redis.Options{Network: "unix", Addr: s.Socket}
+}
+
+// Client returns a new go-redis client closed when the test ends.
+func (s *Server) Client(t testing.TB) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(s.Options())
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Kill stops the server at once (SIGKILL), for outage tests.
+func (s *Server) Kill() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	}
+}
+
+// Start launches redis-server for t and stops it when t ends. The binary is
+// taken from $REDIS_SERVER or PATH; a missing binary fails the test, since
+// tests must run against a real Redis.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin := os.Getenv("REDIS_SERVER")
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("redis-server"); err != nil {
+			t.Fatalf("redistest: redis-server not found in PATH (install it, or set REDIS_SERVER): %v", err)
+		}
+	}
+	// Unix socket paths are limited to ~104 bytes: keep the directory short.
+	dir, err := os.MkdirTemp("", "rt")
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "redis.sock")
+	cmd := exec.Command(bin,
+		"--port", "0",
+		"--unixsocket", sock,
+		"--unixsocketperm", "700",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", dir,
+		"--loglevel", "warning",
+	)
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redistest: start %s: %v", bin, err)
+	}
+	s := &Server{Socket: sock, cmd: cmd}
+	t.Cleanup(s.Kill)
+	if err := s.waitReady(10 * time.Second); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return s
+}
+
+func (s *Server) waitReady(timeout time.Duration) error {
+	c := redis.NewClient(s.Options())
+	defer c.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server on %s not ready after %v: %w", s.Socket, timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a readiness condition, bounded by deadline
+	}
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The project's test command: vet, then every test with the race detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+go vet ./...
+go test -race -shuffle=on -timeout 30m ./...
