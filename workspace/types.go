@@ -160,8 +160,8 @@ type System struct {
 
 // Citations configures citation output.
 type Citations struct {
-	Enabled         *bool    `json:"enabled,omitempty"`
-	KnownCitations  []string `json:"known_citations,omitempty"`
+	Enabled        *bool    `json:"enabled,omitempty"`
+	KnownCitations []string `json:"known_citations,omitempty"`
 }
 
 // ResponseFormat selects text or JSON-schema output.
@@ -373,3 +373,8 @@ type Page[T any] struct {
 	HasPreviousPage bool   `json:"has_previous_page"`
 	TotalCount      *Count `json:"total_count,omitempty"`
 }
+
+// EstimateTokens is threadmill's token heuristic: one token per four bytes of
+// UTF-8 text, rounded up. The simulator counts usage with it, and planning
+// uses it to estimate requests, so estimates and simulated usage agree.
+func EstimateTokens(text string) int64 { return int64(len(text)+3) / 4 }
