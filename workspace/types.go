@@ -378,3 +378,53 @@ type Page[T any] struct {
 // UTF-8 text, rounded up. The simulator counts usage with it, and planning
 // uses it to estimate requests, so estimates and simulated usage agree.
 func EstimateTokens(text string) int64 { return int64(len(text)+3) / 4 }
+
+// PageParams are the shared pagination query parameters (workspace-api.md §3).
+// Zero values are not sent.
+type PageParams struct {
+	Page       int    // 1-based page number
+	PageSize   int    // items per page; server default 20
+	PageOrder  string // ASC or DESC
+	After      string // cursor
+	Before     string // cursor
+	First      int
+	Last       int
+	TotalCount bool // ask the server to include total_count
+}
+
+// ThreadQuery filters GET /app/project/{id}/thread.
+type ThreadQuery struct {
+	State   []string // Active, Deleted
+	Include []string // User
+	PageParams
+}
+
+// ArtifactQuery holds every filter of GET /app/project/{id}/artifact
+// (workspace-api.md §8.3). Zero values are not sent; list values are sent
+// comma-separated.
+type ArtifactQuery struct {
+	State              []string // default on the server: Published,Processing
+	IngestStatus       []string
+	Type               []string
+	SubType            []string
+	Source             []string
+	ParentID           string // absent: root-level artifacts only
+	IncludeDescendants bool   // whole subtree (or whole project without ParentID)
+	FilterByText       string
+	KeepAncestors      bool
+	ResolveLinks       bool
+	FilterByParent     bool
+	CreatedBy          string
+	OrderBy            string // Alphabetical
+	Order              string // ASC, DESC, *_NULLS_FIRST, *_NULLS_LAST
+	Include            []string
+	PageParams
+}
+
+// ArtifactGetQuery holds the optional query parameters of GET .../artifact/{id}.
+type ArtifactGetQuery struct {
+	IncludeContent       bool
+	IncludeReferences    bool
+	IncludeRelationships bool
+	Include              []string
+}
