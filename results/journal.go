@@ -1,0 +1,177 @@
+package results
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// JournalPath returns where the embedded runner keeps the journal of a run:
+// root/pipeline/run-id.journal.jsonl, beside the run directory.
+func JournalPath(root, pipeline, runID string) string {
+	return filepath.Join(root, pipeline, runID+".journal.jsonl")
+}
+
+// Journal is an append-only JSON-lines file of finished items. Each Append
+// is a single write(2) of one whole line, so a process killed at any moment
+// (SIGKILL included) leaves every appended line intact; at most a line cut
+// by a machine crash is lost, and OpenJournal drops it. Its methods are safe
+// for concurrent use.
+type Journal struct {
+	mu   sync.Mutex
+	f    *os.File
+	path string
+}
+
+// OpenJournal opens (creating it and its directory when needed) the journal at
+// path for appending. A torn last line, left by a crash in the middle of a
+// write, is cut off first so that appends start on a line of their own.
+func OpenJournal(path string) (*Journal, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("results: journal %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("results: journal %s: %w", path, err)
+	}
+	end, err := completeLength(f)
+	if err == nil {
+		err = f.Truncate(end)
+	}
+	if err == nil {
+		_, err = f.Seek(end, io.SeekStart)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("results: journal %s: %w", path, err)
+	}
+	return &Journal{f: f, path: path}, nil
+}
+
+// completeLength returns the length of f up to and including its last newline.
+func completeLength(f *os.File) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := fi.Size()
+	buf := make([]byte, 4096)
+	for end := size; end > 0; {
+		start := max(0, end-int64(len(buf)))
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return start + int64(i) + 1, nil
+		}
+		end = start
+	}
+	return 0, nil
+}
+
+// Path returns the journal's file name.
+func (j *Journal) Path() string { return j.path }
+
+// Append writes one item as one line.
+func (j *Journal) Append(it Item) error {
+	line, err := marshalLine(it)
+	if err != nil {
+		return fmt.Errorf("results: journal %s: item %s/%s: %w", j.path, it.Step, it.Key, err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return fmt.Errorf("results: journal %s is closed", j.path)
+	}
+	if _, err := j.f.Write(line); err != nil {
+		return fmt.Errorf("results: journal %s: %w", j.path, err)
+	}
+	return nil
+}
+
+// Sync flushes the journal to stable storage.
+func (j *Journal) Sync() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("results: journal %s: %w", j.path, err)
+	}
+	return nil
+}
+
+// Close syncs and closes the journal; closing twice is a no-op.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	f := j.f
+	j.f = nil
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("results: journal %s: %w", j.path, err)
+	}
+	return nil
+}
+
+// ReadJournal yields the items of the journal at path in order, streaming.
+// A missing file is an error wrapping fs.ErrNotExist. A malformed line is
+// yielded as an error naming path:line, and reading goes on; a last line
+// without its newline is an unfinished append and is ignored. An item may
+// appear more than once (a retried append): callers key on Item.Key.
+func ReadJournal(path string) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
+		f, err := os.Open(path)
+		if err != nil {
+			yield(Item{}, fmt.Errorf("results: journal: %w", err))
+			return
+		}
+		defer f.Close()
+		r := bufio.NewReaderSize(f, 64<<10)
+		for n := 1; ; n++ {
+			line, err := r.ReadBytes('\n')
+			if errors.Is(err, io.EOF) {
+				return // a torn last line (no newline) is ignored
+			}
+			if err != nil {
+				yield(Item{}, fmt.Errorf("results: journal %s:%d: %w", path, n, err))
+				return
+			}
+			line = bytes.TrimSpace(line)
+			if len(line) == 0 {
+				continue
+			}
+			var it Item
+			if err := json.Unmarshal(line, &it); err != nil {
+				if !yield(Item{}, fmt.Errorf("results: journal %s:%d: %w", path, n, err)) {
+					return
+				}
+				continue
+			}
+			if it.Key == "" {
+				if !yield(Item{}, fmt.Errorf("results: journal %s:%d: item without a key", path, n)) {
+					return
+				}
+				continue
+			}
+			if !yield(it, nil) {
+				return
+			}
+		}
+	}
+}

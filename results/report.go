@@ -1,0 +1,123 @@
+package results
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// renderReport writes report.md: a header with the run's facts, the report
+// step's text, a usage table per step, and the first failures.
+func renderReport(b *bytes.Buffer, run *Run, report string, failures []Item, failed int) {
+	fmt.Fprintf(b, "# %s\n\n", run.Pipeline)
+	fmt.Fprintf(b, "- Run: `%s`\n", run.RunID)
+	fmt.Fprintf(b, "- Status: **%s**: %s\n", run.Status, countsLine(run))
+	if run.FireTime != nil {
+		fmt.Fprintf(b, "- Scheduled for: %s\n", run.FireTime.UTC().Format(time.RFC3339))
+	}
+	if run.WindowStart != nil && run.WindowEnd != nil {
+		fmt.Fprintf(b, "- Window: %s to %s\n", run.WindowStart.UTC().Format(time.RFC3339), run.WindowEnd.UTC().Format(time.RFC3339))
+	}
+	if !run.StartedAt.IsZero() {
+		fmt.Fprintf(b, "- Started: %s", run.StartedAt.UTC().Format(time.RFC3339))
+		if d := run.Duration(); d > 0 {
+			fmt.Fprintf(b, ", took %s", roundDuration(d))
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(b, "- Tokens: %s (%s in, %s out)", thousands(run.Usage.Total()),
+		thousands(int64(run.Usage.InputTokens)), thousands(int64(run.Usage.OutputTokens)))
+	if run.Retries > 0 {
+		fmt.Fprintf(b, ", %s retries", thousands(int64(run.Retries)))
+	}
+	b.WriteString("\n\n")
+
+	title := "Report"
+	if run.ReportStep != "" {
+		title = "Report (step `" + run.ReportStep + "`)"
+	}
+	fmt.Fprintf(b, "## %s\n\n", title)
+	if text := strings.TrimSpace(report); text != "" {
+		b.WriteString(text)
+		b.WriteString("\n\n")
+	} else {
+		b.WriteString("_The report step produced no output; see errors.jsonl._\n\n")
+	}
+
+	b.WriteString("## Usage\n\n")
+	b.WriteString("| step | items | succeeded | failed | skipped | input tokens | output tokens | total tokens |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, s := range run.Steps {
+		n := s.Items[StateSucceeded] + s.Items[StateFailed] + s.Items[StateSkipped]
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(s.Step), thousands(int64(n)),
+			thousands(int64(s.Items[StateSucceeded])), thousands(int64(s.Items[StateFailed])), thousands(int64(s.Items[StateSkipped])),
+			thousands(int64(s.Usage.InputTokens)), thousands(int64(s.Usage.OutputTokens)), thousands(s.Usage.Total()))
+	}
+	fmt.Fprintf(b, "| **total** | %s | %s | %s | %s | %s | %s | %s |\n", thousands(int64(run.Total)),
+		thousands(int64(run.Counts[StateSucceeded])), thousands(int64(run.Counts[StateFailed])), thousands(int64(run.Counts[StateSkipped])),
+		thousands(int64(run.Usage.InputTokens)), thousands(int64(run.Usage.OutputTokens)), thousands(run.Usage.Total()))
+
+	if failed > 0 {
+		b.WriteString("\n## Failures\n\n")
+		if failed > len(failures) {
+			fmt.Fprintf(b, "The first %d of %d failed items; errors.jsonl has all of them.\n\n", len(failures), failed)
+		}
+		for _, f := range failures {
+			what := "`" + f.Key + "`"
+			if f.Artifact != nil && f.Artifact.Name != "" {
+				what += " (" + f.Artifact.Name + ")"
+			}
+			msg := strings.Join(strings.Fields(f.Error), " ")
+			if msg == "" {
+				msg = "no error message recorded"
+			}
+			fmt.Fprintf(b, "- step `%s`, item %s, %d attempt(s): %s\n", f.Step, what, f.Attempts, msg)
+		}
+	}
+}
+
+func countsLine(run *Run) string {
+	parts := []string{fmt.Sprintf("%s items", thousands(int64(run.Total)))}
+	for _, st := range []string{StateSucceeded, StateFailed, StateSkipped} {
+		if n := run.Counts[st]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %s", thousands(int64(n)), st))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// cell escapes a value for a Markdown table cell.
+func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+// thousands formats n with comma thousand separators.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Minute:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	default:
+		return d.Round(time.Millisecond)
+	}
+}

@@ -1,0 +1,113 @@
+// Package results writes a run's result directory:
+//
+//	results/<pipeline>/<run-id>/
+//	  run.json       the run: pipeline, hash, window, status, counts, usage
+//	  results.jsonl  one line per item, in the order items were added
+//	  errors.jsonl   the failed items only (same line format)
+//	  report.md      the report step's output and a usage table
+//	results/<pipeline>/latest -> <run-id>
+//
+// A Writer streams items to temporary files inside a hidden directory next to
+// the final one, so its memory does not grow with the number of items, and
+// Commit moves the finished directory into place with one rename: a reader
+// sees either the previous attempt's directory or the complete new one, never
+// a half-written file.
+//
+// A Journal is the embedded runner's record of finished items, appended to as
+// items finish so that an interrupted run can be resumed without sending
+// finished items again.
+package results
+
+import (
+	"time"
+
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/workspace"
+)
+
+// Item states.
+const (
+	StateSucceeded = "succeeded" // the item's turns all completed
+	StateFailed    = "failed"    // the item failed for good (permanent error or attempts exhausted)
+	StateSkipped   = "skipped"   // the item was never sent (token budget spent, run stopped)
+)
+
+// Run statuses.
+const (
+	StatusSucceeded = "succeeded" // every item succeeded
+	StatusFailed    = "failed"    // the run finished, some items failed or were skipped
+	StatusStopped   = "stopped"   // the run stopped early (on_error: stop, or cancelled)
+)
+
+// Item is one line of results.jsonl (and of errors.jsonl when it failed): one
+// work item of one step, what was sent, what came back and what it cost.
+type Item struct {
+	Step  string `json:"step"`
+	Key   string `json:"key"`
+	Index int    `json:"index"`
+	// Artifact is the for_each artifact; nil for a step that runs once.
+	Artifact     *pipelines.ArtifactRef `json:"artifact,omitempty"`
+	ArtifactIDs  []string               `json:"artifact_ids"`
+	AllArtifacts bool                   `json:"all_artifacts,omitempty"`
+	// State is succeeded, failed or skipped.
+	State string `json:"state"`
+	// Output is the final turn's text; Outputs has one text per turn.
+	Output     string          `json:"output"`
+	Outputs    []string        `json:"outputs,omitempty"`
+	Usage      workspace.Usage `json:"usage"`
+	StopReason string          `json:"stop_reason,omitempty"`
+	// Truncated is true when the output stopped at max_tokens.
+	Truncated bool `json:"truncated,omitempty"`
+	// Attempts is the number of tries the item took (1 when it worked first time).
+	Attempts       int      `json:"attempts"`
+	LatencyMS      int64    `json:"latency_ms"`
+	ThreadID       string   `json:"thread_id,omitempty"`
+	InteractionIDs []string `json:"interaction_ids,omitempty"`
+	Error          string   `json:"error,omitempty"`
+	// Requests are the rendered requests sent, one per turn. They never carry
+	// a secret: the token travels in a header, never in a request body.
+	Requests   []workspace.ChatRequest `json:"requests"`
+	StartedAt  time.Time               `json:"started_at,omitzero"`
+	FinishedAt time.Time               `json:"finished_at,omitzero"`
+}
+
+// StepUsage is one step's item counts by state and its token usage.
+type StepUsage struct {
+	Step  string          `json:"step"`
+	Items map[string]int  `json:"items"`
+	Usage workspace.Usage `json:"usage"`
+}
+
+// Run is run.json.
+//
+// Commit computes Total, Counts, Steps and Usage from the items added to the
+// Writer, so the summary always agrees with results.jsonl; Steps given by the
+// caller only fix the order of the steps (pipeline order). Retries is the
+// caller's figure when non-zero, else the sum of Attempts-1 over the items.
+// Status is derived from the counts when empty.
+type Run struct {
+	Pipeline     string     `json:"pipeline"`
+	PipelineHash string     `json:"pipeline_hash,omitempty"`
+	RunID        string     `json:"run_id"`
+	Status       string     `json:"status"`
+	FireTime     *time.Time `json:"fire_time,omitempty"`
+	WindowStart  *time.Time `json:"window_start,omitempty"`
+	WindowEnd    *time.Time `json:"window_end,omitempty"`
+	StartedAt    time.Time  `json:"started_at"`
+	FinishedAt   time.Time  `json:"finished_at"`
+	// ReportStep is the step whose output is report.md.
+	ReportStep string          `json:"report_step,omitempty"`
+	Total      int             `json:"total"`
+	Counts     map[string]int  `json:"counts"`
+	Steps      []StepUsage     `json:"steps"`
+	Usage      workspace.Usage `json:"usage"`
+	Retries    int             `json:"retries"`
+}
+
+// Duration returns FinishedAt - StartedAt, or zero when either is unset.
+func (r *Run) Duration() time.Duration {
+	if r.StartedAt.IsZero() || r.FinishedAt.IsZero() {
+		return 0
+	}
+	return r.FinishedAt.Sub(r.StartedAt)
+}
