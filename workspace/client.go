@@ -1,0 +1,420 @@
+// Package workspace is a typed client for the Zylon Workspace API endpoints a
+// batch runner needs: the /app/me preflight, threads, interactions (with
+// their SSE stream), one-shot chat and chat/validate, and artifacts.
+//
+// Every call takes a context, sends the Bearer token and the x-org header,
+// reads the answer through a size limit and returns either the decoded DTO or
+// a typed error: *APIError for a non-2xx answer, *RequestError when no answer
+// could be had, *StreamError for an error event inside a stream. IsRetryable,
+// IsPermanent and RetryAfter classify them.
+package workspace
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults of the client's options.
+const (
+	// DefaultTimeout is the per-call timeout of every call except streams.
+	DefaultTimeout = 2 * time.Minute
+	// DefaultMaxBodyBytes caps a response body (32 MiB).
+	DefaultMaxBodyBytes = 32 << 20
+	// DefaultStreamIdleTimeout ends a stream that sends nothing, not even a
+	// ping, for this long.
+	DefaultStreamIdleTimeout = 2 * time.Minute
+	// DefaultUserAgent is sent when WithUserAgent is not used.
+	DefaultUserAgent = "threadmill-workspace/1"
+	// DefaultPollMin and DefaultPollMax bound the backoff between GETs when
+	// WaitInteraction polls.
+	DefaultPollMin = 200 * time.Millisecond
+	DefaultPollMax = 5 * time.Second
+)
+
+// apiPrefix is the path prefix of the Workspace API.
+const apiPrefix = "/api/v1"
+
+// Client calls the Workspace API. It is safe for concurrent use.
+type Client struct {
+	base        *url.URL // scheme://host[/prefix]/api/v1, no trailing slash
+	token       string
+	org         string
+	http        *http.Client
+	userAgent   string
+	timeout     time.Duration
+	maxBody     int64
+	limits      Limits
+	idleTimeout time.Duration
+	pollMin     time.Duration
+	pollMax     time.Duration
+	logger      *slog.Logger
+	now         func() time.Time
+	errs        []error // option errors, reported by New
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithToken sets the API token, sent as "Authorization: Bearer <token>".
+// The token never appears in errors, logs or the client's String form.
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
+
+// WithOrg sets the organisation slug or UUID sent as the x-org header, which
+// every /api/v1/app call requires.
+func WithOrg(org string) Option { return func(c *Client) { c.org = org } }
+
+// WithHTTPClient sets the HTTP client. The default client does not follow
+// redirects (a redirect is an *APIError); a client passed here is used as is.
+// Do not set its Timeout: it would cut streams; use WithTimeout.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) {
+		if hc == nil {
+			c.errs = append(c.errs, errors.New("WithHTTPClient: nil *http.Client"))
+			return
+		}
+		c.http = hc
+	}
+}
+
+// WithUserAgent sets the User-Agent header (default DefaultUserAgent).
+func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+
+// WithTimeout sets the per-call timeout of every call except streams
+// (default DefaultTimeout; 0 disables it, leaving only the caller's context).
+// A call that exceeds it fails with an error matching ErrTimeout.
+func WithTimeout(d time.Duration) Option {
+	return func(c *Client) {
+		if d < 0 {
+			c.errs = append(c.errs, fmt.Errorf("WithTimeout: negative duration %s", d))
+			return
+		}
+		c.timeout = d
+	}
+}
+
+// WithMaxBodyBytes caps the size of a response body (default
+// DefaultMaxBodyBytes). A larger body fails with an error matching
+// ErrBodyTooLarge that names the endpoint.
+func WithMaxBodyBytes(n int64) Option {
+	return func(c *Client) {
+		if n <= 0 {
+			c.errs = append(c.errs, fmt.Errorf("WithMaxBodyBytes: %d is not positive", n))
+			return
+		}
+		c.maxBody = n
+	}
+}
+
+// WithStreamLimits sets the line and total size limits of interaction
+// streams (default DefaultLimits; zero fields keep their defaults).
+func WithStreamLimits(l Limits) Option {
+	return func(c *Client) {
+		if err := l.validate(); err != nil {
+			c.errs = append(c.errs, fmt.Errorf("WithStreamLimits: %w", err))
+			return
+		}
+		c.limits = l.withDefaults()
+	}
+}
+
+// WithStreamIdleTimeout ends a stream that sends nothing for d (default
+// DefaultStreamIdleTimeout; 0 disables it). The error matches ErrTimeout.
+func WithStreamIdleTimeout(d time.Duration) Option {
+	return func(c *Client) {
+		if d < 0 {
+			c.errs = append(c.errs, fmt.Errorf("WithStreamIdleTimeout: negative duration %s", d))
+			return
+		}
+		c.idleTimeout = d
+	}
+}
+
+// WithPollInterval bounds the exponential backoff between GETs when
+// WaitInteraction polls (defaults DefaultPollMin and DefaultPollMax).
+func WithPollInterval(minDelay, maxDelay time.Duration) Option {
+	return func(c *Client) {
+		if minDelay <= 0 || maxDelay < minDelay {
+			c.errs = append(c.errs, fmt.Errorf("WithPollInterval: want 0 < min <= max, got min %s max %s", minDelay, maxDelay))
+			return
+		}
+		c.pollMin, c.pollMax = minDelay, maxDelay
+	}
+}
+
+// WithLogger sets the logger for debug records of calls and stream
+// fallbacks (default: discard). Records never carry the token.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Client) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// New returns a client for the Workspace API at baseURL, e.g.
+// "https://zylon.example.com" or "http://127.0.0.1:8080". The /api/v1 prefix
+// is added unless baseURL already ends with it; a path prefix in front of it
+// (a reverse proxy's) is kept.
+func New(baseURL string, opts ...Option) (*Client, error) {
+	u, err := parseBase(baseURL)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		base:        u,
+		userAgent:   DefaultUserAgent,
+		timeout:     DefaultTimeout,
+		maxBody:     DefaultMaxBodyBytes,
+		limits:      DefaultLimits(),
+		idleTimeout: DefaultStreamIdleTimeout,
+		pollMin:     DefaultPollMin,
+		pollMax:     DefaultPollMax,
+		logger:      slog.New(slog.DiscardHandler),
+		now:         time.Now,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if strings.ContainsAny(c.token, "\r\n") {
+		c.errs = append(c.errs, errors.New("WithToken: the token contains a line break"))
+	}
+	if strings.ContainsAny(c.org, "\r\n") {
+		c.errs = append(c.errs, errors.New("WithOrg: the org contains a line break"))
+	}
+	if strings.ContainsAny(c.userAgent, "\r\n") {
+		c.errs = append(c.errs, errors.New("WithUserAgent: the user agent contains a line break"))
+	}
+	if len(c.errs) > 0 {
+		return nil, fmt.Errorf("workspace: new client: %w", errors.Join(c.errs...))
+	}
+	if c.http == nil {
+		c.http = &http.Client{
+			Transport: http.DefaultTransport,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		}
+	}
+	return c, nil
+}
+
+func parseBase(raw string) (*url.URL, error) {
+	s := strings.TrimSpace(raw)
+	if s == "" {
+		return nil, errors.New("workspace: new client: empty base URL")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("workspace: new client: base URL %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("workspace: new client: base URL %q: scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("workspace: new client: base URL %q: no host", raw)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("workspace: new client: base URL %q: credentials in the URL are not supported; use WithToken", u.Redacted())
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("workspace: new client: base URL %q: no query or fragment allowed", raw)
+	}
+	p := strings.TrimRight(u.Path, "/")
+	if !strings.HasSuffix(p, apiPrefix) {
+		p += apiPrefix
+	}
+	u.Path, u.RawPath = p, ""
+	return u, nil
+}
+
+// BaseURL returns the API root the client calls, ending in /api/v1.
+func (c *Client) BaseURL() string { return c.base.String() }
+
+// String describes the client without its token.
+func (c *Client) String() string {
+	tok := "none"
+	if c.token != "" {
+		tok = "[REDACTED]"
+	}
+	return fmt.Sprintf("workspace.Client{base: %s, org: %q, token: %s}", c.base, c.org, tok)
+}
+
+// GoString is String, so %#v never prints the token either.
+func (c *Client) GoString() string { return c.String() }
+
+// call describes one request.
+type call struct {
+	method string
+	path   string     // below /api/v1, already escaped, e.g. "/app/thread/t1"
+	query  url.Values // may be nil
+	body   any        // JSON-encoded when not nil
+	out    any        // JSON-decoded from a 2xx body when not nil
+	// emptyOK lets a 2xx answer without a body leave out untouched.
+	emptyOK bool
+}
+
+// do sends c and decodes the answer. It applies the per-call timeout.
+func (c *Client) do(ctx context.Context, k call) error {
+	fullPath := c.base.Path + k.path
+	if err := ctx.Err(); err != nil {
+		return &RequestError{Method: k.method, Path: fullPath, Err: context.Cause(ctx)}
+	}
+	callCtx := ctx
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithTimeoutCause(ctx, c.timeout,
+			fmt.Errorf("%w after %s", ErrTimeout, c.timeout))
+		defer cancel()
+	}
+	start := c.now()
+	resp, err := c.send(callCtx, k, "application/json")
+	if err != nil {
+		return c.transportError(ctx, callCtx, k.method, fullPath, err)
+	}
+	defer resp.Body.Close()
+	body, err := c.readBody(resp, k.method, fullPath, ctx, callCtx)
+	c.logger.LogAttrs(ctx, slog.LevelDebug, "workspace call",
+		slog.String("method", k.method), slog.String("path", fullPath),
+		slog.Int("status", resp.StatusCode), slog.Int("bytes", len(body)),
+		slog.Duration("elapsed", c.now().Sub(start)))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return newAPIError(k.method, fullPath, resp.StatusCode, resp.Header, body, c.now(), c.token)
+	}
+	if k.out == nil {
+		return nil
+	}
+	return decodeJSON(k.method, fullPath, resp, body, k.out, k.emptyOK)
+}
+
+// send builds and sends the request of k.
+func (c *Client) send(ctx context.Context, k call, accept string) (*http.Response, error) {
+	u := *c.base
+	u.Path = c.base.Path + k.path
+	if pathUnescaped, err := url.PathUnescape(u.Path); err == nil {
+		u.RawPath = u.Path
+		u.Path = pathUnescaped
+	}
+	if len(k.query) > 0 {
+		u.RawQuery = k.query.Encode()
+	}
+	var body io.Reader
+	if k.body != nil {
+		b, err := json.Marshal(k.body)
+		if err != nil {
+			return nil, fmt.Errorf("encode request body: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, k.method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	if k.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", accept)
+	req.Header.Set("User-Agent", c.userAgent)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.org != "" {
+		req.Header.Set("x-org", c.org)
+	}
+	return c.http.Do(req)
+}
+
+// transportError wraps a failure to get or read an answer, telling the
+// caller's cancellation apart from the client's own timeout.
+func (c *Client) transportError(ctx, callCtx context.Context, method, path string, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		// The caller's context ended: report its cause, not retryable.
+		return &RequestError{Method: method, Path: path, Err: context.Cause(ctx)}
+	case callCtx.Err() != nil:
+		return &RequestError{Method: method, Path: path, Err: context.Cause(callCtx)}
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // the RequestError already names the endpoint
+	}
+	return &RequestError{Method: method, Path: path, Err: err}
+}
+
+// readBody reads the body through the size limit (a smaller one for error
+// answers, whose text is only kept truncated).
+func (c *Client) readBody(resp *http.Response, method, path string, ctx, callCtx context.Context) ([]byte, error) {
+	limit := c.maxBody
+	isErr := resp.StatusCode < 200 || resp.StatusCode > 299
+	if isErr {
+		limit = min(limit, maxErrorRead)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, c.transportError(ctx, callCtx, method, path, fmt.Errorf("read %d response body: %w", resp.StatusCode, err))
+	}
+	if int64(len(body)) > limit {
+		if isErr {
+			return body[:limit], nil // enough for the message; the rest is dropped
+		}
+		return nil, &RequestError{Method: method, Path: path,
+			Err: fmt.Errorf("%w: %d response body exceeds the %s limit", ErrBodyTooLarge, resp.StatusCode, byteSize(limit))}
+	}
+	return body, nil
+}
+
+// decodeJSON decodes a 2xx body into out, with an error naming the endpoint,
+// the content type and the start of the body when it is not JSON.
+func decodeJSON(method, path string, resp *http.Response, body []byte, out any, emptyOK bool) error {
+	ct := resp.Header.Get("Content-Type")
+	if len(bytes.TrimSpace(body)) == 0 {
+		if emptyOK {
+			return nil
+		}
+		return &RequestError{Method: method, Path: path,
+			Err: fmt.Errorf("%d response has an empty body, want JSON", resp.StatusCode)}
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	if strings.Contains(mt, "html") {
+		return &RequestError{Method: method, Path: path,
+			Err: fmt.Errorf("%d response is not JSON (content type %q): %s", resp.StatusCode, ct, snippet(body))}
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		if ct == "" {
+			ct = "none"
+		}
+		return &RequestError{Method: method, Path: path,
+			Err: fmt.Errorf("%d response is not valid JSON (content type %q): %w; body starts %s", resp.StatusCode, ct, err, snippet(body))}
+	}
+	return nil
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// seg escapes one path segment and rejects an empty id.
+func seg(what, id string) (string, error) {
+	if strings.TrimSpace(id) == "" {
+		return "", fmt.Errorf("workspace: empty %s", what)
+	}
+	return url.PathEscape(id), nil
+}
