@@ -1,0 +1,247 @@
+package pipelines
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/threadmill/threadmill/workspace"
+)
+
+// Plan lists the work items of one step of a run: one item per artifact of
+// the step's for_each set (in the set's order), or a single item for a step
+// without for_each. Each item carries its rendered requests (the prompt, then
+// each turn), its artifact ids and a token estimate.
+//
+// sets is what Resolve returned; prior holds the outputs of the steps in the
+// step's needs (others are ignored). Plan is deterministic: the same
+// pipeline, run, sets and prior give the same items, byte for byte.
+//
+// Item keys: "<step>" for a step that runs once, "<step>/<artifact id>" for
+// a for_each item (the artifact id is replaced by "sha256-" and 16 hex digits
+// of its hash when it has characters outside [A-Za-z0-9_.-]). Keys do not
+// depend on the rendered text, so a resumed run recognises its finished items
+// even though earlier outputs it reads may differ.
+func Plan(p *Pipeline, stepID string, run RunInfo, sets map[string][]ArtifactRef, prior map[string]StepOutput) ([]Item, error) {
+	s, ok := p.StepByID(stepID)
+	if !ok {
+		return nil, fmt.Errorf("plan: pipeline %q has no step %q", p.Name, stepID)
+	}
+	for _, n := range s.Needs {
+		if _, ok := prior[n]; !ok {
+			return nil, fmt.Errorf("plan step %q: the outputs of step %q, which it needs, were not given", stepID, n)
+		}
+	}
+	// The step's fixed context: every artifact of its `artifacts` sets.
+	var fixed []string
+	allArtifacts := false
+	for _, name := range s.Artifacts {
+		set, ok := p.Artifacts[name]
+		if !ok {
+			return nil, fmt.Errorf("plan step %q: artifact set %q is not defined", stepID, name)
+		}
+		if set.UsesAllArtifacts() {
+			allArtifacts = true
+			continue
+		}
+		refs, ok := sets[name]
+		if !ok {
+			return nil, fmt.Errorf("plan step %q: artifact set %q was not resolved", stepID, name)
+		}
+		for _, r := range refs {
+			fixed = append(fixed, r.ID)
+		}
+	}
+	if allArtifacts {
+		fixed = nil
+	}
+
+	var targets []*ArtifactRef
+	if s.ForEach != "" {
+		refs, ok := sets[s.ForEach]
+		if !ok || (refs == nil && p.Artifacts[s.ForEach].UsesAllArtifacts()) {
+			return nil, fmt.Errorf("plan step %q: for_each set %q was not resolved", stepID, s.ForEach)
+		}
+		for i := range refs {
+			targets = append(targets, &refs[i])
+		}
+	} else {
+		targets = []*ArtifactRef{nil}
+	}
+
+	items := make([]Item, 0, len(targets))
+	for i, a := range targets {
+		it, err := planItem(p, s, run, a, fixed, allArtifacts, prior)
+		if err != nil {
+			if a != nil {
+				return nil, fmt.Errorf("plan step %q, artifact %s (%q): %w", stepID, a.ID, a.Name, err)
+			}
+			return nil, fmt.Errorf("plan step %q: %w", stepID, err)
+		}
+		it.Index = i
+		items = append(items, it)
+	}
+	return items, nil
+}
+
+func planItem(p *Pipeline, s *Step, run RunInfo, a *ArtifactRef, fixed []string, allArtifacts bool, prior map[string]StepOutput) (Item, error) {
+	data := templateData(p, run, a, prior, s.Needs)
+	it := Item{
+		Key:          ItemKey(s.ID, a),
+		Step:         s.ID,
+		AllArtifacts: allArtifacts,
+		Mode:         s.Mode,
+		Agent:        s.Agent,
+	}
+	if a != nil {
+		ac := *a
+		it.Artifact = &ac
+	}
+	ids := []string{}
+	if a != nil {
+		ids = append(ids, a.ID)
+	}
+	for _, id := range fixed {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	if s.Mode == ModeChat {
+		ids = []string{}
+		it.AllArtifacts = false
+	}
+	it.ArtifactIDs = ids
+
+	var system string
+	if s.System != "" {
+		var err error
+		if system, err = render(stepPath(p, s)+".system", s.System, data); err != nil {
+			return Item{}, err
+		}
+	}
+	texts := append([]string{s.Prompt}, s.Turns...)
+	for j, t := range texts {
+		name := stepPath(p, s) + ".prompt"
+		if j > 0 {
+			name = fmt.Sprintf("%s.turns[%d]", stepPath(p, s), j-1)
+		}
+		out, err := render(name, t, data)
+		if err != nil {
+			return Item{}, err
+		}
+		it.Requests = append(it.Requests, chatRequest(p, s, system, out))
+	}
+	if s.Mode == ModeThread {
+		it.ThreadVisibility = s.Thread.Visibility
+		it.ThreadPer = s.Thread.Per
+		name := s.Thread.Name
+		if name != "" {
+			if s.ForEach != "" && s.Thread.Per == PerRun {
+				data = templateData(p, run, nil, prior, s.Needs)
+			}
+			var err error
+			if name, err = render(stepPath(p, s)+".thread.name", name, data); err != nil {
+				return Item{}, err
+			}
+		} else {
+			name = DefaultThreadName(p.Name, s.ID, run.ID, a, s.Thread.Per)
+		}
+		it.ThreadName = strings.TrimSpace(name)
+	}
+	it.EstimatedTokens = EstimateItemTokens(it.Requests)
+	return it, nil
+}
+
+// stepPath names a step's position for template error messages.
+func stepPath(p *Pipeline, s *Step) string {
+	for i := range p.Steps {
+		if p.Steps[i].ID == s.ID {
+			return fmt.Sprintf("steps[%d]", i)
+		}
+	}
+	return "steps[?]"
+}
+
+func chatRequest(p *Pipeline, s *Step, system, prompt string) workspace.ChatRequest {
+	req := workspace.ChatRequest{Messages: []workspace.Message{workspace.UserText(prompt)}}
+	if system != "" || p.Defaults.UseDefaultPrompt != nil {
+		req.System = &workspace.System{Text: system}
+		if u := p.Defaults.UseDefaultPrompt; u != nil {
+			v := *u
+			req.System.UseDefaultPrompt = &v
+		}
+	}
+	if s.MaxTokens > 0 {
+		mt := s.MaxTokens
+		req.MaxTokens = &mt
+	}
+	if s.Temperature != nil {
+		t := *s.Temperature
+		req.Temperature = &t
+	}
+	return req
+}
+
+// DefaultThreadName is the name of a step's thread when thread.name is unset:
+// "<pipeline> · <step> · <run id>", followed by " · <artifact name>" for a
+// for_each item that has a thread of its own.
+func DefaultThreadName(pipeline, step, runID string, a *ArtifactRef, per string) string {
+	name := fmt.Sprintf("%s · %s · %s", pipeline, step, runID)
+	if a != nil && per != PerRun {
+		name += " · " + a.Name
+	}
+	return name
+}
+
+var safeKeyRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// ItemKey is an item's deterministic key: the step id, then "/" and the
+// for_each artifact's id (hashed when it is not made of safe characters).
+func ItemKey(stepID string, a *ArtifactRef) string {
+	if a == nil {
+		return stepID
+	}
+	if safeKeyRe.MatchString(a.ID) {
+		return stepID + "/" + a.ID
+	}
+	sum := sha256.Sum256([]byte(a.ID))
+	return stepID + "/sha256-" + hex.EncodeToString(sum[:8])
+}
+
+// EstimateItemTokens estimates the tokens an item will use, input plus
+// output, with workspace.EstimateTokens (one token per four bytes):
+//
+//   - turn i (0-based) sends the system text and every prompt up to and
+//     including its own, and the answers of the i earlier turns, each
+//     counted at its max_tokens (the thread carries them);
+//   - each turn's output is counted at its max_tokens.
+//
+// Artifact content is not counted: the server retrieves from it, and the
+// retrieved context is bounded by the server, not by the request. Usage
+// settles the real figure; the estimate is an upper bound for budgeting
+// the text a pipeline sends.
+func EstimateItemTokens(reqs []workspace.ChatRequest) int64 {
+	var total, prompts, answers int64
+	for _, r := range reqs {
+		var text int64
+		for _, m := range r.Messages {
+			for _, c := range m.Content {
+				text += workspace.EstimateTokens(c.Text)
+			}
+		}
+		prompts += text
+		var sys, out int64
+		if r.System != nil {
+			sys = workspace.EstimateTokens(r.System.Text)
+		}
+		if r.MaxTokens != nil {
+			out = int64(*r.MaxTokens)
+		}
+		total += sys + prompts + answers + out
+		answers += out
+	}
+	return total
+}

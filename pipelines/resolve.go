@@ -1,0 +1,395 @@
+package pipelines
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/threadmill/threadmill/workspace"
+)
+
+// ArtifactLister lists a project's artifacts, following pages.
+// *workspace.Client implements it.
+type ArtifactLister interface {
+	Artifacts(ctx context.Context, projectID string, q workspace.ArtifactQuery) iter.Seq2[workspace.Artifact, error]
+}
+
+// listPageSize is the page size Resolve asks for.
+const listPageSize = 100
+
+// Resolve turns the artifact sets the steps use (for_each and artifacts) into
+// artifacts, through l's listing of the pipeline's project. Sets no step
+// uses are not resolved.
+//
+// Each set maps to its artifacts sorted by folder path, name, then id; only
+// usable artifacts are kept (Published with ingest status Done or
+// NotApplicable; folders are walked, never returned). A folder named in ids
+// stands for its usable descendants.
+//
+// A bare `all: true` set (no name, type or updated filter) that no for_each
+// walks maps to nil without listing anything: Plan sends it as
+// all_artifacts: true and lets the server include every artifact. Plan
+// decides this from the set's definition (ArtifactSet.UsesAllArtifacts),
+// never from the nil value.
+//
+// An empty set is an error unless the set says allow_empty: true; then it
+// maps to an empty, non-nil slice. Every set's problems are reported, joined.
+func Resolve(ctx context.Context, l ArtifactLister, p *Pipeline, run RunInfo) (map[string][]ArtifactRef, error) {
+	if p.Workspace.Project == "" {
+		return nil, errors.New("resolve artifacts: no project: set workspace.project in the pipeline or WORKSPACE_PROJECT in the environment")
+	}
+	r := &resolver{ctx: ctx, l: l, project: p.Workspace.Project, run: run}
+	walked := map[string]bool{}
+	var used []string
+	for _, s := range p.Steps {
+		if s.ForEach != "" {
+			walked[s.ForEach] = true
+			used = append(used, s.ForEach)
+		}
+		used = append(used, s.Artifacts...)
+	}
+	slices.Sort(used)
+	used = slices.Compact(used)
+
+	out := make(map[string][]ArtifactRef, len(used))
+	var problems []error
+	for _, name := range used {
+		set, ok := p.Artifacts[name]
+		if !ok {
+			problems = append(problems, fmt.Errorf("artifact set %q is not defined", name))
+			continue
+		}
+		if set.UsesAllArtifacts() && !walked[name] {
+			out[name] = nil
+			continue
+		}
+		refs, err := r.resolve(set)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("resolve artifact set %q: %w", name, err)
+			}
+			problems = append(problems, fmt.Errorf("artifact set %q: %w", name, err))
+			continue
+		}
+		if len(refs) == 0 && !set.AllowEmpty {
+			problems = append(problems, fmt.Errorf("artifact set %q is empty in project %s (%s); add allow_empty: true if that is expected", name, r.project, describeSet(set)))
+			continue
+		}
+		if refs == nil {
+			refs = []ArtifactRef{}
+		}
+		out[name] = refs
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("resolve artifacts: %w", errors.Join(problems...))
+	}
+	return out, nil
+}
+
+// describeSet summarises a set's selectors for messages.
+func describeSet(s ArtifactSet) string {
+	var parts []string
+	switch {
+	case len(s.IDs) > 0:
+		parts = append(parts, fmt.Sprintf("%d ids", len(s.IDs)))
+	case s.All:
+		parts = append(parts, "all artifacts")
+	case s.Folder != "":
+		parts = append(parts, fmt.Sprintf("folder %q", s.Folder))
+	}
+	if s.Name != "" {
+		parts = append(parts, fmt.Sprintf("name %q", s.Name))
+	}
+	if s.Type != "" {
+		parts = append(parts, fmt.Sprintf("type %s", s.Type))
+	}
+	if s.Updated != "" {
+		parts = append(parts, fmt.Sprintf("updated %s", s.Updated))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// resolver caches the listings one Resolve needs.
+type resolver struct {
+	ctx     context.Context
+	l       ArtifactLister
+	project string
+	run     RunInfo
+
+	folders     map[string]workspace.Artifact // folder id -> folder
+	folderPaths map[string]string             // folder id -> "A/B"
+	everything  []workspace.Artifact          // the whole project, Published
+	haveAll     bool
+}
+
+func (r *resolver) list(q workspace.ArtifactQuery) ([]workspace.Artifact, error) {
+	q.PageSize = listPageSize
+	var out []workspace.Artifact
+	for a, err := range r.l.Artifacts(r.ctx, r.project, q) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, r.ctx.Err()
+}
+
+// loadFolders lists every folder of the project once and computes paths.
+func (r *resolver) loadFolders() error {
+	if r.folders != nil {
+		return nil
+	}
+	fs, err := r.list(workspace.ArtifactQuery{
+		Type: []string{workspace.ArtifactTypeFolder}, IncludeDescendants: true,
+		State: []string{workspace.ArtifactStatePublished, workspace.ArtifactStateReady},
+	})
+	if err != nil {
+		return fmt.Errorf("list folders of project %s: %w", r.project, err)
+	}
+	r.folders = make(map[string]workspace.Artifact, len(fs))
+	for _, f := range fs {
+		if f.Type == workspace.ArtifactTypeFolder {
+			r.folders[f.ID] = f
+		}
+	}
+	r.folderPaths = make(map[string]string, len(r.folders))
+	for id := range r.folders {
+		r.folderPaths[id] = r.pathOf(id)
+	}
+	return nil
+}
+
+// pathOf computes a folder's path of names, guarding against parent cycles.
+func (r *resolver) pathOf(id string) string {
+	var names []string
+	seen := map[string]bool{}
+	for id != "" && !seen[id] {
+		seen[id] = true
+		f, ok := r.folders[id]
+		if !ok {
+			break
+		}
+		names = append(names, f.Name)
+		if f.ParentID == nil {
+			break
+		}
+		id = *f.ParentID
+	}
+	slices.Reverse(names)
+	return strings.Join(names, "/")
+}
+
+// all lists the whole project once.
+func (r *resolver) all() ([]workspace.Artifact, error) {
+	if r.haveAll {
+		return r.everything, nil
+	}
+	as, err := r.list(workspace.ArtifactQuery{
+		IncludeDescendants: true,
+		State:              []string{workspace.ArtifactStatePublished, workspace.ArtifactStateReady},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list artifacts of project %s: %w", r.project, err)
+	}
+	r.everything, r.haveAll = as, true
+	return as, nil
+}
+
+// findFolder finds a folder by id or by a path of names.
+func (r *resolver) findFolder(ref string) (string, error) {
+	if _, ok := r.folders[ref]; ok {
+		return ref, nil
+	}
+	want := strings.Trim(strings.TrimSpace(ref), "/")
+	parts := strings.Split(want, "/")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	want = strings.Join(parts, "/")
+	var matches []string
+	for id, p := range r.folderPaths {
+		if p == want {
+			matches = append(matches, id)
+		}
+	}
+	slices.Sort(matches)
+	switch len(matches) {
+	case 1:
+		return matches[0], nil
+	case 0:
+		paths := make([]string, 0, len(r.folderPaths))
+		for _, p := range r.folderPaths {
+			paths = append(paths, p)
+		}
+		slices.Sort(paths)
+		msg := fmt.Sprintf("folder %q not found in project %s", ref, r.project)
+		if s := suggest(want, paths); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		} else if len(paths) > 0 && len(paths) <= 20 {
+			msg += fmt.Sprintf(" (folders: %s)", strings.Join(paths, ", "))
+		}
+		return "", errors.New(msg)
+	default:
+		return "", fmt.Errorf("folder path %q is ambiguous in project %s: folders %s share it; use one's id", ref, r.project, strings.Join(matches, ", "))
+	}
+}
+
+func (r *resolver) resolve(s ArtifactSet) ([]ArtifactRef, error) {
+	if err := r.loadFolders(); err != nil {
+		return nil, err
+	}
+	var cands []workspace.Artifact
+	switch {
+	case len(s.IDs) > 0:
+		return r.byIDs(s.IDs)
+	case s.Folder != "":
+		id, err := r.findFolder(s.Folder)
+		if err != nil {
+			return nil, err
+		}
+		cands, err = r.list(workspace.ArtifactQuery{
+			ParentID: id, IncludeDescendants: true,
+			State: []string{workspace.ArtifactStatePublished, workspace.ArtifactStateReady},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list folder %q (%s): %w", s.Folder, id, err)
+		}
+	default:
+		var err error
+		if cands, err = r.all(); err != nil {
+			return nil, err
+		}
+	}
+	var upd *updatedFilter
+	if s.Updated != "" {
+		u, err := parseUpdated(s.Updated)
+		if err != nil {
+			return nil, err
+		}
+		if u.window && (r.run.WindowStart.IsZero() || r.run.WindowEnd.IsZero()) {
+			return nil, fmt.Errorf("updated: %s needs a run window, and run %q has none (scheduled runs have one; give a manual run a window)", UpdatedWithinRunWindow, r.run.ID)
+		}
+		upd = &u
+	}
+	out := []ArtifactRef{}
+	for _, a := range cands {
+		if !a.Usable() {
+			continue
+		}
+		if s.Name != "" {
+			if ok, _ := path.Match(s.Name, a.Name); !ok {
+				continue
+			}
+		}
+		if s.Type != "" && a.Type != s.Type {
+			continue
+		}
+		ref := r.ref(a)
+		if upd != nil && !r.updatedOK(*upd, ref.UpdatedAt) {
+			continue
+		}
+		out = append(out, ref)
+	}
+	sortRefs(out)
+	return slices.CompactFunc(out, func(a, b ArtifactRef) bool { return a.ID == b.ID }), nil
+}
+
+func (r *resolver) updatedOK(u updatedFilter, t time.Time) bool {
+	if t.IsZero() {
+		return false
+	}
+	switch {
+	case u.window:
+		return !t.Before(r.run.WindowStart) && t.Before(r.run.WindowEnd)
+	case u.within > 0:
+		return !t.Before(r.run.Time.Add(-u.within)) && !t.After(r.run.Time)
+	default:
+		return !t.Before(u.since)
+	}
+}
+
+// byIDs resolves explicit ids against the project's listing.
+func (r *resolver) byIDs(ids []string) ([]ArtifactRef, error) {
+	everything, err := r.all()
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]workspace.Artifact, len(everything))
+	for _, a := range everything {
+		byID[a.ID] = a
+	}
+	var out []ArtifactRef
+	var problems []error
+	for _, id := range ids {
+		a, ok := byID[id]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Errorf("artifact %s not found in project %s (or not Published)", id, r.project))
+		case a.Type == workspace.ArtifactTypeFolder:
+			for _, d := range everything {
+				if d.Usable() && r.under(d, id) {
+					out = append(out, r.ref(d))
+				}
+			}
+		case !a.Usable():
+			problems = append(problems, fmt.Errorf("artifact %s (%q) is not ready: state %s, ingest status %s", id, a.Name, a.State, a.IngestStatus))
+		default:
+			out = append(out, r.ref(a))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	sortRefs(out)
+	return slices.CompactFunc(out, func(a, b ArtifactRef) bool { return a.ID == b.ID }), nil
+}
+
+// under reports whether a lies somewhere below folder id.
+func (r *resolver) under(a workspace.Artifact, id string) bool {
+	seen := map[string]bool{}
+	p := a.ParentID
+	for p != nil && !seen[*p] {
+		if *p == id {
+			return true
+		}
+		seen[*p] = true
+		f, ok := r.folders[*p]
+		if !ok {
+			return false
+		}
+		p = f.ParentID
+	}
+	return false
+}
+
+func (r *resolver) ref(a workspace.Artifact) ArtifactRef {
+	ref := ArtifactRef{ID: a.ID, Name: a.Name, Type: a.Type}
+	if a.ParentID != nil {
+		ref.Folder = r.folderPaths[*a.ParentID]
+	}
+	ref.UpdatedAt = parseTime(cmp.Or(a.UpdatedAt, a.CreatedAt))
+	return ref
+}
+
+// parseTime reads an API timestamp (RFC 3339, with or without a zone).
+func parseTime(s string) time.Time {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Time{}
+}
+
+// sortRefs orders artifacts by folder path, name, then id.
+func sortRefs(refs []ArtifactRef) {
+	slices.SortFunc(refs, func(a, b ArtifactRef) int {
+		return cmp.Or(cmp.Compare(a.Folder, b.Folder), cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
+	})
+}
