@@ -1,0 +1,207 @@
+// Package jobs defines threadmill's Asynq task kinds: a typed payload per
+// kind, one constructor and one strict decoder each, and the deterministic
+// task ids that make enqueueing idempotent.
+//
+// A run is four kinds of task:
+//
+//	run:start     {run_id}              resolve the artifact sets, plan and enqueue the first step
+//	step:item     {run_id, item}        validate, then interact; record the result
+//	step:advance  {run_id, step}        the step is complete: plan and enqueue the next one, or finalize
+//	run:finalize  {run_id}              write the result files
+//
+// Payloads carry ids and rendered requests, never secrets. The pipeline
+// itself and the run's window live in the run record in Redis (written by
+// StartRun), so workers never need the YAML file and payloads stay small.
+//
+// A payload that does not decode is wrapped in asynq.SkipRetry: retrying a
+// malformed task cannot help.
+package jobs
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/threadmill/threadmill/pipelines"
+)
+
+// Task kinds (the asynq task type names).
+const (
+	KindRunStart = "run:start"
+	KindItem     = "step:item"
+	KindAdvance  = "step:advance"
+	KindFinalize = "run:finalize"
+)
+
+// Payload is implemented by every task payload.
+type Payload interface {
+	// Kind is the asynq task type of the payload.
+	Kind() string
+	// TaskID is the deterministic asynq task id of the payload: enqueueing the
+	// same payload twice while the first task is still known to asynq fails
+	// with asynq.ErrTaskIDConflict instead of running the work twice.
+	TaskID() string
+	validate() error
+}
+
+// RunStart starts a run whose record StartRun wrote to the run store.
+type RunStart struct {
+	RunID string `json:"run_id"`
+}
+
+// Kind returns KindRunStart.
+func (RunStart) Kind() string { return KindRunStart }
+
+// TaskID returns "<run>/start".
+func (p RunStart) TaskID() string { return p.RunID + "/start" }
+
+func (p RunStart) validate() error { return need("run_id", p.RunID) }
+
+// Item is one work item of a step: the planned, rendered requests and where
+// they come from.
+type Item struct {
+	RunID string         `json:"run_id"`
+	Item  pipelines.Item `json:"item"`
+}
+
+// Kind returns KindItem.
+func (Item) Kind() string { return KindItem }
+
+// TaskID returns "<run>/<step>/<item key>".
+func (p Item) TaskID() string { return p.RunID + "/" + p.Item.Step + "/" + p.Item.Key }
+
+func (p Item) validate() error {
+	if err := need("run_id", p.RunID); err != nil {
+		return err
+	}
+	if err := need("item.step", p.Item.Step); err != nil {
+		return err
+	}
+	if err := need("item.key", p.Item.Key); err != nil {
+		return err
+	}
+	if len(p.Item.Requests) == 0 {
+		return errors.New("item.requests is empty")
+	}
+	if p.Item.Index < 0 {
+		return fmt.Errorf("item.index is %d, want >= 0", p.Item.Index)
+	}
+	return nil
+}
+
+// Advance says that every item of Step has finished: the next step is
+// planned and enqueued, or the run is finalized after the last one.
+type Advance struct {
+	RunID string `json:"run_id"`
+	Step  string `json:"step"`
+}
+
+// Kind returns KindAdvance.
+func (Advance) Kind() string { return KindAdvance }
+
+// TaskID returns "<run>/advance/<step>".
+func (p Advance) TaskID() string { return p.RunID + "/advance/" + p.Step }
+
+func (p Advance) validate() error {
+	if err := need("run_id", p.RunID); err != nil {
+		return err
+	}
+	return need("step", p.Step)
+}
+
+// Finalize writes the run's result files and closes the run.
+type Finalize struct {
+	RunID string `json:"run_id"`
+}
+
+// Kind returns KindFinalize.
+func (Finalize) Kind() string { return KindFinalize }
+
+// TaskID returns "<run>/finalize".
+func (p Finalize) TaskID() string { return p.RunID + "/finalize" }
+
+func (p Finalize) validate() error { return need("run_id", p.RunID) }
+
+// Compile-time checks that every kind is a Payload.
+var (
+	_ Payload = RunStart{}
+	_ Payload = Item{}
+	_ Payload = Advance{}
+	_ Payload = Finalize{}
+)
+
+// NewRunStart returns the run:start task of a run.
+func NewRunStart(p RunStart, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }
+
+// NewItem returns the step:item task of an item.
+func NewItem(p Item, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }
+
+// NewAdvance returns the step:advance task of a finished step.
+func NewAdvance(p Advance, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }
+
+// NewFinalize returns the run:finalize task of a run.
+func NewFinalize(p Finalize, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }
+
+// DecodeRunStart decodes a run:start task strictly.
+func DecodeRunStart(t *asynq.Task) (RunStart, error) { return decode[RunStart](t) }
+
+// DecodeItem decodes a step:item task strictly.
+func DecodeItem(t *asynq.Task) (Item, error) { return decode[Item](t) }
+
+// DecodeAdvance decodes a step:advance task strictly.
+func DecodeAdvance(t *asynq.Task) (Advance, error) { return decode[Advance](t) }
+
+// DecodeFinalize decodes a run:finalize task strictly.
+func DecodeFinalize(t *asynq.Task) (Finalize, error) { return decode[Finalize](t) }
+
+// newTask validates and encodes p. The deterministic TaskID is applied after
+// opts so that a caller cannot replace it by accident.
+func newTask(p Payload, opts []asynq.Option) (*asynq.Task, error) {
+	if err := p.validate(); err != nil {
+		return nil, fmt.Errorf("jobs: %s payload: %w", p.Kind(), err)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: encode %s payload: %w", p.Kind(), err)
+	}
+	all := make([]asynq.Option, 0, len(opts)+1)
+	all = append(all, opts...)
+	all = append(all, asynq.TaskID(p.TaskID()))
+	return asynq.NewTask(p.Kind(), b, all...), nil
+}
+
+// decode reads a payload of kind P: the task type must match, unknown fields
+// and trailing data are refused, and required fields must be set. Every
+// error wraps asynq.SkipRetry.
+func decode[P Payload](t *asynq.Task) (P, error) {
+	var p P
+	if t == nil {
+		return p, fmt.Errorf("jobs: decode %s: nil task: %w", p.Kind(), asynq.SkipRetry)
+	}
+	if t.Type() != p.Kind() {
+		return p, fmt.Errorf("jobs: decode %s: task type is %q: %w", p.Kind(), t.Type(), asynq.SkipRetry)
+	}
+	dec := json.NewDecoder(bytes.NewReader(t.Payload()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return p, fmt.Errorf("jobs: decode %s payload: %w: %w", p.Kind(), err, asynq.SkipRetry)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return p, fmt.Errorf("jobs: decode %s payload: trailing data after the JSON object: %w", p.Kind(), asynq.SkipRetry)
+	}
+	if err := p.validate(); err != nil {
+		return p, fmt.Errorf("jobs: decode %s payload: %w: %w", p.Kind(), err, asynq.SkipRetry)
+	}
+	return p, nil
+}
+
+func need(field, v string) error {
+	if v == "" {
+		return fmt.Errorf("%s is empty", field)
+	}
+	return nil
+}

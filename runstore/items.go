@@ -1,0 +1,387 @@
+package runstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/workspace"
+)
+
+// Checkpoint is what an item has already done, so that a retry (or another
+// worker after a crash) resumes instead of paying again.
+type Checkpoint struct {
+	// Attempts counts the times the item was taken, this one included.
+	Attempts int
+	// StartedAt is when the item was first taken.
+	StartedAt time.Time
+	// Validated is true once every request passed /app/chat/validate.
+	Validated bool
+	// ThreadID is the thread the item's interactions go to, once created.
+	ThreadID string
+	// Reserved is the token estimate reserved against max_total_tokens.
+	Reserved int64
+	// TPMReserved is the estimate reserved on the tokens-per-minute limiter.
+	TPMReserved int64
+	// Pending maps a turn to the interaction created for it and not yet
+	// finished: a retry waits on it instead of creating another.
+	Pending map[int]string
+	// Turns are the finished turns by index.
+	Turns map[int]Turn
+	// Discarded are interactions (or chats) that ended in error and were
+	// replaced; their usage is in Wasted.
+	Discarded []string
+	Wasted    workspace.Usage
+}
+
+// Turn is one finished request of an item.
+type Turn struct {
+	InteractionID string          `json:"interaction_id,omitempty"`
+	Output        string          `json:"output"`
+	Usage         workspace.Usage `json:"usage"`
+	StopReason    string          `json:"stop_reason,omitempty"`
+}
+
+// ItemStart is the outcome of BeginItem.
+type ItemStart struct {
+	// Done is true when the item already has a record: nothing to do.
+	Done bool
+	// Stop is the run's stop reason, empty unless the run is stopping.
+	Stop string
+	// Checkpoint is the item's progress so far, with Attempts counting
+	// this attempt.
+	Checkpoint Checkpoint
+}
+
+// BeginItem takes an item: it reports whether the item is already recorded,
+// and otherwise counts the attempt and returns the item's checkpoint and the
+// run's stop reason, in one round trip.
+func (s *Store) BeginItem(ctx context.Context, runID, step, key string) (*ItemStart, error) {
+	res, err := scriptBeginItem.Run(ctx, s.rdb,
+		[]string{s.doneKey(runID, step), s.ckptKey(runID, step, key), s.runKey(runID)},
+		key, s.ttlMS(), fmtTime(time.Now())).Slice()
+	if err != nil {
+		return nil, wrap("begin item "+step+"/"+key, runID, err)
+	}
+	if toInt(res[0]) == 1 {
+		return &ItemStart{Done: true}, nil
+	}
+	st := &ItemStart{Stop: toString(res[1])}
+	flat, _ := res[2].([]any)
+	h := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		h[toString(flat[i])] = toString(flat[i+1])
+	}
+	st.Checkpoint = decodeCheckpoint(h)
+	return st, nil
+}
+
+func decodeCheckpoint(h map[string]string) Checkpoint {
+	c := Checkpoint{
+		Attempts:    atoi(h["attempts"]),
+		StartedAt:   parseTime(h["started_at"]),
+		Validated:   h["validated"] == "1",
+		ThreadID:    h["thread"],
+		Reserved:    atoi64(h["reserved"]),
+		TPMReserved: atoi64(h["tpm"]),
+		Pending:     map[int]string{},
+		Turns:       map[int]Turn{},
+		Wasted: workspace.Usage{
+			InputTokens:  workspace.Count(atoi64(h["wasted_in"])),
+			OutputTokens: workspace.Count(atoi64(h["wasted_out"])),
+		},
+	}
+	if d := h["discarded"]; d != "" {
+		c.Discarded = strings.Split(d, ",")
+	}
+	for k, v := range h {
+		switch {
+		case strings.HasPrefix(k, "pending:"):
+			if i, err := strconv.Atoi(k[len("pending:"):]); err == nil && v != "" {
+				c.Pending[i] = v
+			}
+		case strings.HasPrefix(k, "turn:"):
+			var t Turn
+			if i, err := strconv.Atoi(k[len("turn:"):]); err == nil && json.Unmarshal([]byte(v), &t) == nil {
+				c.Turns[i] = t
+			}
+		}
+	}
+	return c
+}
+
+func (s *Store) hsetCkpt(ctx context.Context, runID, step, key string, values ...any) error {
+	k := s.ckptKey(runID, step, key)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, values...)
+		p.PExpire(ctx, k, s.retention)
+		return nil
+	})
+	return wrap("checkpoint item "+step+"/"+key, runID, err)
+}
+
+// CheckpointValidated records that the item's requests passed validation.
+func (s *Store) CheckpointValidated(ctx context.Context, runID, step, key string) error {
+	return s.hsetCkpt(ctx, runID, step, key, "validated", "1")
+}
+
+// CheckpointThread records the thread the item's interactions go to.
+func (s *Store) CheckpointThread(ctx context.Context, runID, step, key, threadID string) error {
+	return s.hsetCkpt(ctx, runID, step, key, "thread", threadID)
+}
+
+// CheckpointPending records the interaction created for a turn, before
+// anyone waits on it.
+func (s *Store) CheckpointPending(ctx context.Context, runID, step, key string, turn int, interactionID string) error {
+	return s.hsetCkpt(ctx, runID, step, key, "pending:"+strconv.Itoa(turn), interactionID)
+}
+
+// CheckpointTurn records a finished turn and clears its pending interaction.
+func (s *Store) CheckpointTurn(ctx context.Context, runID, step, key string, turn int, t Turn) error {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("runstore: checkpoint turn: %w", err)
+	}
+	return s.hsetCkpt(ctx, runID, step, key, "turn:"+strconv.Itoa(turn), b, "pending:"+strconv.Itoa(turn), "")
+}
+
+// CheckpointDiscard records that a turn's interaction (or chat) ended in
+// error and will be replaced; its usage counts towards the item's usage.
+func (s *Store) CheckpointDiscard(ctx context.Context, runID, step, key string, turn int, id string, wasted workspace.Usage) error {
+	k := s.ckptKey(runID, step, key)
+	_, err := scriptDiscard.Run(ctx, s.rdb, []string{k},
+		"pending:"+strconv.Itoa(turn), id, int64(wasted.InputTokens), int64(wasted.OutputTokens), s.ttlMS()).Result()
+	return wrap("checkpoint item "+step+"/"+key, runID, err)
+}
+
+// CheckpointTPM records the estimate reserved on the tokens-per-minute
+// limiter, so a retry does not reserve it again.
+func (s *Store) CheckpointTPM(ctx context.Context, runID, step, key string, n int64) error {
+	return s.hsetCkpt(ctx, runID, step, key, "tpm", n)
+}
+
+// ReserveBudget reserves est tokens of the run's max_total_tokens budget for
+// an item, once: a retry of a reserved item is granted without reserving
+// again. Once an item is refused the budget is exhausted for good, and every
+// later item is refused too. used is the budget spent or reserved so far.
+func (s *Store) ReserveBudget(ctx context.Context, runID, step, key string, est, budget int64) (ok bool, used int64, err error) {
+	res, err := scriptReserveBudget.Run(ctx, s.rdb,
+		[]string{s.budgetKey(runID), s.ckptKey(runID, step, key)},
+		est, budget, s.ttlMS()).Slice()
+	if err != nil {
+		return false, 0, wrap("reserve token budget", runID, err)
+	}
+	return toInt(res[0]) == 1, toInt(res[1]), nil
+}
+
+// Recorded is the outcome of Record.
+type Recorded struct {
+	// New is true when this call wrote the record; false when the item
+	// already had one (a duplicate delivery), which is left unchanged.
+	New bool
+	// Done and Total are the step's finished items and planned total
+	// (-1 when the step has no total yet).
+	Done, Total int
+}
+
+// Complete reports whether every item of the step is finished.
+func (r Recorded) Complete() bool { return r.Total >= 0 && r.Done >= r.Total }
+
+// Record writes an item's final record, exactly once: the first call for an
+// item key adds it to the step's done set, stores the record at its plan
+// index, adds its state and usage to the step's and the run's counters,
+// settles the token budget (usage minus reserved) and drops the checkpoint.
+// Later calls for the same key change nothing. Either way it returns the
+// step's progress, so the caller can tell whether the step is complete.
+func (s *Store) Record(ctx context.Context, runID string, it results.Item, reserved int64) (Recorded, error) {
+	b, err := json.Marshal(it)
+	if err != nil {
+		return Recorded{}, fmt.Errorf("runstore: encode item %s/%s: %w", it.Step, it.Key, err)
+	}
+	delta := it.Usage.Total() - reserved
+	res, err := scriptRecord.Run(ctx, s.rdb,
+		[]string{
+			s.doneKey(runID, it.Step), s.resKey(runID, it.Step), s.stepKey(runID, it.Step),
+			s.runKey(runID), s.budgetKey(runID), s.ckptKey(runID, it.Step, it.Key),
+		},
+		it.Key, it.Index, b, it.State,
+		int64(it.Usage.InputTokens), int64(it.Usage.OutputTokens), delta, s.ttlMS()).Slice()
+	if err != nil {
+		return Recorded{}, wrap("record item "+it.Step+"/"+it.Key, runID, err)
+	}
+	return Recorded{New: toInt(res[0]) == 1, Done: int(toInt(res[1])), Total: int(toInt(res[2]))}, nil
+}
+
+// Seed records items finished in an earlier, interrupted attempt of the run
+// (the embedded runner's journal), so that they are never sent again: their
+// tasks find them recorded and only count them. Call it before the run
+// starts. Succeeded and failed items are seeded; skipped items were never
+// sent and are left out, so the resumed run decides about them again. Their
+// usage counts towards the run's token budget.
+func (s *Store) Seed(ctx context.Context, runID string, done []results.Item) error {
+	for _, it := range done {
+		if it.State == results.StateSkipped {
+			continue
+		}
+		if _, err := s.Record(ctx, runID, it, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Item returns an item's record by plan index, or nil when it has none.
+func (s *Store) Item(ctx context.Context, runID, step string, index int) (*results.Item, error) {
+	b, err := s.rdb.HGet(ctx, s.resKey(runID, step), strconv.Itoa(index)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrap("read item", runID, err)
+	}
+	var it results.Item
+	if err := json.Unmarshal(b, &it); err != nil {
+		return nil, fmt.Errorf("runstore: run %s: decode item %s#%d: %w", runID, step, index, err)
+	}
+	return &it, nil
+}
+
+// itemBatch is how many records Items reads per round trip.
+const itemBatch = 256
+
+// Items yields the records of a step's first total items in plan order,
+// reading them in batches so memory stays flat in the number of items. A
+// missing record yields an error naming the index.
+func (s *Store) Items(ctx context.Context, runID, step string, total int) iter.Seq2[results.Item, error] {
+	return func(yield func(results.Item, error) bool) {
+		fields := make([]string, 0, itemBatch)
+		for start := 0; start < total; start += itemBatch {
+			fields = fields[:0]
+			for i := start; i < min(start+itemBatch, total); i++ {
+				fields = append(fields, strconv.Itoa(i))
+			}
+			vals, err := s.rdb.HMGet(ctx, s.resKey(runID, step), fields...).Result()
+			if err != nil {
+				yield(results.Item{}, wrap("read items of step "+step, runID, err))
+				return
+			}
+			for j, v := range vals {
+				str, ok := v.(string)
+				if !ok {
+					if !yield(results.Item{}, fmt.Errorf("runstore: run %s: step %s: item #%d has no record", runID, step, start+j)) {
+						return
+					}
+					continue
+				}
+				var it results.Item
+				if err := json.Unmarshal([]byte(str), &it); err != nil {
+					if !yield(results.Item{}, fmt.Errorf("runstore: run %s: decode item %s#%d: %w", runID, step, start+j, err)) {
+						return
+					}
+					continue
+				}
+				if !yield(it, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// StepOutput returns a finished step's outputs in plan order, as the
+// templates of later steps see them (.Steps.<id>). Only succeeded items
+// contribute; Output is set when the step has exactly one item.
+func (s *Store) StepOutput(ctx context.Context, runID, step string, total int) (pipelines.StepOutput, error) {
+	out := pipelines.StepOutput{Items: []pipelines.ItemOutput{}}
+	for it, err := range s.Items(ctx, runID, step, total) {
+		if err != nil {
+			return out, err
+		}
+		if it.State != results.StateSucceeded {
+			continue
+		}
+		out.Items = append(out.Items, pipelines.ItemOutput{Artifact: it.Artifact, Output: it.Output, Usage: it.Usage})
+	}
+	if total == 1 && len(out.Items) == 1 {
+		out.Output = out.Items[0].Output
+	}
+	return out, nil
+}
+
+// RunThread returns the thread shared by a step's items (thread.per: run),
+// creating it exactly once across the fleet: the first caller takes a lock
+// and calls create; the others wait for its result. A creator that dies
+// without publishing releases the lock when it expires (lockTTL).
+func (s *Store) RunThread(ctx context.Context, runID, step string, lockTTL time.Duration, create func(context.Context) (string, error)) (string, error) {
+	key, lock := s.runThreadKey(runID, step), s.runThreadLockKey(runID, step)
+	backoff := 20 * time.Millisecond
+	for {
+		id, err := s.rdb.Get(ctx, key).Result()
+		if err == nil && id != "" {
+			return id, nil
+		}
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return "", wrap("read run thread", runID, err)
+		}
+		ok, err := s.rdb.SetNX(ctx, lock, "1", lockTTL).Result()
+		if err != nil {
+			return "", wrap("lock run thread", runID, err)
+		}
+		if ok {
+			id, err := create(ctx)
+			if err != nil {
+				_ = s.rdb.Del(context.WithoutCancel(ctx), lock).Err()
+				return "", err
+			}
+			if err := s.rdb.Set(ctx, key, id, s.retention).Err(); err != nil {
+				return "", wrap("save run thread", runID, err)
+			}
+			return id, nil
+		}
+		if err := sleep(ctx, backoff); err != nil {
+			return "", err
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// AddThread remembers a thread to delete when the run finishes.
+func (s *Store) AddThread(ctx context.Context, runID, threadID string) error {
+	k := s.threadsKey(runID)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, k, threadID)
+		p.PExpire(ctx, k, s.retention)
+		return nil
+	})
+	return wrap("remember thread", runID, err)
+}
+
+// Threads yields the threads remembered by AddThread (SSCAN, so memory stays
+// flat); RemoveThread forgets one once deleted.
+func (s *Store) Threads(ctx context.Context, runID string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		it := s.rdb.SScan(ctx, s.threadsKey(runID), 0, "", 256).Iterator()
+		for it.Next(ctx) {
+			if !yield(it.Val(), nil) {
+				return
+			}
+		}
+		if err := it.Err(); err != nil {
+			yield("", wrap("list threads", runID, err))
+		}
+	}
+}
+
+// RemoveThread forgets a thread remembered by AddThread.
+func (s *Store) RemoveThread(ctx context.Context, runID, threadID string) error {
+	return wrap("forget thread", runID, s.rdb.SRem(ctx, s.threadsKey(runID), threadID).Err())
+}

@@ -1,0 +1,153 @@
+package runstore
+
+import (
+	"context"
+	"time"
+)
+
+// Limits shared by every worker through Redis. Limiter keys are per pipeline
+// (name), so concurrent runs of one pipeline share its limits; the pause is
+// fleet-wide, because a 429 speaks for the whole API, not for one item.
+
+// Pause holds back every worker's API requests for d (a 429's Retry-After).
+// An existing longer pause is kept.
+func (s *Store) Pause(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	_, err := scriptPause.Run(ctx, s.rdb, []string{s.pauseKey()}, d.Milliseconds()).Result()
+	return wrap("set fleet pause", "", err)
+}
+
+// Paused returns how long the fleet-wide pause still lasts (0 when none).
+func (s *Store) Paused(ctx context.Context) (time.Duration, error) {
+	d, err := s.rdb.PTTL(ctx, s.pauseKey()).Result()
+	if err != nil {
+		return 0, wrap("read fleet pause", "", err)
+	}
+	return max(d, 0), nil
+}
+
+// AcquireRequest waits until an API request of pipeline may be sent: until
+// the fleet-wide pause is over and, when requestsPerMinute > 0, until the
+// request's slot on the pipeline's shared rate limiter (GCRA, strictly
+// spaced, no burst: any window of T seconds holds at most
+// requestsPerMinute*T/60 + 1 requests). It returns the time spent waiting.
+func (s *Store) AcquireRequest(ctx context.Context, pipeline string, requestsPerMinute int) (time.Duration, error) {
+	start := time.Now()
+	interval := int64(0)
+	if requestsPerMinute > 0 {
+		interval = time.Minute.Microseconds() / int64(requestsPerMinute)
+	}
+	for {
+		res, err := scriptGate.Run(ctx, s.rdb, []string{s.pauseKey(), s.reqLimitKey(pipeline)}, interval, 1).Slice()
+		if err != nil {
+			return time.Since(start), wrap("rate limit", "", err)
+		}
+		wait := time.Duration(toInt(res[0])) * time.Microsecond
+		reserved := toInt(res[1]) == 1
+		if err := sleep(ctx, wait); err != nil {
+			return time.Since(start), err
+		}
+		if !reserved {
+			continue // paused: ask again once the pause is over
+		}
+		// The slot is ours; honour a pause set while we waited for it.
+		for {
+			p, err := s.Paused(ctx)
+			if err != nil {
+				return time.Since(start), err
+			}
+			if p == 0 {
+				return time.Since(start), nil
+			}
+			if err := sleep(ctx, p); err != nil {
+				return time.Since(start), err
+			}
+		}
+	}
+}
+
+// AcquireTokens reserves n tokens on the pipeline's shared tokens-per-minute
+// limiter and waits until they are available (a minute's worth may be used
+// at once). Settle corrects the reservation with the real usage.
+func (s *Store) AcquireTokens(ctx context.Context, pipeline string, tokensPerMinute int, n int64) (time.Duration, error) {
+	if tokensPerMinute <= 0 || n <= 0 {
+		return 0, nil
+	}
+	interval := float64(time.Minute.Microseconds()) / float64(tokensPerMinute)
+	res, err := scriptTokens.Run(ctx, s.rdb, []string{s.tokLimitKey(pipeline)}, interval, tokensPerMinute, n, 0).Int64()
+	if err != nil {
+		return 0, wrap("token rate limit", "", err)
+	}
+	wait := time.Duration(res) * time.Microsecond
+	return wait, sleep(ctx, wait)
+}
+
+// SettleTokens corrects a tokens-per-minute reservation by delta (real usage
+// minus the reserved estimate; negative gives tokens back).
+func (s *Store) SettleTokens(ctx context.Context, pipeline string, tokensPerMinute int, delta int64) error {
+	if tokensPerMinute <= 0 || delta == 0 {
+		return nil
+	}
+	interval := float64(time.Minute.Microseconds()) / float64(tokensPerMinute)
+	_, err := scriptTokens.Run(ctx, s.rdb, []string{s.tokLimitKey(pipeline)}, interval, tokensPerMinute, delta, 1).Result()
+	return wrap("settle token rate limit", "", err)
+}
+
+// Lease is a slot of a pipeline's in-flight limit. It expires unless
+// renewed, so a worker that dies does not keep its slot.
+type Lease struct {
+	s     *Store
+	key   string
+	id    string
+	ttl   time.Duration
+	stop  chan struct{}
+	ended chan struct{}
+}
+
+// AcquireSlot waits for one of the limit in-flight slots of pipeline and
+// returns its lease, renewed in the background until Release. id names the
+// holder (unique per item attempt).
+func (s *Store) AcquireSlot(ctx context.Context, pipeline string, limit int, id string, ttl time.Duration) (*Lease, error) {
+	key := s.inflightKey(pipeline)
+	backoff := 5 * time.Millisecond
+	for {
+		ok, err := scriptAcquireSlot.Run(ctx, s.rdb, []string{key}, limit, id, ttl.Milliseconds()).Int()
+		if err != nil {
+			return nil, wrap("acquire in-flight slot", "", err)
+		}
+		if ok == 1 {
+			l := &Lease{s: s, key: key, id: id, ttl: ttl, stop: make(chan struct{}), ended: make(chan struct{})}
+			go l.renew()
+			return l, nil
+		}
+		if err := sleep(ctx, backoff); err != nil {
+			return nil, err
+		}
+		backoff = min(backoff*2, 100*time.Millisecond)
+	}
+}
+
+func (l *Lease) renew() {
+	defer close(l.ended)
+	t := time.NewTicker(l.ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
+			_ = scriptRenewSlot.Run(ctx, l.s.rdb, []string{l.key}, l.id, l.ttl.Milliseconds()).Err()
+			cancel()
+		}
+	}
+}
+
+// Release gives the slot back.
+func (l *Lease) Release(ctx context.Context) error {
+	close(l.stop)
+	<-l.ended
+	return wrap("release in-flight slot", "", l.s.rdb.ZRem(ctx, l.key, l.id).Err())
+}

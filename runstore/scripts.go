@@ -1,0 +1,168 @@
+package runstore
+
+import (
+	"github.com/redis/go-redis/v9"
+)
+
+// The Lua scripts below are each one atomic step of the run protocol. Times
+// come from Redis (TIME), not from the workers, so machines with skewed
+// clocks agree on rate limits and leases.
+
+// scriptCreateRun creates the run record unless it already has a pipeline.
+// KEYS: run, runs index. ARGV: id, name, hash, spec, info, steps, now (ms),
+// created_at, ttl (ms). Returns {1} when created, else {0, name, hash}.
+var scriptCreateRun = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'spec') == 1 then
+  return {0, redis.call('HGET', KEYS[1], 'pipeline') or '', redis.call('HGET', KEYS[1], 'hash') or ''}
+end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'pipeline', ARGV[2], 'hash', ARGV[3], 'spec', ARGV[4],
+  'info', ARGV[5], 'steps', ARGV[6], 'status', 'pending', 'created_at', ARGV[8])
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[9]))
+return {1}
+`)
+
+// scriptTransition moves the run from one status to another.
+// KEYS: run. ARGV: from, to, extra field (or empty), its value, ttl (ms).
+var scriptTransition = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], ARGV[3], ARGV[4]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+`)
+
+// scriptBeginItem: KEYS: done set, checkpoint, run. ARGV: item key, ttl (ms),
+// now. Returns {1} when the item is recorded, else {0, stop reason,
+// checkpoint fields} after counting the attempt.
+var scriptBeginItem = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {1} end
+redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+redis.call('HSETNX', KEYS[2], 'started_at', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {0, redis.call('HGET', KEYS[3], 'stop') or '', redis.call('HGETALL', KEYS[2])}
+`)
+
+// scriptDiscard: KEYS: checkpoint. ARGV: pending field, id, wasted in, wasted
+// out, ttl (ms).
+var scriptDiscard = redis.NewScript(`
+redis.call('HSET', KEYS[1], ARGV[1], '')
+local d = redis.call('HGET', KEYS[1], 'discarded')
+if d and d ~= '' then d = d .. ',' .. ARGV[2] else d = ARGV[2] end
+redis.call('HSET', KEYS[1], 'discarded', d)
+redis.call('HINCRBY', KEYS[1], 'wasted_in', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'wasted_out', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+`)
+
+// scriptReserveBudget: KEYS: budget hash, checkpoint. ARGV: estimate, budget,
+// ttl (ms). Returns {granted, used}.
+var scriptReserveBudget = redis.NewScript(`
+local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+if redis.call('HEXISTS', KEYS[2], 'reserved') == 1 then return {1, used} end
+local est = tonumber(ARGV[1])
+if redis.call('HEXISTS', KEYS[1], 'exhausted') == 1 or used + est > tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'exhausted', '1')
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {0, used}
+end
+redis.call('HINCRBY', KEYS[1], 'used', est)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], 'reserved', est)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {1, used + est}
+`)
+
+// scriptRecord writes an item record exactly once.
+// KEYS: done set, records, step, run, budget, checkpoint.
+// ARGV: key, index, record, state, input tokens, output tokens, budget delta,
+// ttl (ms). Returns {new, done, total (-1 when unplanned)}.
+var scriptRecord = redis.NewScript(`
+local new = redis.call('SADD', KEYS[1], ARGV[1])
+if new == 1 then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+  redis.call('HINCRBY', KEYS[3], 'input_tokens', ARGV[5])
+  redis.call('HINCRBY', KEYS[3], 'output_tokens', ARGV[6])
+  if tonumber(ARGV[7]) ~= 0 then
+    redis.call('HINCRBY', KEYS[5], 'used', ARGV[7])
+    redis.call('PEXPIRE', KEYS[5], ARGV[8])
+  end
+  redis.call('DEL', KEYS[6])
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
+end
+local total = redis.call('HGET', KEYS[3], 'total')
+if total then total = tonumber(total) else total = -1 end
+return {new, redis.call('SCARD', KEYS[1]), total}
+`)
+
+// scriptPause extends the fleet-wide pause to ARGV[1] ms from now.
+var scriptPause = redis.NewScript(`
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
+`)
+
+// scriptGate: KEYS: pause, request limiter. ARGV: interval (µs per request,
+// 0 = no limit), cost. Returns {wait µs, reserved}: while paused nothing is
+// reserved and wait is the pause left; otherwise a GCRA slot (burst 1) is
+// reserved and wait is the time until it.
+var scriptGate = redis.NewScript(`
+local p = redis.call('PTTL', KEYS[1])
+if p > 0 then return {p * 1000, 0} end
+local interval = tonumber(ARGV[1])
+if interval <= 0 then return {0, 1} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tat < now then tat = now end
+local newtat = tat + interval * tonumber(ARGV[2])
+redis.call('SET', KEYS[2], string.format('%d', newtat), 'PX', math.floor((newtat - now) / 1000) + 1000)
+local wait = newtat - interval - now
+if wait < 0 then wait = 0 end
+return {wait, 1}
+`)
+
+// scriptTokens: KEYS: token limiter. ARGV: interval (µs per token), burst
+// (tokens), n, settle (1: correct a reservation by n, no wait). Returns the
+// wait in µs.
+var scriptTokens = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local interval = tonumber(ARGV[1])
+local newtat = tat + interval * tonumber(ARGV[3])
+if newtat < now then newtat = now end
+redis.call('SET', KEYS[1], string.format('%d', newtat), 'PX', math.floor((newtat - now) / 1000) + 1000)
+if ARGV[4] == '1' then return 0 end
+local wait = newtat - interval * tonumber(ARGV[2]) - now
+if wait < 0 then wait = 0 end
+return math.floor(wait)
+`)
+
+// scriptAcquireSlot: KEYS: in-flight zset (member: holder, score: lease end
+// in ms). ARGV: limit, holder, ttl (ms). Returns 1 when the slot is held.
+var scriptAcquireSlot = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 10)
+  return 1
+end
+return 0
+`)
+
+// scriptRenewSlot: KEYS: in-flight zset. ARGV: holder, ttl (ms).
+var scriptRenewSlot = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
+return 1
+`)
