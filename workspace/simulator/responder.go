@@ -1,0 +1,279 @@
+package simulator
+
+import (
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/threadmill/threadmill/workspace"
+)
+
+// source is one document the responder reads.
+type source struct {
+	name    string
+	content string
+}
+
+// answer is the responder's output for one request.
+type answer struct {
+	text       string
+	stopReason string
+	usage      workspace.Usage
+}
+
+// respond is the deterministic responder. Same request, same sources: same
+// answer, byte for byte. The algorithm:
+//
+//  1. The question is the text of the last user message. Its keywords are its
+//     lower-cased words of three letters or more, minus a short stop-word list.
+//  2. The candidate sentences come from the referenced artifacts, in the order
+//     given (markdown markers stripped, headings, code fences and table rules
+//     dropped, sentences of fewer than four words dropped). Without artifacts
+//     (one-shot chat, or an interaction with none) they come from the
+//     messages' own text, minus the question's first sentence, which is the
+//     instruction; if nothing is left the answer restates the question.
+//  3. Each sentence scores the number of distinct keywords it contains; the
+//     best are taken by score, ties broken by position.
+//  4. The answer is one "- " bullet per chosen sentence, in score order,
+//     followed by " [artifact name]" when several artifacts were referenced.
+//     It has as many bullets as the question asks for ("three bullets",
+//     "5 points"), else five (ten for ProjectDeepResearch).
+//  5. Bullets are added while the answer's token estimate stays within
+//     max_tokens (default 1024); the first bullet that does not fit is cut at
+//     a word boundary and stop_reason is "max_tokens". Otherwise stop_reason
+//     is "end_turn".
+//
+// Usage uses workspace.EstimateTokens (one token per four bytes, rounded up):
+// input_tokens is the estimate of the system text plus the text of every
+// message text block plus the content of every referenced artifact, each
+// estimated separately and summed; output_tokens is the estimate of the
+// answer text. temperature, top_p and seed do not change the answer.
+func respond(req workspace.ChatRequest, sources []source, agent string) answer {
+	var in int64
+	if req.System != nil {
+		in += workspace.EstimateTokens(req.System.Text)
+	}
+	var question string
+	var texts []string
+	for _, m := range req.Messages {
+		var parts []string
+		for _, b := range m.Content {
+			if b.Type == "text" {
+				in += workspace.EstimateTokens(b.Text)
+				parts = append(parts, b.Text)
+			}
+		}
+		t := strings.Join(parts, "\n")
+		texts = append(texts, t)
+		if m.Role == workspace.RoleUser {
+			question = t
+		}
+	}
+	for _, s := range sources {
+		in += workspace.EstimateTokens(s.content)
+	}
+
+	limit := DefaultMaxTokens
+	if req.MaxTokens != nil {
+		limit = *req.MaxTokens
+	}
+	want := 5
+	if agent == workspace.AgentProjectDeepResearch {
+		want = 10
+	}
+	if n := requestedCount(question); n > 0 {
+		want = n
+	}
+	keywords := keywordSet(question)
+
+	type cand struct {
+		text  string
+		from  string
+		score int
+		pos   int
+	}
+	var cands []cand
+	if len(sources) > 0 {
+		for _, src := range sources {
+			for _, sen := range sentences(src.content) {
+				cands = append(cands, cand{text: sen, from: src.name, pos: len(cands)})
+			}
+		}
+	} else {
+		instruction := ""
+		if ss := sentences(question); len(ss) > 0 {
+			instruction = ss[0]
+		}
+		skipped := false
+		for _, t := range texts {
+			for _, sen := range sentences(t) {
+				if !skipped && sen == instruction {
+					skipped = true
+					continue
+				}
+				cands = append(cands, cand{text: sen, pos: len(cands)})
+			}
+		}
+		if len(cands) == 0 {
+			q := strings.Join(strings.Fields(question), " ")
+			cands = append(cands, cand{text: "Answer to: " + q})
+		}
+	}
+	for i := range cands {
+		cands[i].score = overlap(keywords, cands[i].text)
+	}
+	slices.SortStableFunc(cands, func(a, b cand) int {
+		if a.score != b.score {
+			return b.score - a.score
+		}
+		return a.pos - b.pos
+	})
+	if len(cands) > want {
+		cands = cands[:want]
+	}
+
+	var b strings.Builder
+	stop := workspace.StopReasonEndTurn
+	for i, c := range cands {
+		line := "- " + c.text
+		if len(sources) > 1 {
+			line += " [" + c.from + "]"
+		}
+		if i > 0 {
+			line = "\n" + line
+		}
+		if workspace.EstimateTokens(b.String()+line) <= int64(limit) {
+			b.WriteString(line)
+			continue
+		}
+		stop = workspace.StopReasonMaxTokens
+		// Cut at the last word boundary that fits.
+		words := strings.SplitAfter(line, " ")
+		for _, w := range words {
+			if workspace.EstimateTokens(b.String()+w) > int64(limit) {
+				break
+			}
+			b.WriteString(w)
+		}
+		break
+	}
+	text := strings.TrimRight(b.String(), " ")
+	return answer{
+		text:       text,
+		stopReason: stop,
+		usage: workspace.Usage{
+			InputTokens:  workspace.Count(in),
+			OutputTokens: workspace.Count(workspace.EstimateTokens(text)),
+		},
+	}
+}
+
+var stopWords = map[string]bool{
+	"the": true, "and": true, "for": true, "are": true, "but": true, "not": true,
+	"you": true, "your": true, "all": true, "any": true, "can": true, "has": true,
+	"have": true, "was": true, "were": true, "this": true, "that": true, "these": true,
+	"those": true, "with": true, "from": true, "into": true, "about": true, "what": true,
+	"which": true, "who": true, "how": true, "why": true, "when": true, "where": true,
+	"will": true, "would": true, "should": true, "could": true, "its": true, "our": true,
+	"their": true, "them": true, "they": true, "then": true, "than": true, "there": true,
+	"please": true, "give": true, "list": true, "write": true, "summarize": true,
+	"summarise": true, "summary": true, "bullets": true, "bullet": true, "points": true,
+	"sentences": true, "one": true, "two": true, "three": true, "four": true, "five": true,
+	"six": true, "seven": true, "eight": true, "nine": true, "ten": true, "each": true,
+	"only": true, "use": true, "using": true, "answer": true, "english": true, "max": true,
+}
+
+func words(s string) []string {
+	return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	})
+}
+
+func keywordSet(s string) map[string]bool {
+	set := map[string]bool{}
+	for _, w := range words(s) {
+		if len(w) >= 3 && !stopWords[w] {
+			set[w] = true
+		}
+	}
+	return set
+}
+
+func overlap(keywords map[string]bool, s string) int {
+	seen := map[string]bool{}
+	n := 0
+	for _, w := range words(s) {
+		if keywords[w] && !seen[w] {
+			seen[w] = true
+			n++
+		}
+	}
+	return n
+}
+
+var countRe = regexp.MustCompile(`(?i)\b(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten)\s+(?:short\s+|key\s+|main\s+)?(bullets?|points?|sentences?|items?|lines?)\b`)
+
+var numberWords = map[string]int{
+	"one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
+	"six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+}
+
+// requestedCount returns the number of bullets the question asks for, or 0.
+func requestedCount(q string) int {
+	m := countRe.FindStringSubmatch(q)
+	if m == nil {
+		return 0
+	}
+	if n, ok := numberWords[strings.ToLower(m[1])]; ok {
+		return n
+	}
+	n, _ := strconv.Atoi(m[1])
+	if n < 1 || n > 50 {
+		return 0
+	}
+	return n
+}
+
+var (
+	listMarkerRe = regexp.MustCompile(`^(?:[-*+]\s+|\d+[.)]\s+|>\s*)+`)
+	sentenceEnd  = regexp.MustCompile(`[.!?]["')\]]?\s+`)
+	inlineMarkup = strings.NewReplacer("**", "", "__", "", "`", "")
+)
+
+// sentences splits markdown or plain text into sentences: headings, code
+// blocks, table rules and front matter lines are dropped, list markers and
+// emphasis are stripped, and sentences of fewer than four words are dropped.
+func sentences(text string) []string {
+	var out []string
+	inFence := false
+	for line := range strings.Lines(text) {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "```") || strings.HasPrefix(line, "~~~") {
+			inFence = !inFence
+			continue
+		}
+		if inFence || line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "|") ||
+			strings.HasPrefix(line, "---") || strings.HasPrefix(line, "===") {
+			continue
+		}
+		line = listMarkerRe.ReplaceAllString(line, "")
+		line = inlineMarkup.Replace(line)
+		start := 0
+		for _, loc := range sentenceEnd.FindAllStringIndex(line, -1) {
+			out = appendSentence(out, line[start:loc[1]])
+			start = loc[1]
+		}
+		out = appendSentence(out, line[start:])
+	}
+	return out
+}
+
+func appendSentence(out []string, s string) []string {
+	s = strings.TrimSpace(s)
+	if len(strings.Fields(s)) < 4 {
+		return out
+	}
+	return append(out, s)
+}

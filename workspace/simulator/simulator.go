@@ -1,0 +1,292 @@
+// Package simulator is an in-memory stand-in for the Zylon Workspace API
+// (see workspace-api.md): one project with threads, interactions and
+// artifacts, a deterministic responder, and knobs for latency, asynchronous
+// completion, fault injection and a server-side rate limit. A *Server is an
+// http.Handler; serve it with httptest.NewServer in tests or with
+// `threadmill simulate`.
+//
+// The simulator is strict like the real API: every /api/v1/app/* request
+// needs an x-org header (and the Bearer token when Config.Token is set),
+// request bodies are checked for types and ranges (unknown JSON fields are
+// tolerated, as Jackson does by default), and the status codes are the
+// documented ones: 201 for a created interaction, 204 for cancel and for a
+// valid chat/validate, 409 when cancelling a finished interaction.
+//
+// Determinism: ids, answers and token counts depend only on the requests
+// received and their order (and on Config.Now for timestamps). Artifact ids
+// seeded by AddDir depend only on the file's path, so they are stable across
+// runs. Fault injection and latency jitter draw from a random source seeded
+// with Faults.Seed.
+package simulator
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// DefaultProjectID is the id of the simulated project when Config.ProjectID
+// is empty.
+const DefaultProjectID = "proj_7a5c3e1b9d2f4a6c"
+
+// DefaultOrg is the accepted x-org slug when Config.Org is empty.
+const DefaultOrg = "default"
+
+// DefaultOrgID is the organisation UUID of the simulated org; x-org may carry
+// it instead of the slug, as on the real API.
+const DefaultOrgID = "5d0f3c2a-8e41-4b7a-9c6e-1f2a3b4c5d6e"
+
+// Model is the model name the simulator reports in answers.
+const Model = "default"
+
+// DefaultMaxTokens is the answer budget when a request sets no max_tokens.
+const DefaultMaxTokens = 1024
+
+// MaxMaxTokens is the largest max_tokens the simulator accepts.
+const MaxMaxTokens = 32768
+
+// Config configures a simulated Workspace. The zero value is usable: every
+// field documents its default.
+type Config struct {
+	// ProjectID is the id of the one project. Default DefaultProjectID.
+	ProjectID string
+	// Org is the accepted x-org value (the org slug). Several slugs may be
+	// given comma-separated. The org UUID DefaultOrgID is always accepted
+	// too. Default "default".
+	Org string
+	// Token, when set, must be sent as "Authorization: Bearer <Token>" on
+	// every /api/v1/app/* request. Empty: no token is required.
+	Token string
+	// Async makes interaction creation return 201 with state Processing; the
+	// interaction completes after its latency while the stream delivers deltas
+	// as they are produced. When false, create blocks for the latency and
+	// returns the interaction Completed.
+	Async bool
+	// Latency is the time to the first output token (sync and async modes,
+	// and /app/chat). Default 0.
+	Latency time.Duration
+	// PerOutputToken is added per output token. Default 0.
+	PerOutputToken time.Duration
+	// Jitter, when positive, adds a uniform random offset in [-Jitter, +Jitter]
+	// to Latency (never making it negative), drawn from the seeded source.
+	Jitter time.Duration
+	// PingInterval is the period of ping keep-alives on the stream of an
+	// interaction still processing. Default 1s.
+	PingInterval time.Duration
+	// Faults injects failures at the given rates. Default none.
+	Faults Faults
+	// RateLimit is the number of requests per second accepted across
+	// /api/v1/app/*; beyond it the simulator answers 429 with Retry-After.
+	// 0 disables the limit.
+	RateLimit float64
+	// RateBurst is the rate limiter's bucket size. Default max(1, ceil(RateLimit)).
+	RateBurst int
+	// Now is the clock for created_at, updated_at and created. Default
+	// time.Now. Latency always uses the real clock.
+	Now func() time.Time
+	// Logger receives one debug line per request (never the token). Default:
+	// discard.
+	Logger *slog.Logger
+}
+
+// Faults are per-request failure rates in [0, 1]. The four status faults
+// (Error500, Error502, Error503, TooMany429) are disjoint outcomes of one draw
+// per /api/v1/app/* request: their sum should not exceed 1. Slow and
+// CutStream are independent draws; CutStream applies to stream requests
+// only, and InteractionError to interaction creation only.
+type Faults struct {
+	// Error500 answers 500 with a JSON error body.
+	Error500 float64
+	// Error502 answers 502 with an HTML body, as a failing reverse proxy does.
+	Error502 float64
+	// Error503 answers 503 with a JSON error body and Retry-After.
+	Error503 float64
+	// TooMany429 answers 429 with Retry-After.
+	TooMany429 float64
+	// RetryAfter is the Retry-After of injected 429 and 503 answers, rounded
+	// up to whole seconds. Default 1s.
+	RetryAfter time.Duration
+	// CutStream aborts an interaction stream midway: the connection is closed
+	// after about half the deltas, without message_delta or message_stop.
+	CutStream float64
+	// Slow delays the request by SlowDelay before serving it.
+	Slow float64
+	// SlowDelay is the delay of a slow request. Default 2s.
+	SlowDelay time.Duration
+	// InteractionError makes a created interaction end in state Error with
+	// assistant_output.errors set, instead of Completed.
+	InteractionError float64
+	// Seed seeds the random source of faults and jitter. The same seed and
+	// the same request sequence give the same faults.
+	Seed uint64
+}
+
+// Server is a simulated Workspace API. It implements http.Handler and is
+// safe for concurrent use.
+type Server struct {
+	projectID string
+	orgs      []string
+	token     string
+	now       func() time.Time
+	log       *slog.Logger
+	mux       *http.ServeMux
+
+	knobMu  sync.Mutex // guards the knobs below and rng
+	async   bool
+	latency time.Duration
+	perTok  time.Duration
+	jitter  time.Duration
+	ping    time.Duration
+	faults  Faults
+	limiter *rate.Limiter
+	rng     *rand.Rand
+
+	mu       sync.Mutex // guards the store and the counters
+	store    store
+	counters counters
+	closed   bool
+	wg       sync.WaitGroup
+	stop     chan struct{}
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns a simulator with an empty project. Seed it with AddDir or
+// AddArtifact; stop its background timers with Close.
+func New(cfg Config) *Server {
+	s := &Server{
+		projectID: cmp.Or(cfg.ProjectID, DefaultProjectID),
+		token:     cfg.Token,
+		now:       cfg.Now,
+		log:       cfg.Logger,
+		stop:      make(chan struct{}),
+	}
+	for o := range strings.SplitSeq(cmp.Or(cfg.Org, DefaultOrg), ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			s.orgs = append(s.orgs, o)
+		}
+	}
+	s.orgs = append(s.orgs, DefaultOrgID)
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.async = cfg.Async
+	s.latency, s.perTok, s.jitter = cfg.Latency, cfg.PerOutputToken, cfg.Jitter
+	s.ping = cmp.Or(cfg.PingInterval, time.Second)
+	s.faults = cfg.Faults
+	s.rng = rand.New(rand.NewPCG(cfg.Faults.Seed, 0x7468726561646d6c))
+	s.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst)
+	s.store = newStore(s.projectID)
+	s.counters = newCounters()
+	s.routes()
+	return s
+}
+
+// ProjectID returns the id of the simulated project.
+func (s *Server) ProjectID() string { return s.projectID }
+
+// Close stops the completion timers of processing interactions and ends open
+// streams. Processing interactions stay Processing. Close is idempotent.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.stop)
+	for _, in := range s.store.interactions {
+		if in.timer != nil {
+			in.timer.Stop()
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// SetAsync switches between synchronous and asynchronous interaction
+// creation for the interactions created from now on.
+func (s *Server) SetAsync(async bool) {
+	s.knobMu.Lock()
+	s.async = async
+	s.knobMu.Unlock()
+}
+
+// SetLatency changes the latency knobs for requests received from now on.
+func (s *Server) SetLatency(latency, perOutputToken, jitter time.Duration) {
+	s.knobMu.Lock()
+	s.latency, s.perTok, s.jitter = latency, perOutputToken, jitter
+	s.knobMu.Unlock()
+}
+
+// SetFaults replaces the fault rates for requests received from now on. The
+// random source is reseeded only when f.Seed differs from the current seed.
+func (s *Server) SetFaults(f Faults) {
+	s.knobMu.Lock()
+	if f.Seed != s.faults.Seed {
+		s.rng = rand.New(rand.NewPCG(f.Seed, 0x7468726561646d6c))
+	}
+	s.faults = f
+	s.knobMu.Unlock()
+}
+
+// SetRateLimit changes the server-side rate limit (requests per second,
+// 0 = off) and its burst (0 = max(1, ceil(rps))).
+func (s *Server) SetRateLimit(rps float64, burst int) {
+	s.knobMu.Lock()
+	s.limiter = newLimiter(rps, burst)
+	s.knobMu.Unlock()
+}
+
+func newLimiter(rps float64, burst int) *rate.Limiter {
+	if rps <= 0 {
+		return nil
+	}
+	if burst <= 0 {
+		burst = max(1, int(rps+0.999999))
+	}
+	return rate.NewLimiter(rate.Limit(rps), burst)
+}
+
+// apiError is the JSON error body of every 4xx and 5xx answer.
+type apiError struct {
+	Valid   *bool    `json:"valid,omitempty"`
+	Message string   `json:"message"`
+	Errors  []string `json:"errors,omitempty"`
+}
+
+// httpError is an error that knows its status code.
+type httpError struct {
+	status int
+	msg    string
+	errs   []string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) *httpError {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err *httpError) {
+	writeJSON(w, err.status, apiError{Message: err.msg, Errors: err.errs})
+}
