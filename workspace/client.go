@@ -370,7 +370,7 @@ func (c *Client) readBody(resp *http.Response, method, path string, ctx, callCtx
 			return body[:limit], nil // enough for the message; the rest is dropped
 		}
 		return nil, &RequestError{Method: method, Path: path,
-			Err: fmt.Errorf("%w: %d response body exceeds the %s limit", ErrBodyTooLarge, resp.StatusCode, byteSize(limit))}
+			Err: limitErrorf("%d response body exceeds the %s limit", resp.StatusCode, byteSize(limit))}
 	}
 	return body, nil
 }

@@ -27,13 +27,13 @@ var (
 	// (WithTimeout) or a stream stays silent longer than its idle timeout. It
 	// is retryable; a deadline or cancellation of the caller's own context is
 	// not.
-	ErrTimeout = errors.New("workspace: timed out")
+	ErrTimeout = errors.New("timed out")
 	// ErrStreamIncomplete is matched when an interaction stream ends (EOF or
 	// a cut connection) before its message_stop event.
-	ErrStreamIncomplete = errors.New("workspace: stream ended before message_stop")
+	ErrStreamIncomplete = errors.New("stream ended before message_stop")
 	// ErrBodyTooLarge is matched when a response body or a stream exceeds
 	// the client's size limits.
-	ErrBodyTooLarge = errors.New("workspace: response too large")
+	ErrBodyTooLarge = errors.New("response too large")
 )
 
 // Limits on what the client keeps of an error body.
@@ -123,6 +123,16 @@ func (e *APIError) Permanent() bool {
 		return true
 	}
 	return false
+}
+
+// limitError is a size limit hit; it matches ErrBodyTooLarge.
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string        { return e.msg }
+func (e *limitError) Is(target error) bool { return target == ErrBodyTooLarge }
+
+func limitErrorf(format string, args ...any) error {
+	return &limitError{msg: fmt.Sprintf(format, args...)}
 }
 
 // RequestError is a failure to get an answer at all: the connection was
@@ -252,6 +262,12 @@ func newAPIError(method, path string, status int, h http.Header, body []byte, no
 		body = bytes.ReplaceAll(body, []byte(token), []byte("[REDACTED]"))
 	}
 	msg, typ, list := decodeErrorBody(body, h.Get("Content-Type"))
+	if token != "" { // the token may also hide behind JSON escapes
+		msg = strings.ReplaceAll(msg, token, "[REDACTED]")
+		for i := range list {
+			list[i] = strings.ReplaceAll(list[i], token, "[REDACTED]")
+		}
+	}
 	e := &APIError{
 		StatusCode: status,
 		Method:     method,

@@ -188,6 +188,7 @@ func (r *EventReader) next() (Event, error) {
 		name, id string
 		data     []byte
 		hasData  bool
+		start    int // line where the event began
 	)
 	for r.sc.Scan() {
 		line := r.sc.Bytes()
@@ -202,10 +203,13 @@ func (r *EventReader) next() (Event, error) {
 			if !hasData && name == "" {
 				continue
 			}
-			return r.build(name, id, data)
+			return r.build(name, id, data, start)
 		}
 		if line[0] == ':' {
 			continue // comment
+		}
+		if start == 0 {
+			start = r.line
 		}
 		field, value := line, []byte(nil)
 		if i := bytes.IndexByte(line, ':'); i >= 0 {
@@ -215,7 +219,7 @@ func (r *EventReader) next() (Event, error) {
 		switch string(field) {
 		case "data":
 			if len(data)+len(value)+1 > r.lim.MaxEvent {
-				return Event{}, fmt.Errorf("sse: line %d: %w: event data exceeds the %s limit", r.line, ErrBodyTooLarge, byteSize(int64(r.lim.MaxEvent)))
+				return Event{}, limitErrorf("sse: line %d: event data exceeds the %s limit", r.line, byteSize(int64(r.lim.MaxEvent)))
 			}
 			if hasData {
 				data = append(data, '\n')
@@ -233,16 +237,16 @@ func (r *EventReader) next() (Event, error) {
 	if err := r.sc.Err(); err != nil {
 		switch {
 		case errors.Is(err, bufio.ErrTooLong):
-			return Event{}, fmt.Errorf("sse: line %d: %w: a line exceeds the %s limit", r.line+1, ErrBodyTooLarge, byteSize(int64(r.lim.MaxLine)))
+			return Event{}, limitErrorf("sse: line %d: the line exceeds the %s limit", r.line+1, byteSize(int64(r.lim.MaxLine)))
 		case errors.Is(err, errStreamTooLarge):
-			return Event{}, fmt.Errorf("sse: line %d: %w: the stream exceeds the %s limit", r.line+1, ErrBodyTooLarge, byteSize(r.lim.MaxTotal))
+			return Event{}, limitErrorf("sse: line %d: the stream exceeds the %s limit", r.line+1, byteSize(r.lim.MaxTotal))
 		}
 		return Event{}, fmt.Errorf("sse: line %d: %w", r.line+1, err)
 	}
 	// EOF. An event whose lines all ended but without the blank line that
 	// dispatches it is kept; a partial line means a cut and drops it.
 	if !r.broken && (hasData || name != "") {
-		return r.build(name, id, data)
+		return r.build(name, id, data, start)
 	}
 	return Event{}, io.EOF
 }
@@ -269,7 +273,7 @@ type wireMessageDelta struct {
 
 // build decodes the data of a dispatched event. Data that is not JSON is
 // an error for the types whose payload matters, and kept raw otherwise.
-func (r *EventReader) build(name, id string, data []byte) (Event, error) {
+func (r *EventReader) build(name, id string, data []byte, line int) (Event, error) {
 	ev := Event{Type: name, ID: id, Data: data}
 	var w wireEvent
 	jsonErr := errors.New("no data")
@@ -287,7 +291,7 @@ func (r *EventReader) build(name, id string, data []byte) (Event, error) {
 	case EventContentBlockStart, EventContentBlockDelta, EventContentBlockStop,
 		EventContentBlockSynthetic, EventMessageStart, EventMessageDelta, EventError:
 		if jsonErr != nil {
-			return Event{}, fmt.Errorf("sse: line %d: %s event: data is not a JSON object: %v; data starts %s", r.line, ev.Type, jsonErr, snippet(data))
+			return Event{}, fmt.Errorf("sse: line %d: %s event: data is not a JSON object: %v; data starts %s", line, ev.Type, jsonErr, snippet(data))
 		}
 	default:
 		return ev, nil // ping, message_stop, done and unknown types: no payload needed
@@ -306,7 +310,7 @@ func (r *EventReader) build(name, id string, data []byte) (Event, error) {
 		if len(w.Delta) > 0 && string(w.Delta) != "null" {
 			var d Delta
 			if err := json.Unmarshal(w.Delta, &d); err != nil {
-				return Event{}, fmt.Errorf("sse: line %d: content_block_delta: bad delta: %w", r.line, err)
+				return Event{}, fmt.Errorf("sse: line %d: content_block_delta event: bad delta: %w", line, err)
 			}
 			ev.Delta = &d
 		}
@@ -319,7 +323,7 @@ func (r *EventReader) build(name, id string, data []byte) (Event, error) {
 		var d wireMessageDelta
 		if len(w.Delta) > 0 && string(w.Delta) != "null" {
 			if err := json.Unmarshal(w.Delta, &d); err != nil {
-				return Event{}, fmt.Errorf("sse: line %d: message_delta: bad delta: %w", r.line, err)
+				return Event{}, fmt.Errorf("sse: line %d: message_delta event: bad delta: %w", line, err)
 			}
 		}
 		ev.StopReason = cmpOr(d.StopReason, w.StopReason)

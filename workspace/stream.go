@@ -61,7 +61,7 @@ func (r *StreamResult) Text() string {
 type assembler struct {
 	res   StreamResult
 	index map[string]int // block id -> position in res.Blocks
-	texts []strings.Builder
+	texts []*strings.Builder
 }
 
 func (a *assembler) block(ev Event, typ string) int {
@@ -80,7 +80,7 @@ func (a *assembler) block(ev Event, typ string) int {
 	}
 	a.index[id] = len(a.res.Blocks)
 	a.res.Blocks = append(a.res.Blocks, StreamBlock{ID: id, Type: typ})
-	a.texts = append(a.texts, strings.Builder{})
+	a.texts = append(a.texts, new(strings.Builder))
 	return len(a.res.Blocks) - 1
 }
 
