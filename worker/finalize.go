@@ -1,0 +1,154 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/runstore"
+)
+
+// handleFinalize writes the run directory from the item records in Redis,
+// streamed in plan order so memory stays flat, deletes the threads of steps
+// with thread.delete_after, and closes the run. It is idempotent: a finished
+// run is left alone, and a rerun after a crash replaces the directory.
+func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
+	p, err := jobs.DecodeFinalize(t)
+	if err != nil {
+		w.log.Error("dropping malformed task", "type", t.Type(), "error", err)
+		return err
+	}
+	rc, err := w.loadRun(ctx, p.RunID)
+	if err != nil {
+		return err
+	}
+	st, err := w.store.Run(ctx, rc.id)
+	if err != nil {
+		return err
+	}
+	if st.Finished() {
+		return nil
+	}
+	if err := w.store.MarkFinalizing(ctx, rc.id); err != nil {
+		return err
+	}
+	w.deleteThreads(ctx, rc)
+
+	pl := rc.spec.Pipeline
+	root := cmp.Or(w.cfg.ResultsRoot, pl.Output.Dir, pipelines.DefaultOutputDir)
+	wr, err := results.Create(root, pl.Name, rc.id)
+	if err != nil {
+		return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))
+	}
+	report, err := w.writeItems(ctx, rc, st, wr)
+	if err != nil {
+		_ = wr.Abort()
+		return w.runError(ctx, rc, err)
+	}
+	status := results.StatusSucceeded
+	switch {
+	case st.StopReason != "":
+		status = results.StatusStopped
+	case st.Failed+st.Skipped > 0:
+		status = results.StatusFailed
+	}
+	info := rc.spec.Info
+	run := results.Run{
+		Pipeline:     pl.Name,
+		PipelineHash: pl.Hash,
+		RunID:        rc.id,
+		Status:       status,
+		StartedAt:    cmp.Or(st.StartedAt, st.CreatedAt),
+		FinishedAt:   time.Now(),
+		ReportStep:   pl.ReportStep(),
+		Retries:      st.Retries,
+	}
+	if !info.Time.IsZero() {
+		run.FireTime = &info.Time
+	}
+	if !info.WindowStart.IsZero() {
+		run.WindowStart = &info.WindowStart
+	}
+	if !info.WindowEnd.IsZero() {
+		run.WindowEnd = &info.WindowEnd
+	}
+	for _, s := range st.Steps {
+		run.Steps = append(run.Steps, results.StepUsage{Step: s.ID})
+	}
+	dir, err := wr.Commit(run, report)
+	if err != nil {
+		return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))
+	}
+	if err := w.store.Finish(ctx, rc.id, status, dir); err != nil {
+		return err
+	}
+	rc.log.Info("run finished", "status", status, "dir", dir,
+		"succeeded", st.Succeeded, "failed", st.Failed, "skipped", st.Skipped,
+		"input_tokens", int64(st.Usage.InputTokens), "output_tokens", int64(st.Usage.OutputTokens))
+	return nil
+}
+
+// writeItems streams every planned step's records into wr and returns the
+// report text: the report step's output (one item), or each item's output
+// under a heading naming its artifact (several items).
+func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunState, wr *results.Writer) (string, error) {
+	reportStep := rc.spec.Pipeline.ReportStep()
+	var report strings.Builder
+	for _, s := range st.Steps {
+		if !s.Planned {
+			continue
+		}
+		for it, err := range w.store.Items(ctx, rc.id, s.ID, s.Total) {
+			if err != nil {
+				return "", err
+			}
+			if err := wr.Add(it); err != nil {
+				return "", permanent(err)
+			}
+			if s.ID != reportStep || it.State != results.StateSucceeded {
+				continue
+			}
+			if s.Total == 1 {
+				report.WriteString(it.Output)
+				continue
+			}
+			title := it.Key
+			if it.Artifact != nil && it.Artifact.Name != "" {
+				title = it.Artifact.Name
+			}
+			fmt.Fprintf(&report, "## %s\n\n%s\n\n", title, strings.TrimSpace(it.Output))
+		}
+	}
+	return strings.TrimSpace(report.String()) + "\n", nil
+}
+
+// deleteThreads deletes the threads remembered for deletion (steps with
+// thread.delete_after). Failures are logged: the results do not depend on it.
+func (w *Worker) deleteThreads(ctx context.Context, rc *runCtx) {
+	n := 0
+	for id, err := range w.store.Threads(ctx, rc.id) {
+		if err != nil {
+			rc.log.Warn("could not list the threads to delete", "error", err)
+			return
+		}
+		err := w.call(ctx, rc, func(ctx context.Context) error { return w.cfg.API.DeleteThread(ctx, id) })
+		if err != nil && !errorsIsNotFound(err) {
+			rc.log.Warn("could not delete thread", "thread", id, "error", err)
+			continue
+		}
+		if err := w.store.RemoveThread(ctx, rc.id, id); err != nil {
+			rc.log.Warn("could not forget deleted thread", "thread", id, "error", err)
+		}
+		n++
+	}
+	if n > 0 {
+		rc.log.Info("deleted threads", "threads", n)
+	}
+}

@@ -1,0 +1,275 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/runstore"
+	"github.com/threadmill/threadmill/workspace"
+)
+
+// creating marks a turn whose interaction is being created: if the attempt
+// dies before the id is checkpointed, the retry looks the interaction up by
+// its correlation id before creating another.
+const creating = "?"
+
+// runThreadLockTTL bounds how long other items wait for a dead worker that
+// took the lock to create a run's shared thread.
+const runThreadLockTTL = time.Minute
+
+// process validates the item's requests (once), then sends them: turns in
+// one thread in thread mode, one-shot chats in chat mode. Progress is
+// checkpointed after each step, so a retry resumes where this attempt
+// stopped.
+func (w *Worker) process(ctx context.Context, ir *itemRun) error {
+	if !ir.ck.Validated {
+		if err := w.validate(ctx, ir); err != nil {
+			return err
+		}
+		if err := w.store.CheckpointValidated(ctx, ir.rc.id, ir.it.Step, ir.it.Key); err != nil {
+			return err
+		}
+		ir.ck.Validated = true
+	}
+	if ir.it.Mode == pipelines.ModeChat {
+		return w.chat(ctx, ir)
+	}
+	return w.thread(ctx, ir)
+}
+
+// validate sends every request of the item to /app/chat/validate. A 400 is
+// a permanent failure carrying the server's message.
+func (w *Worker) validate(ctx context.Context, ir *itemRun) error {
+	for i, req := range ir.it.Requests {
+		err := w.call(ctx, ir.rc, func(ctx context.Context) error {
+			return w.cfg.API.ValidateChat(ctx, req)
+		})
+		if err != nil {
+			err = fmt.Errorf("validate request %d of %d: %w", i+1, len(ir.it.Requests), err)
+			if ae, ok := errors.AsType[*workspace.APIError](err); ok && ae.StatusCode == 400 {
+				return permanent(err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// correlationID tags a turn's request so that a retry can find an
+// interaction created by an attempt that died before checkpointing it.
+func correlationID(runID, key string, turn int) string {
+	return "threadmill:" + runID + ":" + key + ":" + strconv.Itoa(turn)
+}
+
+// thread sends the item's turns as interactions in its thread.
+func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
+	rc, it := ir.rc, ir.it
+	if ir.ck.ThreadID == "" {
+		id, err := w.threadFor(ctx, ir)
+		if err != nil {
+			return err
+		}
+		if err := w.store.CheckpointThread(ctx, rc.id, it.Step, it.Key, id); err != nil {
+			return err
+		}
+		ir.ck.ThreadID = id
+	}
+	for i, base := range it.Requests {
+		if _, done := ir.ck.Turns[i]; done {
+			continue
+		}
+		req := base
+		req.CorrelationID = correlationID(rc.id, it.Key, i)
+		id := ir.ck.Pending[i]
+		if id == creating {
+			found, err := w.findInteraction(ctx, ir, req.CorrelationID)
+			if err != nil {
+				return err
+			}
+			id = found
+			if id != "" {
+				ir.log.Info("resuming an interaction created by an earlier attempt", "interaction", id, "turn", i)
+			}
+		}
+		var in *workspace.Interaction
+		if id == "" {
+			created, err := w.createInteraction(ctx, ir, i, req)
+			if err != nil {
+				return err
+			}
+			in, id = created, created.ID
+		}
+		if in == nil || !in.Terminal() {
+			got, err := w.wait(ctx, rc, id)
+			if errorsIsNotFound(err) {
+				// The interaction is gone: forget it, and let the retry create
+				// a new one.
+				if derr := w.store.CheckpointDiscard(ctx, rc.id, it.Step, it.Key, i, id, workspace.Usage{}); derr != nil {
+					return derr
+				}
+				return fmt.Errorf("interaction %s of turn %d disappeared: %w", id, i+1, err)
+			}
+			if err != nil {
+				return fmt.Errorf("wait for interaction %s (turn %d): %w", id, i+1, err)
+			}
+			in = got
+		}
+		if in.State == workspace.StateError {
+			if err := w.store.CheckpointDiscard(ctx, rc.id, it.Step, it.Key, i, id, in.Usage()); err != nil {
+				return err
+			}
+			ir.ck.Discarded = append(ir.ck.Discarded, id)
+			ir.ck.Wasted = ir.ck.Wasted.Add(in.Usage())
+			return newInteractionError(in)
+		}
+		turn := runstore.Turn{InteractionID: id, Output: in.Output(), Usage: in.Usage(), StopReason: in.StopReason()}
+		if err := w.store.CheckpointTurn(ctx, rc.id, it.Step, it.Key, i, turn); err != nil {
+			return err
+		}
+		ir.ck.Turns[i] = turn
+	}
+	return nil
+}
+
+// createInteraction creates a turn's interaction and checkpoints its id
+// before anyone waits on it.
+func (w *Worker) createInteraction(ctx context.Context, ir *itemRun, turn int, req workspace.ChatRequest) (*workspace.Interaction, error) {
+	rc, it := ir.rc, ir.it
+	if err := w.store.CheckpointPending(ctx, rc.id, it.Step, it.Key, turn, creating); err != nil {
+		return nil, err
+	}
+	body := workspace.CreateInteractionRequest{
+		ThreadID:     ir.ck.ThreadID,
+		PGPT:         req,
+		ArtifactIDs:  it.ArtifactIDs,
+		AllArtifacts: it.AllArtifacts,
+		Agent:        it.Agent,
+	}
+	if body.ArtifactIDs == nil {
+		body.ArtifactIDs = []string{}
+	}
+	var in *workspace.Interaction
+	err := w.call(ctx, rc, func(ctx context.Context) (err error) {
+		in, err = w.cfg.API.CreateInteraction(ctx, ir.ck.ThreadID, body)
+		return err
+	})
+	if err != nil {
+		if _, answered := errors.AsType[*workspace.APIError](err); answered {
+			// The server answered with an error: nothing was created.
+			if cerr := w.store.CheckpointPending(context.WithoutCancel(ctx), rc.id, it.Step, it.Key, turn, ""); cerr != nil {
+				ir.log.Warn("could not clear the interaction checkpoint", "error", cerr)
+			}
+		}
+		return nil, fmt.Errorf("create interaction (turn %d): %w", turn+1, err)
+	}
+	if err := w.store.CheckpointPending(ctx, rc.id, it.Step, it.Key, turn, in.ID); err != nil {
+		return nil, err
+	}
+	ir.ck.Pending[turn] = in.ID
+	return in, nil
+}
+
+// findInteraction looks through the item's thread for an interaction with
+// the given correlation id; "" when there is none.
+func (w *Worker) findInteraction(ctx context.Context, ir *itemRun, corr string) (string, error) {
+	params := workspace.PageParams{Page: 1, PageSize: 100}
+	for {
+		var page *workspace.Page[workspace.Interaction]
+		err := w.call(ctx, ir.rc, func(ctx context.Context) (err error) {
+			page, err = w.cfg.API.ListInteractions(ctx, ir.ck.ThreadID, params)
+			return err
+		})
+		if err != nil {
+			return "", fmt.Errorf("look for an interaction created by an earlier attempt: %w", err)
+		}
+		for _, in := range page.Data {
+			if in.PGPT != nil && in.PGPT.CorrelationID == corr {
+				return in.ID, nil
+			}
+		}
+		if !page.HasNextPage || len(page.Data) == 0 {
+			return "", nil
+		}
+		params.Page++
+	}
+}
+
+// threadFor returns the thread of an item: a new one per item, or the step's
+// shared thread (thread.per: run), created once across the fleet. Threads of
+// a step with thread.delete_after are remembered for deletion.
+func (w *Worker) threadFor(ctx context.Context, ir *itemRun) (string, error) {
+	rc, it := ir.rc, ir.it
+	create := func(ctx context.Context) (string, error) {
+		req := workspace.CreateThreadRequest{Name: it.ThreadName, Visibility: it.ThreadVisibility}
+		if req.Name == "" {
+			req.Name = pipelines.DefaultThreadName(rc.spec.Pipeline.Name, it.Step, rc.id, it.Artifact, it.ThreadPer)
+		}
+		if req.Visibility == "" {
+			req.Visibility = workspace.VisibilityPrivate
+		}
+		var th *workspace.Thread
+		err := w.call(ctx, rc, func(ctx context.Context) (err error) {
+			th, err = w.cfg.API.CreateThread(ctx, rc.spec.Pipeline.Workspace.Project, req)
+			return err
+		})
+		if err != nil {
+			return "", fmt.Errorf("create thread: %w", err)
+		}
+		if ir.step.Thread.DeleteAfter {
+			if err := w.store.AddThread(ctx, rc.id, th.ID); err != nil {
+				return "", err
+			}
+		}
+		return th.ID, nil
+	}
+	if it.ThreadPer == pipelines.PerRun {
+		return w.store.RunThread(ctx, rc.id, it.Step, runThreadLockTTL, create)
+	}
+	return create(ctx)
+}
+
+// chat sends the item's turns as one-shot chats. The chat endpoint keeps no
+// history, so each turn carries the earlier turns and their answers. A chat
+// has no id to resume: an attempt that dies after the server answered but
+// before the checkpoint sends that turn again.
+func (w *Worker) chat(ctx context.Context, ir *itemRun) error {
+	rc, it := ir.rc, ir.it
+	var history []workspace.Message
+	for i, base := range it.Requests {
+		if turn, done := ir.ck.Turns[i]; done {
+			history = append(history, base.Messages...)
+			history = append(history, assistantText(turn.Output))
+			continue
+		}
+		req := base
+		req.CorrelationID = correlationID(rc.id, it.Key, i)
+		req.Messages = append(append([]workspace.Message{}, history...), base.Messages...)
+		var resp *workspace.ChatResponse
+		err := w.call(ctx, rc, func(ctx context.Context) (err error) {
+			resp, err = w.cfg.API.Chat(ctx, req)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("chat (turn %d): %w", i+1, err)
+		}
+		turn := runstore.Turn{Output: resp.Text(), StopReason: resp.StopReason}
+		if resp.Usage != nil {
+			turn.Usage = *resp.Usage
+		}
+		if err := w.store.CheckpointTurn(ctx, rc.id, it.Step, it.Key, i, turn); err != nil {
+			return err
+		}
+		ir.ck.Turns[i] = turn
+		history = append(history, base.Messages...)
+		history = append(history, assistantText(turn.Output))
+	}
+	return nil
+}
+
+func assistantText(s string) workspace.Message {
+	return workspace.Message{Role: workspace.RoleAssistant, Content: []workspace.ContentBlock{workspace.TextBlock(s)}}
+}

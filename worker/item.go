@@ -1,0 +1,236 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/runstore"
+	"github.com/threadmill/threadmill/workspace"
+)
+
+// slotTTL is the lease of an in-flight slot; it is renewed while the item
+// runs, so only a dead worker's slot expires.
+const slotTTL = 30 * time.Second
+
+// recordTimeout bounds the store writes that follow an item's work, which use
+// a context detached from the item's (so a timed-out item is still recorded).
+const recordTimeout = 30 * time.Second
+
+// itemRun is one attempt of one item.
+type itemRun struct {
+	rc   *runCtx
+	it   pipelines.Item
+	step *pipelines.Step
+	ck   runstore.Checkpoint
+	log  *slog.Logger
+}
+
+// handleItem processes a step:item task: skip it when already recorded;
+// record it as skipped when the run is stopping or the token budget is
+// spent; otherwise take an in-flight slot, validate, interact and record the
+// result. Transient failures return the error for asynq to retry (the
+// checkpoint makes the retry resume); permanent ones, and the last attempt,
+// are recorded as failed and archived.
+func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
+	p, err := jobs.DecodeItem(t)
+	if err != nil {
+		w.log.Error("dropping malformed task", "type", t.Type(), "error", err)
+		return err
+	}
+	rc, err := w.loadRun(ctx, p.RunID)
+	if err != nil {
+		return err
+	}
+	step, ok := rc.spec.Pipeline.StepByID(p.Item.Step)
+	if !ok {
+		return fmt.Errorf("worker: run %s: pipeline has no step %q: %w", rc.id, p.Item.Step, asynq.SkipRetry)
+	}
+	ir := &itemRun{rc: rc, it: p.Item, step: step,
+		log: rc.log.With("step", p.Item.Step, "item", p.Item.Key)}
+
+	start, err := w.store.BeginItem(ctx, rc.id, ir.it.Step, ir.it.Key)
+	if err != nil {
+		return err
+	}
+	if start.Done {
+		ir.log.Debug("item already recorded; counting it")
+		done, total, err := w.store.StepProgress(ctx, rc.id, ir.it.Step)
+		if err != nil {
+			return err
+		}
+		return w.afterRecord(ctx, ir, runstore.Recorded{Done: done, Total: total}, nil)
+	}
+	ir.ck = start.Checkpoint
+	if start.Stop != "" {
+		return w.finish(ctx, ir, results.StateSkipped, "run stopped: "+start.Stop, ir.ck.Reserved)
+	}
+
+	limits := rc.spec.Pipeline.Limits
+	var reserved int64
+	if limits.MaxTotalTokens > 0 {
+		est := ir.it.EstimatedTokens
+		ok, used, err := w.store.ReserveBudget(ctx, rc.id, ir.it.Step, ir.it.Key, est, limits.MaxTotalTokens)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			msg := fmt.Sprintf("token budget spent: max_total_tokens is %d, %d used or reserved, this item needs about %d", limits.MaxTotalTokens, used, est)
+			return w.finish(ctx, ir, results.StateSkipped, msg, 0)
+		}
+		reserved = est
+		if ir.ck.Reserved > 0 {
+			reserved = ir.ck.Reserved
+		}
+	}
+
+	if limits.Concurrency > 0 {
+		taskID, _ := asynq.GetTaskID(ctx)
+		lease, err := w.store.AcquireSlot(ctx, rc.spec.Pipeline.Name, limits.Concurrency, taskID+"#"+strconv.Itoa(ir.ck.Attempts), slotTTL)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+			defer cancel()
+			if err := lease.Release(rctx); err != nil {
+				ir.log.Warn("could not release the in-flight slot (it expires by itself)", "error", err)
+			}
+		}()
+	}
+	if limits.TokensPerMinute > 0 && ir.ck.TPMReserved == 0 {
+		if _, err := w.store.AcquireTokens(ctx, rc.spec.Pipeline.Name, limits.TokensPerMinute, ir.it.EstimatedTokens); err != nil {
+			return err
+		}
+		if err := w.store.CheckpointTPM(ctx, rc.id, ir.it.Step, ir.it.Key, ir.it.EstimatedTokens); err != nil {
+			return err
+		}
+		ir.ck.TPMReserved = ir.it.EstimatedTokens
+	}
+
+	perr := w.process(ctx, ir)
+	if perr == nil {
+		return w.finish(ctx, ir, results.StateSucceeded, "", reserved)
+	}
+	if shuttingDown(ctx) {
+		ir.log.Info("item interrupted by shutdown; it resumes from its checkpoint", "error", perr)
+		return perr
+	}
+	if isPermanent(perr) || lastAttempt(ctx) {
+		ir.log.Warn("item failed", "attempts", ir.ck.Attempts, "error", perr)
+		if err := w.finish(ctx, ir, results.StateFailed, perr.Error(), reserved); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %w", perr, asynq.SkipRetry)
+	}
+	ir.log.Info("item attempt failed; retrying", "attempt", ir.ck.Attempts, "error", perr)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := w.store.AddRetries(rctx, rc.id, 1); err != nil {
+		ir.log.Warn("could not count the retry", "error", err)
+	}
+	return perr
+}
+
+// finish records the item's final state exactly once, settles its token
+// reservations, calls the item hook and checks the step for completion.
+func (w *Worker) finish(ctx context.Context, ir *itemRun, state, errMsg string, reserved int64) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	item := buildItem(ir.it, &ir.ck, state, errMsg, time.Now())
+	limits := ir.rc.spec.Pipeline.Limits
+	if limits.TokensPerMinute > 0 && ir.ck.TPMReserved > 0 {
+		if err := w.store.SettleTokens(rctx, ir.rc.spec.Pipeline.Name, limits.TokensPerMinute, item.Usage.Total()-ir.ck.TPMReserved); err != nil {
+			ir.log.Warn("could not settle the tokens-per-minute reservation", "error", err)
+		}
+	}
+	rec, err := w.store.Record(rctx, ir.rc.id, item, reserved)
+	if err != nil {
+		return err
+	}
+	if state == results.StateFailed && ir.step.OnError == pipelines.OnErrorFail {
+		reason := fmt.Sprintf("item %s of step %s failed and the step says on_error: fail", ir.it.Key, ir.it.Step)
+		if err := w.store.Stop(rctx, ir.rc.id, reason); err != nil {
+			return err
+		}
+	}
+	ir.log.Debug("item recorded", "state", state, "attempts", item.Attempts,
+		"input_tokens", int64(item.Usage.InputTokens), "output_tokens", int64(item.Usage.OutputTokens))
+	return w.afterRecord(rctx, ir, rec, &item)
+}
+
+// afterRecord calls the item hook for a new record and enqueues the step's
+// advance once every item of the step is finished. The advance task id is
+// deterministic and its handler idempotent, so finishers that race here (or
+// a duplicate delivery) cannot advance a step twice.
+func (w *Worker) afterRecord(ctx context.Context, ir *itemRun, rec runstore.Recorded, item *results.Item) error {
+	if rec.New && item != nil {
+		w.itemDone(*item)
+	}
+	if !rec.Complete() {
+		return nil
+	}
+	ir.log.Debug("step complete", "items", rec.Total)
+	t, err := jobs.NewAdvance(jobs.Advance{RunID: ir.rc.id, Step: ir.it.Step}, controlOpts()...)
+	return w.enqueue(ctx, t, err)
+}
+
+// buildItem turns an item and its checkpoint into its result line.
+func buildItem(it pipelines.Item, ck *runstore.Checkpoint, state, errMsg string, now time.Time) results.Item {
+	r := results.Item{
+		Step:         it.Step,
+		Key:          it.Key,
+		Index:        it.Index,
+		Artifact:     it.Artifact,
+		ArtifactIDs:  it.ArtifactIDs,
+		AllArtifacts: it.AllArtifacts,
+		Requests:     it.Requests,
+		State:        state,
+		Attempts:     max(ck.Attempts, 1),
+		ThreadID:     ck.ThreadID,
+		Error:        errMsg,
+		StartedAt:    ck.StartedAt,
+		FinishedAt:   now,
+	}
+	if r.ArtifactIDs == nil {
+		r.ArtifactIDs = []string{}
+	}
+	if r.StartedAt.IsZero() {
+		r.StartedAt = now
+	}
+	r.LatencyMS = now.Sub(r.StartedAt).Milliseconds()
+	usage := ck.Wasted
+	for i := range it.Requests {
+		turn, ok := ck.Turns[i]
+		if !ok {
+			continue
+		}
+		r.Outputs = append(r.Outputs, turn.Output)
+		r.Output = turn.Output
+		r.StopReason = turn.StopReason
+		usage = usage.Add(turn.Usage)
+		if turn.InteractionID != "" {
+			r.InteractionIDs = append(r.InteractionIDs, turn.InteractionID)
+		}
+	}
+	r.InteractionIDs = append(r.InteractionIDs, ck.Discarded...)
+	r.Usage = usage
+	r.Truncated = r.StopReason == workspace.StopReasonMaxTokens
+	if state != results.StateSucceeded {
+		// A failed or skipped item has no final output, even when some of its
+		// turns finished; those are in Outputs.
+		r.Output = ""
+	}
+	return r
+}
+
+// errorsIsNotFound reports a 404 (the interaction or thread is gone).
+func errorsIsNotFound(err error) bool { return errors.Is(err, workspace.ErrNotFound) }

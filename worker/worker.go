@@ -1,0 +1,219 @@
+// Package worker runs threadmill pipelines: an asynq server whose handlers
+// start runs, send items (validate, then interact), fan steps in and write
+// the result files.
+//
+// Delivery is at least once, effects are exactly once: an item's record is
+// written once (runstore.Record), the interaction it created is checkpointed
+// before anyone waits on it so that a retry resumes it, a step's completion
+// is counted with a set of finished item keys, and the next step and the
+// finalize task are enqueued with deterministic task ids by handlers that are
+// idempotent themselves.
+//
+// Limits are shared by every worker through Redis: requests and tokens per
+// minute per pipeline, items in flight per pipeline, the run's token budget,
+// and a fleet-wide pause set when the API answers 429.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/runstore"
+)
+
+// Worker processes threadmill tasks. Create it with New, start it with Run.
+type Worker struct {
+	cfg    Config
+	store  *runstore.Store
+	client *asynq.Client
+	srv    *asynq.Server
+	mux    *asynq.ServeMux
+	log    *slog.Logger
+
+	hookMu sync.RWMutex
+	onItem func(results.Item)
+
+	runsMu sync.Mutex
+	runs   map[string]*runCtx
+
+	handlers sync.WaitGroup // handler goroutines, which may outlive asynq's shutdown by a moment
+	runOnce  sync.Once
+}
+
+// New checks cfg and returns a worker; nothing runs until Run.
+func New(cfg Config) (*Worker, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	w := &Worker{
+		cfg:    cfg,
+		store:  runstore.New(cfg.RDB, cfg.Prefix, runstore.WithRetention(cfg.Retention)),
+		log:    cfg.Logger,
+		onItem: cfg.OnItemDone,
+		runs:   map[string]*runCtx{},
+	}
+	w.mux = asynq.NewServeMux()
+	w.mux.Use(w.track)
+	w.mux.HandleFunc(jobs.KindRunStart, w.handleRunStart)
+	w.mux.HandleFunc(jobs.KindItem, w.handleItem)
+	w.mux.HandleFunc(jobs.KindAdvance, w.handleAdvance)
+	w.mux.HandleFunc(jobs.KindFinalize, w.handleFinalize)
+	return w, nil
+}
+
+// Store returns the worker's run store.
+func (w *Worker) Store() *runstore.Store { return w.store }
+
+// Queue returns the asynq queue the worker serves.
+func (w *Worker) Queue() string { return w.cfg.Queue }
+
+// OnItemDone sets the hook called once per item when its record is first
+// written (replacing Config.OnItemDone). Set it before Run.
+func (w *Worker) OnItemDone(fn func(results.Item)) {
+	w.hookMu.Lock()
+	w.onItem = fn
+	w.hookMu.Unlock()
+}
+
+func (w *Worker) itemDone(it results.Item) {
+	w.hookMu.RLock()
+	fn := w.onItem
+	w.hookMu.RUnlock()
+	if fn != nil {
+		fn(it)
+	}
+}
+
+// Run serves tasks until ctx is done, then stops fetching new tasks, lets
+// the tasks in flight finish within Config.ShutdownTimeout (those still
+// running are handed back to the queue, to resume from their checkpoints),
+// and returns. It returns an error when Redis cannot be reached at start.
+// A Worker runs once.
+func (w *Worker) Run(ctx context.Context) error {
+	err := errors.New("worker: Run called twice")
+	w.runOnce.Do(func() { err = w.run(ctx) })
+	return err
+}
+
+func (w *Worker) run(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := w.cfg.RDB.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("worker: redis unreachable: %w", err)
+	}
+	acfg := asynq.Config{
+		Concurrency:              w.cfg.Concurrency,
+		Queues:                   map[string]int{w.cfg.Queue: 1},
+		RetryDelayFunc:           w.retryDelay,
+		ShutdownTimeout:          w.cfg.ShutdownTimeout,
+		TaskCheckInterval:        w.cfg.PollInterval,
+		DelayedTaskCheckInterval: w.cfg.PollInterval,
+		Logger:                   asynqLogger{w.log},
+		LogLevel:                 asynq.WarnLevel,
+	}
+	if w.cfg.Redis != nil {
+		w.srv = asynq.NewServer(w.cfg.Redis, acfg)
+		w.client = asynq.NewClient(w.cfg.Redis)
+	} else {
+		w.srv = asynq.NewServerFromRedisClient(w.cfg.RDB, acfg)
+		w.client = asynq.NewClientFromRedisClient(w.cfg.RDB)
+	}
+	defer w.client.Close()
+	if err := w.srv.Start(w.mux); err != nil {
+		return fmt.Errorf("worker: start asynq server: %w", err)
+	}
+	w.log.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency)
+	<-ctx.Done()
+	w.log.Info("worker stopping: no new tasks; waiting for tasks in flight", "timeout", w.cfg.ShutdownTimeout)
+	w.srv.Stop()
+	w.srv.Shutdown()
+	w.handlers.Wait()
+	w.log.Info("worker stopped")
+	return nil
+}
+
+// track counts handler goroutines so Run returns only after the last one.
+func (w *Worker) track(h asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		w.handlers.Add(1)
+		defer w.handlers.Done()
+		return h.ProcessTask(ctx, t)
+	})
+}
+
+// enqueue adds a task to the worker's queue; a task id that is already
+// taken means the task exists: not an error.
+func (w *Worker) enqueue(ctx context.Context, t *asynq.Task, err error, opts ...asynq.Option) error {
+	if err != nil {
+		return err
+	}
+	opts = append(opts, asynq.Queue(w.cfg.Queue))
+	if _, err := w.client.EnqueueContext(ctx, t, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("worker: enqueue %s: %w", t.Type(), err)
+	}
+	return nil
+}
+
+// controlOpts are the options of run:start, step:advance and run:finalize.
+func controlOpts() []asynq.Option {
+	return []asynq.Option{asynq.MaxRetry(10), asynq.Timeout(time.Hour)}
+}
+
+// runCtx is what handlers know about a run: its spec (immutable) and a
+// logger carrying its pipeline and id. Workers cache it per run.
+type runCtx struct {
+	id   string
+	spec *runstore.Spec
+	log  *slog.Logger
+}
+
+// maxCachedRuns bounds the run cache; it is cleared when full.
+const maxCachedRuns = 256
+
+// loadRun returns the cached context of a run, reading it from the store the
+// first time. A run the store does not know is a permanent error.
+func (w *Worker) loadRun(ctx context.Context, runID string) (*runCtx, error) {
+	w.runsMu.Lock()
+	rc, ok := w.runs[runID]
+	w.runsMu.Unlock()
+	if ok {
+		return rc, nil
+	}
+	spec, err := w.store.Spec(ctx, runID)
+	if errors.Is(err, runstore.ErrNotFound) {
+		return nil, fmt.Errorf("worker: %w (expired, or enqueued without jobs.StartRun): %w", err, asynq.SkipRetry)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rc = &runCtx{id: runID, spec: spec, log: w.log.With("pipeline", spec.Pipeline.Name, "run", runID)}
+	w.runsMu.Lock()
+	if len(w.runs) >= maxCachedRuns {
+		clear(w.runs)
+	}
+	w.runs[runID] = rc
+	w.runsMu.Unlock()
+	return rc, nil
+}
+
+// asynqLogger sends asynq's own logs to slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
+
+// Fatal logs at error level; asynq calls it for unrecoverable server errors,
+// and the worker never exits the process on its own.
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
