@@ -89,7 +89,27 @@ func (c *checker) keyAt(path string) pos {
 
 func (c *checker) has(path string) bool { _, ok := c.d.pos[path]; return ok }
 
+// isBad reports whether path or a parent of it failed to decode.
+func (c *checker) isBad(path string) bool {
+	for path != "" {
+		if c.d.bad[path] {
+			return true
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return false
+		}
+		path = path[:i]
+	}
+	return false
+}
+
+// add reports a problem with the value at path, unless that value already
+// failed to decode (and was reported).
 func (c *checker) add(path, format string, args ...any) {
+	if c.isBad(path) {
+		return
+	}
 	c.e.add(c.at(path), "%s: %s", path, fmt.Sprintf(format, args...))
 }
 
@@ -408,13 +428,11 @@ func (c *checker) checkStepSettings(base string, s Step) {
 			c.add(base+".agent", "agent %s needs mode: thread", s.Agent)
 		}
 	}
-	if c.has(base+".prompt") || c.has(base) {
-		if strings.TrimSpace(s.Prompt) == "" {
-			if c.has(base + ".prompt") {
-				c.add(base+".prompt", "must not be empty")
-			} else {
-				c.e.add(c.at(base), "%s: prompt is required", base)
-			}
+	if strings.TrimSpace(s.Prompt) == "" {
+		if c.has(base + ".prompt") {
+			c.add(base+".prompt", "must not be empty")
+		} else {
+			c.e.add(c.at(base), "%s: prompt is required", base)
 		}
 	}
 	for j, t := range s.Turns {

@@ -27,7 +27,10 @@ type decoder struct {
 	pos    map[string]pos
 	keyPos map[string]pos
 	// raw keeps each scalar as written (before interpolation), by path.
-	raw   map[string]*yaml.Node
+	raw map[string]*yaml.Node
+	// bad holds the paths whose value failed to decode, so the checks do
+	// not pile a second message on a zero value.
+	bad   map[string]bool
 	nodes int
 	// tooBig is set once maxNodes is exceeded; decoding stops.
 	tooBig bool
@@ -87,13 +90,49 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		p := nodePos(n)
 		n = n.Alias
 		d.pos[path] = p
-		d.decodeResolved(n, v, path, p)
+		d.decodeLeaf(n, v, path, p)
 		return
 	}
 	p := nodePos(n)
 	d.pos[path] = p
-	d.decodeResolved(n, v, path, p)
+	d.decodeLeaf(n, v, path, p)
 }
+
+// decodeLeaf decodes and marks path bad when a scalar (or a value of the
+// wrong kind) fails to decode.
+func (d *decoder) decodeLeaf(n *yaml.Node, v reflect.Value, path string, p pos) {
+	before := len(d.errs.list)
+	d.decodeResolved(n, v, path, p)
+	if len(d.errs.list) == before {
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct, reflect.Map, reflect.Slice, reflect.Pointer:
+		if _, ok := d.pos[path]; ok && !d.kindOK(n, v) {
+			d.markBad(path)
+		}
+	default:
+		d.markBad(path)
+	}
+}
+
+// kindOK reports whether a node's kind fits a composite value.
+func (d *decoder) kindOK(n *yaml.Node, v reflect.Value) bool {
+	t := v.Type()
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return n.Kind == yaml.MappingNode || t == durationType
+	case reflect.Slice:
+		return n.Kind == yaml.SequenceNode
+	}
+	return n.Kind == yaml.ScalarNode
+}
+
+// markBad records that the value at path did not decode.
+func (d *decoder) markBad(path string) { d.bad[path] = true }
 
 func (d *decoder) decodeResolved(n *yaml.Node, v reflect.Value, path string, p pos) {
 	// A null leaves the zero value: "key:" with nothing after it.
@@ -273,6 +312,10 @@ func (d *decoder) entries(n *yaml.Node, path string) []entry {
 func (d *decoder) mergeEntries(val *yaml.Node, path string) []entry {
 	d.nodes++
 	if d.nodes > maxNodes {
+		if !d.tooBig {
+			d.tooBig = true
+			d.errs.add(nodePos(val), "the document expands to more than %d nodes (aliases?); refusing it", maxNodes)
+		}
 		return nil
 	}
 	if val.Kind == yaml.AliasNode && val.Alias != nil {
@@ -301,7 +344,7 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string, p pos) {
 	for _, e := range d.entries(n, path) {
 		sub := join(path, e.key.Value)
 		d.keyPos[sub] = nodePos(e.key)
-		d.secret.scanKey(e.key, e.val, sub)
+		d.secret.scanKey(e.key, e.val, sub, true)
 		ev := reflect.New(v.Type().Elem()).Elem()
 		d.decode(e.val, ev, sub)
 		m.SetMapIndex(reflect.ValueOf(e.key.Value), ev)
@@ -338,7 +381,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, p pos
 		sub := join(path, key)
 		i, ok := index[key]
 		if !ok {
-			if d.secret.scanKey(e.key, e.val, sub) {
+			if d.secret.scanKey(e.key, e.val, sub, false) {
 				continue
 			}
 			msg := fmt.Sprintf("unknown key %q in %s", key, fieldName(path))

@@ -65,6 +65,7 @@ func Parse(filename string, data []byte, lookupEnv func(string) (string, bool)) 
 		pos:    map[string]pos{},
 		keyPos: map[string]pos{},
 		raw:    map[string]*yaml.Node{},
+		bad:    map[string]bool{},
 	}
 	d.decode(root, reflect.ValueOf(p).Elem(), "")
 	if d.tooBig {

@@ -40,27 +40,32 @@ func secretKeyName(k string) bool {
 // scanKey reports a credential-named key holding a literal value. It returns
 // true when the key is credential-named at all, so an unknown-key message is
 // replaced by this one.
-func (s *secretScanner) scanKey(k, v *yaml.Node, path string) bool {
+//
+// In a map (vars), a credential-named key whose value is built from ${VAR}
+// is left to the interpolator; for the format's own keys it is reported.
+func (s *secretScanner) scanKey(k, v *yaml.Node, path string, inMap bool) bool {
 	if !secretKeyName(k.Value) {
 		return false
 	}
-	if v.Kind == yaml.ScalarNode && v.Tag != "!!null" && strings.TrimSpace(v.Value) != "" && !onlyReference(v.Value) {
+	// A value built from ${VAR} is left to the interpolator, which refuses
+	// secret-named variables.
+	if v.Kind == yaml.ScalarNode && v.Tag != "!!null" && strings.TrimSpace(v.Value) != "" && !strings.Contains(v.Value, "${") {
 		s.errs.add(nodePos(v), "%s: this looks like a credential: %s", path, secretAdvice)
 		s.reported[v] = true
 		return true
+	}
+	if inMap {
+		return false
 	}
 	s.errs.add(nodePos(k), "%s: %s", path, secretAdvice)
 	return true
 }
 
 var (
-	refRe        = regexp.MustCompile(`^\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$`)
 	bearerRe     = regexp.MustCompile(`(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}`)
 	knownTokenRe = regexp.MustCompile(`\b(sk-[A-Za-z0-9_-]{16,}|sk_(live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abpr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})`)
 	wordRe       = regexp.MustCompile(`[A-Za-z0-9_+=-]{32,}`)
 )
-
-func onlyReference(s string) bool { return refRe.MatchString(strings.TrimSpace(s)) }
 
 // scanValue reports a scalar whose text looks like a credential.
 func (s *secretScanner) scanValue(n *yaml.Node, path string) {

@@ -124,7 +124,7 @@ func tplJSON(v any) (string, error) {
 	return string(b), err
 }
 
-func tplOutputs(s StepOutput) []string {
+func tplOutputs(s templateStep) []string {
 	out := make([]string, len(s.Items))
 	for i, it := range s.Items {
 		out[i] = it.Output
@@ -405,19 +405,27 @@ func checkTemplate(name, text string, sc tplScope) []tplProblem {
 }
 
 // parseProblem turns text/template's "template: NAME:LINE: msg" into a
-// located problem.
+// located problem. An unclosed action is placed where it started.
 func parseProblem(name string, err error) tplProblem {
 	msg := err.Error()
 	rest, ok := strings.CutPrefix(msg, "template: "+name+":")
 	if !ok {
-		return tplProblem{line: 1, col: 0, msg: msg}
+		return tplProblem{line: 1, msg: msg}
 	}
 	lineStr, m, _ := strings.Cut(rest, ":")
 	line, err2 := strconv.Atoi(lineStr)
 	if err2 != nil {
-		return tplProblem{line: 1, msg: strings.TrimSpace(rest)}
+		return tplProblem{line: 1, msg: "template: " + strings.TrimSpace(rest)}
 	}
-	return tplProblem{line: line, msg: "template: " + strings.TrimSpace(m)}
+	m = strings.TrimSpace(m)
+	if i := strings.Index(m, "started at "+name+":"); i >= 0 {
+		if l, err := strconv.Atoi(m[i+len("started at "+name+":"):]); err == nil {
+			line = l
+			m = m[:i] + "started here"
+		}
+	}
+	m = strings.ReplaceAll(m, name+":", "line ")
+	return tplProblem{line: line, msg: "template: " + m}
 }
 
 type tplChecker struct {

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/threadmill/threadmill/examples"
+	"github.com/threadmill/threadmill/workspace"
+	"github.com/threadmill/threadmill/workspace/simulator"
+)
+
+// Environment variables of the Workspace connection.
+const (
+	envBaseURL = "WORKSPACE_BASE_URL"  // required: https://zylon.example.com
+	envToken   = "WORKSPACE_API_TOKEN" // required: the Workspace API token
+	envOrg     = "WORKSPACE_ORG"       // optional: the org slug or UUID; default "default"
+	envProject = "WORKSPACE_PROJECT"   // optional: the project when the pipeline names none
+
+	defaultOrg = "default"
+)
+
+// workspaceEnvHelp documents the variables; commands that talk to the
+// Workspace append it to their long help.
+const workspaceEnvHelp = `Environment:
+  WORKSPACE_BASE_URL   the Workspace server, e.g. https://zylon.example.com (required)
+  WORKSPACE_API_TOKEN  the Workspace API token (required; never logged or stored)
+  WORKSPACE_ORG        the organisation slug or UUID sent as x-org (default "default")
+  WORKSPACE_PROJECT    the project id, when the pipeline's workspace.project is unset
+
+With --simulate none of them is needed: an in-process simulator serves the
+example corpus on a loopback port.`
+
+// workspaceEnv is the Workspace connection read from the environment.
+type workspaceEnv struct {
+	BaseURL string
+	Token   string
+	Org     string
+	Project string
+}
+
+// String never shows the token.
+func (e workspaceEnv) String() string {
+	return fmt.Sprintf("workspace %s (org %s)", e.BaseURL, e.Org)
+}
+
+// readWorkspaceEnv reads the WORKSPACE_* variables. A missing or malformed
+// required variable is an error that names it; every problem is reported.
+func readWorkspaceEnv(lookup func(string) (string, bool)) (workspaceEnv, error) {
+	get := func(k string) string {
+		v, _ := lookup(k)
+		return strings.TrimSpace(v)
+	}
+	e := workspaceEnv{
+		BaseURL: get(envBaseURL),
+		Token:   get(envToken),
+		Org:     cmp.Or(get(envOrg), defaultOrg),
+		Project: get(envProject),
+	}
+	var problems []error
+	if e.BaseURL == "" {
+		problems = append(problems, fmt.Errorf("%s is not set: give the Workspace server, e.g. https://zylon.example.com (or use --simulate)", envBaseURL))
+	} else if u, err := url.Parse(e.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		problems = append(problems, fmt.Errorf("%s=%q is not an http(s) URL", envBaseURL, e.BaseURL))
+	}
+	if e.Token == "" {
+		problems = append(problems, fmt.Errorf("%s is not set: create a token in the Workspace (API Tokens) and export it (or use --simulate)", envToken))
+	}
+	if len(problems) > 0 {
+		return workspaceEnv{}, errors.Join(problems...)
+	}
+	return e, nil
+}
+
+// client returns a Workspace client for the environment.
+func (e workspaceEnv) client(logger *slog.Logger) (*workspace.Client, error) {
+	return workspace.New(e.BaseURL, workspace.WithToken(e.Token), workspace.WithOrg(e.Org),
+		workspace.WithLogger(logger), workspace.WithUserAgent("threadmill/"+buildVersion()))
+}
+
+// startSimulator serves a simulator of project projectID (the simulator's
+// default when empty), seeded with the embedded example corpus, over real
+// HTTP on 127.0.0.1 and a free port. stop shuts the server down and is
+// safe to call more than once. The server stops too when ctx ends.
+func startSimulator(ctx context.Context, projectID string) (baseURL string, sim *simulator.Server, stop func(), err error) {
+	sim = simulator.New(simulator.Config{ProjectID: projectID})
+	if err := sim.AddDir(examples.Artifacts, "."); err != nil {
+		sim.Close()
+		return "", nil, nil, fmt.Errorf("simulator: seed the example corpus: %w", err)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		sim.Close()
+		return "", nil, nil, fmt.Errorf("simulator: listen on 127.0.0.1: %w", err)
+	}
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ln) // returns http.ErrServerClosed after Shutdown
+	}()
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+		}
+		sim.Close() // ends open streams so Shutdown does not wait for them
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+		<-served
+		close(stopped)
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() { close(done) })
+		<-stopped
+	}
+	return "http://" + ln.Addr().String(), sim, stop, nil
+}
+
+// workspaceConn is a Workspace client and the project to use, from the
+// environment or from an in-process simulator.
+type workspaceConn struct {
+	Client    *workspace.Client
+	ProjectID string
+	// Sim is the in-process simulator with --simulate, else nil.
+	Sim   *simulator.Server
+	close func()
+}
+
+// Close stops the simulator, if any.
+func (c *workspaceConn) Close() {
+	if c.close != nil {
+		c.close()
+	}
+}
+
+// connectWorkspace returns a client and project: with simulate, an
+// in-process simulator (of projectID, or the simulator's default project);
+// otherwise the WORKSPACE_* environment, where projectID (the pipeline's,
+// already defaulted from WORKSPACE_PROJECT) must be set.
+func connectWorkspace(ctx context.Context, lookup func(string) (string, bool), simulate bool, projectID string, logger *slog.Logger) (*workspaceConn, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if simulate {
+		base, sim, stop, err := startSimulator(ctx, projectID)
+		if err != nil {
+			return nil, err
+		}
+		c, err := workspace.New(base, workspace.WithOrg(simulator.DefaultOrg), workspace.WithLogger(logger),
+			workspace.WithUserAgent("threadmill/"+buildVersion()))
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		return &workspaceConn{Client: c, ProjectID: sim.ProjectID(), Sim: sim, close: stop}, nil
+	}
+	env, err := readWorkspaceEnv(lookup)
+	if err != nil {
+		return nil, err
+	}
+	projectID = cmp.Or(projectID, env.Project)
+	if projectID == "" {
+		return nil, fmt.Errorf("no project: set workspace.project in the pipeline or %s", envProject)
+	}
+	c, err := env.client(logger)
+	if err != nil {
+		return nil, err
+	}
+	return &workspaceConn{Client: c, ProjectID: projectID}, nil
+}
