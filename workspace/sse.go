@@ -130,6 +130,7 @@ type EventReader struct {
 	lim    Limits
 	line   int  // lines read so far
 	broken bool // the last line read had no line terminator (EOF mid-line)
+	ioErr  bool // err is a failure of the underlying reader
 	err    error
 }
 
@@ -241,6 +242,7 @@ func (r *EventReader) next() (Event, error) {
 		case errors.Is(err, errStreamTooLarge):
 			return Event{}, limitErrorf("sse: line %d: the stream exceeds the %s limit", r.line+1, byteSize(r.lim.MaxTotal))
 		}
+		r.ioErr = true
 		return Event{}, fmt.Errorf("sse: line %d: %w", r.line+1, err)
 	}
 	// EOF. An event whose lines all ended but without the blank line that

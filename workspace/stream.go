@@ -163,8 +163,8 @@ func (a *assembler) result() *StreamResult {
 // assembles it: text per block (only text deltas and whole text blocks
 // count), stop reason and usage. onEvent, when not nil, sees every event,
 // pings and unknown types included. It returns when message_stop (or done)
-// arrives. A stream that ends before it gives the partial result and an
-// error matching ErrStreamIncomplete; an error event gives the partial result
+// arrives. A stream that ends or breaks before it gives the partial result
+// and an error matching ErrStreamIncomplete; an error event gives the partial result
 // and a *StreamError.
 func ReadStream(r io.Reader, l Limits, onEvent func(Event)) (*StreamResult, error) {
 	er := NewEventReader(r, l)
@@ -175,6 +175,9 @@ func ReadStream(r io.Reader, l Limits, onEvent func(Event)) (*StreamResult, erro
 			return a.result(), fmt.Errorf("%w (after %d events)", ErrStreamIncomplete, a.res.Events)
 		}
 		if err != nil {
+			if er.ioErr { // the connection broke: the stream is cut short
+				return a.result(), fmt.Errorf("%w (after %d events): %w", ErrStreamIncomplete, a.res.Events, err)
+			}
 			return a.result(), err
 		}
 		if onEvent != nil {
