@@ -18,7 +18,10 @@ func (s *Server) routes() {
 	s.mux = http.NewServeMux()
 	h := func(pattern string, fn func(http.ResponseWriter, *http.Request) *httpError) {
 		s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			if e := fn(w, r); e != nil {
+			// A nil error means the answer was written; an error with
+			// status 0 means the client went away or the answer was
+			// written already.
+			if e := fn(w, r); e != nil && e.status != 0 {
 				writeError(w, e)
 			}
 		})

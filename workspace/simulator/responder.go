@@ -27,10 +27,12 @@ type answer struct {
 // answer, byte for byte. The algorithm:
 //
 //  1. The question is the text of the last user message. Its keywords are its
-//     lower-cased words of three letters or more, minus a short stop-word list.
+//     lower-cased words of three letters or more, minus a short stop-word
+//     list, with the suffixes -ing, -ed, -es and -s stripped.
 //  2. The candidate sentences come from the referenced artifacts, in the order
-//     given (markdown markers stripped, headings, code fences and table rules
-//     dropped, sentences of fewer than four words dropped). Without artifacts
+//     given (markdown markers stripped; headings, code blocks, table rows,
+//     "Label: value" lines without final punctuation and sentences of fewer
+//     than four words dropped). Without artifacts
 //     (one-shot chat, or an interaction with none) they come from the
 //     messages' own text, minus the question's first sentence, which is the
 //     instruction; if nothing is left the answer restates the question.
@@ -103,7 +105,7 @@ func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 		}
 	} else {
 		instruction := ""
-		if ss := sentences(question); len(ss) > 0 {
+		if ss := splitSentences(question, 1); len(ss) > 0 {
 			instruction = ss[0]
 		}
 		skipped := false
@@ -195,16 +197,28 @@ func keywordSet(s string) map[string]bool {
 	set := map[string]bool{}
 	for _, w := range words(s) {
 		if len(w) >= 3 && !stopWords[w] {
-			set[w] = true
+			set[stem(w)] = true
 		}
 	}
 	return set
+}
+
+// stem strips a few English suffixes so that "fixed", "fixes" and "fix"
+// match: crude, but deterministic.
+func stem(w string) string {
+	for _, suf := range []string{"ing", "ed", "es", "s"} {
+		if len(w) > len(suf)+2 && strings.HasSuffix(w, suf) {
+			return w[:len(w)-len(suf)]
+		}
+	}
+	return w
 }
 
 func overlap(keywords map[string]bool, s string) int {
 	seen := map[string]bool{}
 	n := 0
 	for _, w := range words(s) {
+		w = stem(w)
 		if keywords[w] && !seen[w] {
 			seen[w] = true
 			n++
@@ -237,15 +251,20 @@ func requestedCount(q string) int {
 }
 
 var (
+	labelLineRe  = regexp.MustCompile(`^[\pL][\pL\pN ./()-]{0,30}:\s`)
 	listMarkerRe = regexp.MustCompile(`^(?:[-*+]\s+|\d+[.)]\s+|>\s*)+`)
 	sentenceEnd  = regexp.MustCompile(`[.!?]["')\]]?\s+`)
 	inlineMarkup = strings.NewReplacer("**", "", "__", "", "`", "")
 )
 
 // sentences splits markdown or plain text into sentences: headings, code
-// blocks, table rules and front matter lines are dropped, list markers and
-// emphasis are stripped, and sentences of fewer than four words are dropped.
-func sentences(text string) []string {
+// blocks, table rows, rules and "Label: value" metadata lines are dropped,
+// list markers and emphasis are stripped, and sentences of fewer than four
+// words are dropped.
+func sentences(text string) []string { return splitSentences(text, 4) }
+
+// splitSentences is sentences with a minimum number of words.
+func splitSentences(text string, minWords int) []string {
 	var out []string
 	inFence := false
 	for line := range strings.Lines(text) {
@@ -260,19 +279,22 @@ func sentences(text string) []string {
 		}
 		line = listMarkerRe.ReplaceAllString(line, "")
 		line = inlineMarkup.Replace(line)
+		if labelLineRe.MatchString(line) && !strings.ContainsAny(line[len(line)-1:], ".!?") {
+			continue // a "Label: value" metadata line, not prose
+		}
 		start := 0
 		for _, loc := range sentenceEnd.FindAllStringIndex(line, -1) {
-			out = appendSentence(out, line[start:loc[1]])
+			out = appendSentence(out, line[start:loc[1]], minWords)
 			start = loc[1]
 		}
-		out = appendSentence(out, line[start:])
+		out = appendSentence(out, line[start:], minWords)
 	}
 	return out
 }
 
-func appendSentence(out []string, s string) []string {
+func appendSentence(out []string, s string, minWords int) []string {
 	s = strings.TrimSpace(s)
-	if len(strings.Fields(s)) < 4 {
+	if len(strings.Fields(s)) < minWords {
 		return out
 	}
 	return append(out, s)

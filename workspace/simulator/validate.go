@@ -153,7 +153,7 @@ func parseChatRequest(obj map[string]json.RawMessage, prefix string) (workspace.
 	if err := json.Unmarshal(data, &req); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			c.addf("%s%s must be a %s, not a %s", prefix, te.Field, te.Type, te.Value)
+			c.addf("%s%s has the wrong type: want %s, got %s", prefix, te.Field, te.Type, te.Value)
 		} else {
 			c.addf("%s%v", prefix, err)
 		}
