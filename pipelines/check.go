@@ -47,10 +47,19 @@ var ArtifactTypes = []string{"InlineText", "Document", "Summary", "Composition",
 // cronParser accepts 5-field expressions and descriptors (@daily, @every 1h).
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// ParseCron parses a schedule's cron expression: 5 fields or a descriptor.
+// ParseCron parses a schedule's cron expression: 5 fields or a descriptor
+// (@hourly, @daily, @weekly, @monthly, @yearly, or @every with a whole
+// number of seconds, at least 1s).
 func ParseCron(expr string) (cron.Schedule, error) {
-	if strings.HasPrefix(strings.TrimSpace(expr), "TZ=") || strings.HasPrefix(strings.TrimSpace(expr), "CRON_TZ=") {
+	expr = strings.TrimSpace(expr)
+	if strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {
 		return nil, fmt.Errorf("put the time zone in schedule.timezone, not in the cron expression")
+	}
+	if d, ok := strings.CutPrefix(expr, "@every "); ok {
+		every, err := time.ParseDuration(strings.TrimSpace(d))
+		if err != nil || every < time.Second || every%time.Second != 0 {
+			return nil, fmt.Errorf("@every needs a whole number of seconds, at least 1s (such as @every 30m)")
+		}
 	}
 	return cronParser.Parse(expr)
 }

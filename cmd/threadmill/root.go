@@ -58,6 +58,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(),
 		newSimulateCmd(),
+		newValidateCmd(),
+		newPlanCmd(),
+		newSchemaCmd(),
 	)
 	return root
 }

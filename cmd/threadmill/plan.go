@@ -1,0 +1,394 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/scheduler"
+)
+
+// planOptions are the inputs of `threadmill plan`.
+type planOptions struct {
+	File     string
+	Simulate bool
+	JSON     bool
+	// At picks the run: the first scheduled fire time at or after At for a
+	// scheduled pipeline, else a manual run at At. Zero means now.
+	At    time.Time
+	RunID string
+	// LookupEnv reads ${VAR} and WORKSPACE_*; default os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
+
+func newPlanCmd() *cobra.Command {
+	var (
+		opts planOptions
+		at   string
+	)
+	cmd := &cobra.Command{
+		Use:   "plan FILE",
+		Short: "Resolve a pipeline's artifact sets and list the work items of each step with token estimates",
+		Long: `Load and check a pipeline, resolve its artifact sets against the Workspace
+(or an in-process simulator with --simulate), and list the work items of
+every step with their token estimates, as a table or as JSON. Nothing is
+sent to the model.
+
+The run planned is the pipeline's next scheduled run (the first fire time at
+or after --at, default now), with its window [previous fire time, fire time);
+a pipeline without a schedule is planned as a manual run at --at, which has
+no window.
+
+Steps that read earlier steps' outputs are planned with placeholders for
+those outputs ("[output of <item key>]"); their estimates exclude the real
+outputs, whose upper bound (items × max_tokens of the needed steps) is shown
+beside them and included in the total.
+
+Token estimates: one token per four bytes of text (system and prompts), each
+turn re-reading the thread so far, plus max_tokens per turn for the answer.
+Artifact content is not counted (the server retrieves from it).
+
+` + workspaceEnvHelp,
+		Example: `  threadmill plan --simulate examples/bulk-summarize.yaml
+  threadmill plan --json examples/weekly-support-brief.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.File = args[0]
+			if at != "" {
+				t, err := parseAt(at)
+				if err != nil {
+					return withCode(exitUsage, fmt.Errorf("--at: %w", err))
+				}
+				opts.At = t
+			}
+			return runPlan(cmd.Context(), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.Simulate, "simulate", false, "resolve against an in-process simulator serving the example corpus")
+	f.BoolVar(&opts.JSON, "json", false, "print the plan as JSON")
+	f.StringVar(&at, "at", "", "plan the run at this time: RFC 3339 (2026-06-15T09:00:00+02:00) or a date (2026-06-15, UTC); default now")
+	f.StringVar(&opts.RunID, "run-id", "", "the run id templates see as .Run.ID (default: the scheduled run's id, or <pipeline>-<UTC time>)")
+	return cmd
+}
+
+// parseAt reads an RFC 3339 time or a date.
+func parseAt(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time or a date (YYYY-MM-DD)", s)
+}
+
+// planRun returns the run `plan` plans: the next scheduled run at or after
+// at, or a manual run at at.
+func planRun(p *pipelines.Pipeline, at time.Time, runID string) (pipelines.RunInfo, error) {
+	var run pipelines.RunInfo
+	if p.Schedule != nil {
+		s, err := scheduler.ScheduleOf(p)
+		if err != nil {
+			return run, err
+		}
+		fire := s.Next(at.Add(-time.Nanosecond))
+		if fire.IsZero() {
+			return run, fmt.Errorf("schedule %q never fires after %s", p.Schedule.Cron, at.Format(time.RFC3339))
+		}
+		run = scheduler.RunInfo(p.Name, s, fire)
+	} else {
+		at = at.UTC().Truncate(time.Second)
+		run = pipelines.RunInfo{ID: p.Name + "-" + at.Format("20060102T150405Z"), Time: at}
+	}
+	if runID != "" {
+		run.ID = runID
+	}
+	return run, nil
+}
+
+// stepPlan is one step of a printed plan.
+type stepPlan struct {
+	ID    string           `json:"id"`
+	Items []pipelines.Item `json:"items"`
+	// EstimatedTokens sums the items' estimates.
+	EstimatedTokens int64 `json:"estimated_tokens"`
+	// PriorOutputBound is the most tokens the outputs of the needed steps can
+	// add to the step's prompts (items × max_tokens), not in EstimatedTokens.
+	PriorOutputBound int64 `json:"prior_output_bound,omitempty"`
+}
+
+// planReport is what `plan --json` prints.
+type planReport struct {
+	Pipeline string                 `json:"pipeline"`
+	File     string                 `json:"file"`
+	Project  string                 `json:"project"`
+	Run      pipelines.RunInfo      `json:"run"`
+	Sets     map[string]planSetInfo `json:"sets"`
+	Steps    []stepPlan             `json:"steps"`
+	// TotalItems and TotalEstimatedTokens cover every step; the total
+	// includes the prior output bounds.
+	TotalItems           int   `json:"total_items"`
+	TotalEstimatedTokens int64 `json:"total_estimated_tokens"`
+}
+
+// planSetInfo is a resolved set: its artifacts, or all_artifacts.
+type planSetInfo struct {
+	AllArtifacts bool                    `json:"all_artifacts,omitempty"`
+	Artifacts    []pipelines.ArtifactRef `json:"artifacts,omitempty"`
+}
+
+// runPlan loads, resolves and plans a pipeline and prints the plan.
+func runPlan(ctx context.Context, opts planOptions, stdout, stderr io.Writer) error {
+	lookup := opts.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	p, err := pipelines.Load(opts.File, lookup)
+	if err != nil {
+		return loadFailure(err, stderr)
+	}
+	at := opts.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	run, err := planRun(p, at, opts.RunID)
+	if err != nil {
+		return err
+	}
+	conn, err := connectWorkspace(ctx, lookup, opts.Simulate, p.Workspace.Project, nil)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	p.Workspace.Project = conn.ProjectID
+
+	sets, err := pipelines.Resolve(ctx, conn.Client, p, run)
+	if err != nil {
+		return err
+	}
+	rep, err := buildPlan(p, run, sets)
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return printPlan(stdout, p, rep)
+}
+
+// loadFailure prints a load error's problems, one per line, and returns
+// the error the command exits with.
+func loadFailure(err error, stderr io.Writer) error {
+	var list pipelines.ErrorList
+	if !errors.As(err, &list) {
+		return err
+	}
+	for _, e := range list {
+		fmt.Fprintln(stderr, e.Error())
+	}
+	file := ""
+	if len(list) > 0 {
+		file = list[0].File
+	}
+	return withCode(exitFailure, fmt.Errorf("%s is invalid (%s)", file, plural(len(list), "problem")))
+}
+
+// buildPlan plans every step in file order. Steps that need earlier ones
+// get placeholder outputs.
+func buildPlan(p *pipelines.Pipeline, run pipelines.RunInfo, sets map[string][]pipelines.ArtifactRef) (*planReport, error) {
+	rep := &planReport{Pipeline: p.Name, File: p.File, Project: p.Workspace.Project, Run: run, Sets: map[string]planSetInfo{}}
+	for name, refs := range sets {
+		if refs == nil && p.Artifacts[name].UsesAllArtifacts() {
+			rep.Sets[name] = planSetInfo{AllArtifacts: true}
+			continue
+		}
+		rep.Sets[name] = planSetInfo{Artifacts: refs}
+	}
+	prior := map[string]pipelines.StepOutput{}
+	counts := map[string]int{}
+	for _, s := range p.Steps {
+		items, err := pipelines.Plan(p, s.ID, run, sets, prior)
+		if err != nil {
+			return nil, err
+		}
+		sp := stepPlan{ID: s.ID, Items: items}
+		for _, it := range items {
+			sp.EstimatedTokens += it.EstimatedTokens
+		}
+		var bound int64
+		for _, n := range s.Needs {
+			ns, _ := p.StepByID(n)
+			bound += int64(counts[n]) * int64(ns.MaxTokens)
+		}
+		sp.PriorOutputBound = bound * int64(len(items))
+		rep.Steps = append(rep.Steps, sp)
+		rep.TotalItems += len(items)
+		rep.TotalEstimatedTokens += sp.EstimatedTokens + sp.PriorOutputBound
+		counts[s.ID] = len(items)
+
+		var so pipelines.StepOutput
+		for _, it := range items {
+			so.Items = append(so.Items, pipelines.ItemOutput{Artifact: it.Artifact, Output: "[output of " + it.Key + "]"})
+		}
+		if len(items) == 1 {
+			so.Output = so.Items[0].Output
+		}
+		prior[s.ID] = so
+	}
+	return rep, nil
+}
+
+// printPlan prints the plan as tables.
+func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
+	bw := &errWriter{w: w}
+	loc := p.Location()
+	bw.printf("pipeline %s (%s)\n", rep.Pipeline, rep.File)
+	bw.printf("project  %s\n", rep.Project)
+	bw.printf("run      %s at %s\n", rep.Run.ID, rep.Run.Time.In(loc).Format(time.RFC3339))
+	if !rep.Run.WindowStart.IsZero() {
+		bw.printf("window   %s to %s\n", rep.Run.WindowStart.In(loc).Format(time.RFC3339), rep.Run.WindowEnd.In(loc).Format(time.RFC3339))
+	}
+	if len(rep.Sets) > 0 {
+		bw.printf("\nartifact sets\n")
+		names := make([]string, 0, len(rep.Sets))
+		for n := range rep.Sets {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		tw := tabwriter.NewWriter(bw, 2, 4, 2, ' ', 0)
+		for _, n := range names {
+			si := rep.Sets[n]
+			if si.AllArtifacts {
+				fmt.Fprintf(tw, "  %s\tevery artifact of the project (all_artifacts: true)\n", n)
+				continue
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", n, plural(len(si.Artifacts), "artifact"), describeSetDef(p.Artifacts[n]))
+		}
+		tw.Flush()
+	}
+	for _, sp := range rep.Steps {
+		s, _ := p.StepByID(sp.ID)
+		bw.printf("\nstep %s: %s, %s, ~%s tokens", sp.ID, stepShape(s), plural(len(sp.Items), "item"), thousands(sp.EstimatedTokens))
+		if sp.PriorOutputBound > 0 {
+			bw.printf(" + up to %s from the outputs of %s", thousands(sp.PriorOutputBound), strings.Join(s.Needs, ", "))
+		}
+		bw.printf("\n")
+		tw := tabwriter.NewWriter(bw, 2, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "  %3s\tKEY\tARTIFACT\t%5s\t%8s\n", "#", "TURNS", "TOKENS")
+		for _, it := range sp.Items {
+			art := "-"
+			switch {
+			case it.Artifact != nil && it.Artifact.Folder != "":
+				art = it.Artifact.Folder + "/" + it.Artifact.Name
+			case it.Artifact != nil:
+				art = it.Artifact.Name
+			case it.AllArtifacts:
+				art = "(all artifacts)"
+			case len(it.ArtifactIDs) > 0:
+				art = fmt.Sprintf("(%s)", plural(len(it.ArtifactIDs), "artifact"))
+			}
+			fmt.Fprintf(tw, "  %3d\t%s\t%s\t%5d\t%8s\n", it.Index+1, it.Key, art, len(it.Requests), thousands(it.EstimatedTokens))
+		}
+		tw.Flush()
+	}
+	bw.printf("\ntotal: %s, ~%s tokens (estimate; limit max_total_tokens %s)\n", plural(rep.TotalItems, "item"),
+		thousands(rep.TotalEstimatedTokens), limitText(p.Limits.MaxTotalTokens))
+	return bw.err
+}
+
+func limitText(n int64) string {
+	if n <= 0 {
+		return "unset"
+	}
+	return thousands(n)
+}
+
+// stepShape describes how a step runs.
+func stepShape(s *pipelines.Step) string {
+	var parts []string
+	if s.ForEach != "" {
+		parts = append(parts, "for_each "+s.ForEach)
+	} else {
+		parts = append(parts, "once")
+	}
+	if len(s.Needs) > 0 {
+		parts = append(parts, "needs "+strings.Join(s.Needs, ", "))
+	}
+	if len(s.Artifacts) > 0 {
+		parts = append(parts, "with "+strings.Join(s.Artifacts, ", "))
+	}
+	parts = append(parts, s.Mode)
+	return strings.Join(parts, ", ")
+}
+
+// describeSetDef summarises a set's selectors.
+func describeSetDef(s pipelines.ArtifactSet) string {
+	var parts []string
+	switch {
+	case len(s.IDs) > 0:
+		parts = append(parts, plural(len(s.IDs), "id"))
+	case s.All:
+		parts = append(parts, "all")
+	case s.Folder != "":
+		parts = append(parts, "folder "+s.Folder)
+	}
+	if s.Name != "" {
+		parts = append(parts, "name "+s.Name)
+	}
+	if s.Type != "" {
+		parts = append(parts, "type "+s.Type)
+	}
+	if s.Updated != "" {
+		parts = append(parts, "updated "+s.Updated)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// thousands formats n with thin separators: 12,345.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// errWriter keeps the first write error.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(b []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(b)
+	e.err = err
+	return n, err
+}
+
+func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
