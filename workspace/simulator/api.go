@@ -305,7 +305,7 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 func (s *Server) sourcesLocked(ids []string, all bool) ([]source, *httpError) {
 	var out []source
 	add := func(a *artifact) {
-		out = append(out, source{name: a.dto.Name, content: a.dto.Content})
+		out = append(out, source{name: a.dto.Name, content: a.dto.Content, sents: a.analysed()})
 	}
 	if all {
 		for _, a := range s.store.artifactOrder {

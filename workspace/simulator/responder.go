@@ -14,6 +14,31 @@ import (
 type source struct {
 	name    string
 	content string
+	sents   []sentence // the content's sentences; computed when nil
+}
+
+// sentence is a candidate sentence and its distinct keyword stems.
+type sentence struct {
+	text  string
+	stems []string
+}
+
+// analyze splits text into sentences with their stems.
+func analyze(text string) []sentence {
+	ss := sentences(text)
+	out := make([]sentence, len(ss))
+	for i, s := range ss {
+		seen := map[string]bool{}
+		var stems []string
+		for _, w := range words(s) {
+			if w = stem(w); !seen[w] {
+				seen[w] = true
+				stems = append(stems, w)
+			}
+		}
+		out[i] = sentence{text: s, stems: stems}
+	}
+	return out
 }
 
 // answer is the responder's output for one request.
@@ -92,6 +117,7 @@ func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 
 	type cand struct {
 		text  string
+		stems []string
 		from  string
 		score int
 		pos   int
@@ -99,8 +125,12 @@ func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 	var cands []cand
 	if len(sources) > 0 {
 		for _, src := range sources {
-			for _, sen := range sentences(src.content) {
-				cands = append(cands, cand{text: sen, from: src.name, pos: len(cands)})
+			sents := src.sents
+			if sents == nil {
+				sents = analyze(src.content)
+			}
+			for _, sen := range sents {
+				cands = append(cands, cand{text: sen.text, stems: sen.stems, from: src.name, pos: len(cands)})
 			}
 		}
 	} else {
@@ -124,7 +154,15 @@ func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 		}
 	}
 	for i := range cands {
-		cands[i].score = overlap(keywords, cands[i].text)
+		if cands[i].stems != nil {
+			for _, w := range cands[i].stems {
+				if keywords[w] {
+					cands[i].score++
+				}
+			}
+		} else {
+			cands[i].score = overlap(keywords, cands[i].text)
+		}
 	}
 	slices.SortStableFunc(cands, func(a, b cand) int {
 		if a.score != b.score {

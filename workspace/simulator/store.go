@@ -37,6 +37,19 @@ type artifact struct {
 	updated time.Time
 	created time.Time
 	order   int
+	sents   []sentence // analysed content, computed on first use
+}
+
+// analysed returns the artifact's content as responder sentences, caching
+// them (content never changes after seeding). Call with Server.mu held.
+func (a *artifact) analysed() []sentence {
+	if a.sents == nil {
+		a.sents = analyze(a.dto.Content)
+		if a.sents == nil {
+			a.sents = []sentence{}
+		}
+	}
+	return a.sents
 }
 
 type thread struct {
