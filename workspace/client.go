@@ -263,17 +263,32 @@ type call struct {
 	emptyOK bool
 }
 
+// callTimeoutKey carries a per-call timeout override in a context.
+type callTimeoutKey struct{}
+
+// WithCallTimeout returns a context whose calls use timeout d instead of the
+// client's default (WithTimeout); 0 disables the per-call timeout for them.
+// Use it for a call known to take long, such as a synchronous
+// CreateInteraction.
+func WithCallTimeout(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, callTimeoutKey{}, max(d, 0))
+}
+
 // do sends c and decodes the answer. It applies the per-call timeout.
 func (c *Client) do(ctx context.Context, k call) error {
 	fullPath := c.base.Path + k.path
 	if err := ctx.Err(); err != nil {
 		return &RequestError{Method: k.method, Path: fullPath, Err: context.Cause(ctx)}
 	}
+	timeout := c.timeout
+	if d, ok := ctx.Value(callTimeoutKey{}).(time.Duration); ok {
+		timeout = d
+	}
 	callCtx := ctx
-	if c.timeout > 0 {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		callCtx, cancel = context.WithTimeoutCause(ctx, c.timeout,
-			fmt.Errorf("%w after %s", ErrTimeout, c.timeout))
+		callCtx, cancel = context.WithTimeoutCause(ctx, timeout,
+			fmt.Errorf("%w after %s", ErrTimeout, timeout))
 		defer cancel()
 	}
 	start := c.now()

@@ -245,6 +245,20 @@ func TestInteractionSync(t *testing.T) {
 		t.Errorf("Interactions yielded %d, want 2", n)
 	}
 
+	tagged := ask("Tagged turn", 50)
+	tagged.CorrelationID = "item-42"
+	sent, err := env.c.CreateInteraction(ctx, th.ID, workspace.CreateInteractionRequest{PGPT: tagged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, ok, err := env.c.FindInteraction(ctx, th.ID, "item-42")
+	if err != nil || !ok || found.ID != sent.ID {
+		t.Errorf("FindInteraction: %v %v %+v", err, ok, found)
+	}
+	if _, ok, err := env.c.FindInteraction(ctx, th.ID, "item-43"); err != nil || ok {
+		t.Errorf("FindInteraction of an unknown id: %v %v", ok, err)
+	}
+
 	del, err := env.c.DeleteInteraction(ctx, in.ID)
 	if err != nil || del.ID != in.ID {
 		t.Fatalf("delete: %+v %v", del, err)
@@ -682,6 +696,23 @@ func TestCancellationAndTimeouts(t *testing.T) {
 		_, err := c.Me(t.Context())
 		if !errors.Is(err, workspace.ErrTimeout) || !workspace.IsRetryable(err) {
 			t.Errorf("err %v, want ErrTimeout, retryable", err)
+		}
+	})
+
+	t.Run("per-call timeout override", func(t *testing.T) {
+		env.sim.SetFaults(simulator.Faults{Slow: 1, SlowDelay: 150 * time.Millisecond})
+		defer env.sim.SetFaults(simulator.Faults{})
+		short := newClient(t, env.srv, workspace.WithTimeout(50*time.Millisecond))
+		if _, err := short.Me(workspace.WithCallTimeout(t.Context(), 0)); err != nil {
+			t.Errorf("no timeout for this call: %v", err)
+		}
+		if _, err := short.Me(workspace.WithCallTimeout(t.Context(), 10*time.Second)); err != nil {
+			t.Errorf("a longer timeout for this call: %v", err)
+		}
+		none := newClient(t, env.srv, workspace.WithTimeout(0))
+		_, err := none.Me(workspace.WithCallTimeout(t.Context(), 20*time.Millisecond))
+		if !errors.Is(err, workspace.ErrTimeout) || !strings.Contains(err.Error(), "timed out after 20ms") {
+			t.Errorf("err %v, want the per-call timeout", err)
 		}
 	})
 

@@ -63,6 +63,25 @@ func (c *Client) Interactions(ctx context.Context, threadID string, p PageParams
 		func(i Interaction) string { return i.ID })
 }
 
+// FindInteraction looks through a thread's interactions for the one whose
+// request carried pgpt.correlation_id == correlationID, and reports whether
+// it found one. Use it before re-sending a create that failed without an
+// answer: the first attempt may have created the interaction.
+func (c *Client) FindInteraction(ctx context.Context, threadID, correlationID string) (*Interaction, bool, error) {
+	if correlationID == "" {
+		return nil, false, errors.New("workspace: find interaction: empty correlation id")
+	}
+	for in, err := range c.Interactions(ctx, threadID, PageParams{}) {
+		if err != nil {
+			return nil, false, err
+		}
+		if in.PGPT != nil && in.PGPT.CorrelationID == correlationID {
+			return &in, true, nil
+		}
+	}
+	return nil, false, nil
+}
+
 // GetInteraction returns an interaction (GET /app/interaction/{id}).
 func (c *Client) GetInteraction(ctx context.Context, id string) (*Interaction, error) {
 	p, err := seg("interaction id", id)
