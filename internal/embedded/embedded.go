@@ -144,8 +144,8 @@ func (s *Server) URL() string {
 // Options returns go-redis options that connect through Dial.
 func (s *Server) Options() *redis.Options {
 	return &redis.Options{
-		Addr:     "embedded", // informational: Dialer ignores it
-		Dialer:   s.Dial,
+		Addr:                  "embedded", // informational: Dialer ignores it
+		Dialer:                s.Dial,
 		PoolSize:              s.poolSize,
 		ContextTimeoutEnabled: true,
 	}
