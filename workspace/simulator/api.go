@@ -268,7 +268,11 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 	}
 	s.store.interactions[in.id] = in
 	t.interactions = append(t.interactions, in)
+	s.store.interactionOrder = append(s.store.interactionOrder, in)
 	s.counters.InteractionsCreated++
+	if cid := body.PGPT.CorrelationID; cid != "" {
+		s.counters.Correlations[cid]++
+	}
 	if fails {
 		s.counters.Faults["interaction_error"]++
 	}
@@ -444,21 +448,25 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *httpError {
 	if err := sleepCtx(r.Context(), s.stop, latency+time.Duration(ans.usage.OutputTokens)*perTok); err != nil {
 		return &httpError{}
 	}
-	s.mu.Lock()
-	id := s.store.nextID("chat")
-	s.counters.ChatsAnswered++
-	s.counters.TokensIn += int64(ans.usage.InputTokens)
-	s.counters.TokensOut += int64(ans.usage.OutputTokens)
-	s.mu.Unlock()
 	usage := ans.usage
-	writeJSON(w, http.StatusOK, workspace.ChatResponse{
-		ID:         id,
+	resp := workspace.ChatResponse{
 		Role:       workspace.RoleAssistant,
 		Content:    []workspace.ContentBlock{workspace.TextBlock(ans.text)},
 		Model:      Model,
 		StopReason: ans.stopReason,
 		Usage:      &usage,
-	})
+	}
+	s.mu.Lock()
+	resp.ID = s.store.nextID("chat")
+	s.store.chats = append(s.store.chats, ChatRecord{Request: req, Response: resp})
+	s.counters.ChatsAnswered++
+	if req.CorrelationID != "" {
+		s.counters.Correlations[req.CorrelationID]++
+	}
+	s.counters.TokensIn += int64(ans.usage.InputTokens)
+	s.counters.TokensOut += int64(ans.usage.OutputTokens)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 

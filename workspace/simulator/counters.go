@@ -21,6 +21,10 @@ type Counters struct {
 	InteractionsCompleted int `json:"interactions_completed"`
 	InteractionsCancelled int `json:"interactions_cancelled"`
 	InteractionsFailed    int `json:"interactions_failed"`
+	// Correlations counts the interactions created and chats answered per
+	// non-empty pgpt.correlation_id: a value above 1 means the same work
+	// item was sent twice.
+	Correlations map[string]int `json:"correlations"`
 	// ChatsAnswered counts successful POST /app/chat answers.
 	ChatsAnswered int `json:"chats_answered"`
 	// Validations counts POST /app/chat/validate calls that reached the
@@ -77,9 +81,10 @@ type counters struct {
 
 func newCounters() counters {
 	return counters{Counters: Counters{
-		Requests:  map[string]map[int]int{},
-		Faults:    map[string]int{},
-		PerSecond: map[int64]int{},
+		Requests:     map[string]map[int]int{},
+		Faults:       map[string]int{},
+		PerSecond:    map[int64]int{},
+		Correlations: map[string]int{},
 	}}
 }
 
@@ -94,6 +99,7 @@ func (s *Server) Counters() Counters {
 	}
 	c.Faults = maps.Clone(s.counters.Faults)
 	c.PerSecond = maps.Clone(s.counters.PerSecond)
+	c.Correlations = maps.Clone(s.counters.Correlations)
 	return c
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threadmill/threadmill/workspace"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
@@ -265,5 +267,33 @@ func TestSetAsyncMidRun(t *testing.T) {
 	}
 	if got := e.getInteraction(in.ID); got.StopReason() != "cancelled" || got.Output() != "" {
 		t.Fatalf("cancelled before the first token: %+v", got.AssistantOutput)
+	}
+}
+
+func TestRecordsAndCorrelations(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	th := e.createThread("records")
+	for _, cid := range []string{"run1/summarize/0", "run1/summarize/1", "run1/summarize/1"} {
+		req := chat("Who approves goodwill refunds?")
+		req.CorrelationID = cid
+		e.createInteraction(th.ID, req, e.artifactID("Policies/refund-policy.md"))
+	}
+	brief := chat("Write the brief from these summaries. The first summary says refunds take a week. The second summary says SSO works.")
+	brief.CorrelationID = "run1/brief"
+	var answer workspace.ChatResponse
+	e.must("POST", "/api/v1/app/chat", brief, 200, &answer)
+
+	c := e.sim.Counters()
+	if want := map[string]int{"run1/summarize/0": 1, "run1/summarize/1": 2, "run1/brief": 1}; !maps.Equal(c.Correlations, want) {
+		t.Fatalf("correlations = %v, want %v", c.Correlations, want)
+	}
+	ins := e.sim.Interactions()
+	if len(ins) != 3 || ins[1].PGPT.CorrelationID != "run1/summarize/1" || ins[0].State != "Completed" || ins[0].Output() == "" {
+		t.Fatalf("interactions = %+v", ins)
+	}
+	chats := e.sim.Chats()
+	if len(chats) != 1 || chats[0].Request.Messages[0].Content[0].Text != brief.Messages[0].Content[0].Text ||
+		chats[0].Response.ID != answer.ID || chats[0].Response.Text() != answer.Text() {
+		t.Fatalf("chats = %+v", chats)
 	}
 }

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -167,4 +168,30 @@ func (s *Server) viewLocked(in *interaction) workspace.Interaction {
 		dto.AssistantOutput = out
 	}
 	return dto
+}
+
+// Interactions returns every interaction created so far, in creation
+// order, deleted ones included, as GET /interaction/{id} shows them.
+func (s *Server) Interactions() []workspace.Interaction {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]workspace.Interaction, 0, len(s.store.interactionOrder))
+	for _, in := range s.store.interactionOrder {
+		out = append(out, s.viewLocked(in))
+	}
+	return out
+}
+
+// ChatRecord is one answered POST /app/chat: the request as decoded and the
+// answer sent.
+type ChatRecord struct {
+	Request  workspace.ChatRequest
+	Response workspace.ChatResponse
+}
+
+// Chats returns every answered one-shot chat, in order.
+func (s *Server) Chats() []ChatRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.store.chats)
 }

@@ -28,7 +28,9 @@ type store struct {
 	threads     map[string]*thread
 	threadOrder []*thread
 
-	interactions map[string]*interaction
+	interactions     map[string]*interaction
+	interactionOrder []*interaction
+	chats            []ChatRecord
 }
 
 type artifact struct {
