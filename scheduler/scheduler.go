@@ -1,0 +1,505 @@
+// Package scheduler turns the pipelines of a directory into cron entries on
+// Asynq and starts exactly one run per fire time, however many scheduler
+// processes share a Redis.
+//
+// How a fire time becomes a run:
+//
+//  1. Every scheduled pipeline is an entry of an asynq.Scheduler, with its
+//     zone as a CRON_TZ= prefix, so Inspector.SchedulerEntries, `asynq cron
+//     ls` and asynqmon list it with its next fire time. Its task is a
+//     pipeline:fire task on DefaultQueue.
+//  2. When a process's cron fires, the scheduler's PreEnqueueFunc computes the
+//     fire time from that process's own clock, the clock the cron used
+//     (Schedule.Floor of the instant it fired), and adds it to the pipeline's
+//     pending set in Redis before asynq enqueues the fire task. A set: two
+//     schedulers firing record one fire time.
+//  3. Scheduler processes serve DefaultQueue. The fire task's handler starts a
+//     run for every pending fire time with the id RunID(pipeline, fire) and
+//     the window [previous fire time, fire time), through the Starter, which
+//     is idempotent per run id (jobs.StartRun claims the id in Redis
+//     atomically). A failure is retried by asynq; a pending fire time is
+//     removed only once its run exists, so a crash between the cron firing
+//     and the run starting loses nothing.
+//  4. Catch-up: each pipeline has a cursor in Redis, the time up to which its
+//     fire times were handled. On start and on every sync, each pipeline's
+//     fire times in (cursor, now] are started per its catchup policy, under a
+//     short per-pipeline lease so two schedulers do not both catch up, and
+//     the cursor moves to now. A pipeline seen for the first time starts its
+//     history at that moment: nothing before it counts as missed.
+//
+// The directory is rescanned when fsnotify reports a change and every
+// SyncInterval regardless (fsnotify misses changes on some file systems).
+package scheduler
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/threadmill/threadmill/internal/logging"
+	"github.com/threadmill/threadmill/pipelines"
+)
+
+// Starter starts runs. Start must be idempotent per run.ID: a second call
+// for a run that exists is a no-op returning created=false, however many
+// processes call it at once.
+type Starter interface {
+	Start(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo) (created bool, err error)
+}
+
+// StarterFunc adapts a function to Starter.
+type StarterFunc func(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo) (bool, error)
+
+// Start calls f.
+func (f StarterFunc) Start(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo) (bool, error) {
+	return f(ctx, p, run)
+}
+
+// Config configures a Scheduler. Fields without a stated default are
+// required.
+type Config struct {
+	// Dir is the pipelines directory.
+	Dir string
+	// Load loads one pipeline file (pipelines.Load with the environment).
+	Load Loader
+	// Redis is the connection asynq's scheduler and the fire-task server use.
+	Redis asynq.RedisConnOpt
+	// RDB is the client for the scheduler's own state; it may share Redis
+	// with the run store (keys are prefixed).
+	RDB redis.UniversalClient
+	// Starter starts a run (jobs.StartRun in production).
+	Starter Starter
+	// Prefix is the key prefix of the scheduler's state; default DefaultPrefix.
+	Prefix string
+	// Queue is the asynq queue of fire tasks; default DefaultQueue.
+	Queue string
+	// SyncInterval is how often the directory is rescanned and catch-up runs
+	// without a file event; default 1m.
+	SyncInterval time.Duration
+	// HeartbeatInterval is how often asynq writes the entries that
+	// Inspector.SchedulerEntries reads (they expire after two intervals);
+	// default 5s.
+	HeartbeatInterval time.Duration
+	// FireRetention keeps handled fire tasks, with the run ids they started
+	// as their result, visible in asynqmon for this long; default 24h; a
+	// negative value keeps none.
+	FireRetention time.Duration
+	// Debounce is how long file events settle before a rescan; default 200ms.
+	Debounce time.Duration
+	// NoWatch turns off fsnotify; the directory is then rescanned only every
+	// SyncInterval. Default false.
+	NoWatch bool
+	// Now is the clock of catch-up and health; default time.Now. Fire times
+	// recorded when a cron fires always use the real clock, which is the one
+	// the cron uses.
+	Now func() time.Time
+	// Logger receives the scheduler's logs and asynq's; default discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
+	c.Queue = cmp.Or(c.Queue, DefaultQueue)
+	c.SyncInterval = cmp.Or(c.SyncInterval, time.Minute)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, 5*time.Second)
+	c.FireRetention = cmp.Or(c.FireRetention, 24*time.Hour)
+	c.Debounce = cmp.Or(c.Debounce, 200*time.Millisecond)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = logging.Discard()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("scheduler: Config.Dir (the pipelines directory) is required")
+	case c.Load == nil:
+		return errors.New("scheduler: Config.Load is required")
+	case c.Redis == nil:
+		return errors.New("scheduler: Config.Redis is required")
+	case c.RDB == nil:
+		return errors.New("scheduler: Config.RDB is required")
+	case c.Starter == nil:
+		return errors.New("scheduler: Config.Starter is required")
+	case c.SyncInterval < time.Second:
+		return fmt.Errorf("scheduler: Config.SyncInterval is %v, want at least 1s", c.SyncInterval)
+	case c.HeartbeatInterval < 10*time.Millisecond:
+		return fmt.Errorf("scheduler: Config.HeartbeatInterval is %v, want at least 10ms", c.HeartbeatInterval)
+	}
+	return nil
+}
+
+// Scheduler schedules the pipelines of a directory. Create it with New and
+// run it with Run.
+type Scheduler struct {
+	cfg   Config
+	log   *slog.Logger
+	dir   *Dir
+	st    *state
+	sched *asynq.Scheduler
+	srv   *asynq.Server
+
+	syncMu sync.Mutex // one Sync at a time
+
+	mu       sync.RWMutex
+	entries  map[string]*registered // by pipeline name
+	problems []Problem
+	lastSync time.Time
+	syncErr  error
+}
+
+type registered struct {
+	entry *Entry
+	id    string // asynq entry id
+	key   string
+}
+
+// New checks cfg and builds a Scheduler; nothing runs until Run.
+func New(cfg Config) (*Scheduler, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: pipelines directory %s: %w", cfg.Dir, err)
+	}
+	s := &Scheduler{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		dir:     NewDir(dir, cfg.Load),
+		st:      &state{rdb: cfg.RDB, prefix: cfg.Prefix},
+		entries: make(map[string]*registered),
+	}
+	alog := asynqLogger{cfg.Logger.With("component", "asynq")}
+	s.sched = asynq.NewScheduler(cfg.Redis, &asynq.SchedulerOpts{
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		Logger:            alog,
+		LogLevel:          asynq.WarnLevel,
+		PreEnqueueFunc:    s.onFire,
+		PostEnqueueFunc: func(info *asynq.TaskInfo, err error) {
+			if err != nil {
+				s.log.Error("enqueue fire task", logging.KeyError, err)
+			}
+		},
+	})
+	s.srv = asynq.NewServer(cfg.Redis, asynq.Config{
+		Concurrency:     2,
+		Queues:          map[string]int{cfg.Queue: 1},
+		Logger:          alog,
+		LogLevel:        asynq.WarnLevel,
+		ShutdownTimeout: 10 * time.Second,
+		RetryDelayFunc: func(n int, _ error, _ *asynq.Task) time.Duration {
+			return min(time.Duration(1<<min(n, 6))*time.Second, time.Minute)
+		},
+	})
+	return s, nil
+}
+
+// Run syncs once (an unreadable directory or an unreachable Redis is an
+// error), then starts asynq's scheduler and the fire-task server and keeps
+// the entries in sync with the directory until ctx is done. It returns nil
+// after a clean shutdown.
+func (s *Scheduler) Run(ctx context.Context) error {
+	if _, err := s.Sync(ctx); err != nil {
+		return err
+	}
+	if err := s.sched.Start(); err != nil {
+		return fmt.Errorf("scheduler: start asynq scheduler: %w", err)
+	}
+	defer s.sched.Shutdown()
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(KindFire, s.handleFire)
+	if err := s.srv.Start(mux); err != nil {
+		return fmt.Errorf("scheduler: start fire-task server on queue %s: %w", s.cfg.Queue, err)
+	}
+	defer s.srv.Shutdown()
+
+	var events <-chan fsnotify.Event
+	var watchErrs <-chan error
+	if !s.cfg.NoWatch {
+		w, err := fsnotify.NewWatcher()
+		if err == nil {
+			err = w.Add(s.dir.Path())
+		}
+		if err != nil {
+			s.log.Warn("watch pipelines directory; rescanning every sync interval only", "dir", s.dir.Path(), logging.KeyError, err)
+		} else {
+			defer w.Close()
+			events, watchErrs = w.Events, w.Errors
+		}
+	}
+	s.log.Info("scheduler started", "dir", s.dir.Path(), "entries", len(s.Entries()), "queue", s.cfg.Queue)
+
+	tick := time.NewTicker(s.cfg.SyncInterval)
+	defer tick.Stop()
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.log.Info("scheduler stopping")
+			return nil
+		case <-tick.C:
+			s.syncLogged(ctx)
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if ext := filepath.Ext(ev.Name); ext == ".yaml" || ext == ".yml" || ev.Name == s.dir.Path() {
+				debounce.Reset(s.cfg.Debounce)
+			}
+		case err, ok := <-watchErrs:
+			if !ok {
+				watchErrs = nil
+				continue
+			}
+			s.log.Warn("watch pipelines directory", logging.KeyError, err)
+		case <-debounce.C:
+			s.syncLogged(ctx)
+		}
+	}
+}
+
+func (s *Scheduler) syncLogged(ctx context.Context) {
+	if _, err := s.Sync(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("sync", logging.KeyError, err)
+	}
+}
+
+// Sync rescans the directory, registers new and changed pipelines with
+// asynq's scheduler, unregisters removed ones, and runs catch-up for every
+// scheduled pipeline. Problems with single files are logged and returned in
+// the snapshot; the error is for the directory or Redis.
+func (s *Scheduler) Sync(ctx context.Context) (Snapshot, error) {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	snap, err := s.dir.Scan()
+	if err != nil {
+		s.setSync(nil, err)
+		return snap, err
+	}
+	for _, p := range snap.Problems {
+		s.log.Warn("pipeline file skipped: "+p.Error(), "file", p.File)
+	}
+	var errs []error
+	if err := s.register(ctx, snap); err != nil {
+		errs = append(errs, err)
+	}
+	now := s.cfg.Now()
+	for _, e := range snap.Entries {
+		if err := s.catchUp(ctx, e, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err = errors.Join(errs...)
+	s.setSync(snap.Problems, err)
+	return snap, err
+}
+
+func (s *Scheduler) setSync(problems []Problem, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncErr = err
+	if err == nil {
+		s.lastSync = s.cfg.Now()
+		s.problems = problems
+	}
+}
+
+// register brings asynq's entries in line with the snapshot.
+func (s *Scheduler) register(ctx context.Context, snap Snapshot) error {
+	want := make(map[string]*Entry, len(snap.Entries))
+	for _, e := range snap.Entries {
+		want[e.Name()] = e
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for name, r := range s.entries {
+		e, keep := want[name]
+		if keep && e.key() == r.key {
+			r.entry = e
+			continue
+		}
+		if err := s.sched.Unregister(r.id); err != nil {
+			errs = append(errs, fmt.Errorf("scheduler: unregister %q: %w", name, err))
+		}
+		delete(s.entries, name)
+		if !keep {
+			s.log.Info("pipeline unscheduled", logging.KeyPipeline, name)
+			if err := s.st.forget(ctx, name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for name, e := range want {
+		if _, ok := s.entries[name]; ok {
+			continue
+		}
+		c, err := fireConfig(e, s.cfg.Queue, s.cfg.FireRetention)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		id, err := s.sched.Register(c.Cronspec, c.Task, c.Opts...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("scheduler: register %q (%s): %w", name, c.Cronspec, err))
+			continue
+		}
+		s.entries[name] = &registered{entry: e, id: id, key: e.key()}
+		s.log.Info("pipeline scheduled", logging.KeyPipeline, name, "cron", e.Schedule.Expr(),
+			"timezone", e.Schedule.Location().String(), "catchup", string(e.Policy), "file", e.File,
+			"next", e.Schedule.Next(s.cfg.Now()).Format(time.RFC3339))
+	}
+	return errors.Join(errs...)
+}
+
+// catchUpLease bounds how long one scheduler may hold a pipeline's catch-up.
+const catchUpLease = 30 * time.Second
+
+// catchUp starts the fire times of e missed in (cursor, now] per its policy
+// and moves the cursor to now.
+func (s *Scheduler) catchUp(ctx context.Context, e *Entry, now time.Time) error {
+	name := e.Name()
+	release, ok, err := s.st.lock(ctx, name, catchUpLease)
+	if err != nil || !ok {
+		return err // !ok: another scheduler is catching this pipeline up
+	}
+	defer release()
+	cur, seen, err := s.st.cursor(ctx, name)
+	if err != nil {
+		return err
+	}
+	if seen {
+		missed := Missed(e.Schedule, e.Policy, e.Pipeline.Schedule.CatchupLimit, cur, now)
+		if len(missed) > 0 {
+			s.log.Info("catching up", logging.KeyPipeline, name, "policy", string(e.Policy),
+				"since", cur.In(e.Schedule.Location()).Format(time.RFC3339), "runs", len(missed))
+		}
+		for _, f := range missed {
+			if _, err := s.start(ctx, e, f, "catch-up"); err != nil {
+				return err // the cursor stays: the next sync retries
+			}
+		}
+	}
+	return s.st.advance(ctx, name, now)
+}
+
+// start starts the run of e at fire time f and records it in the history.
+func (s *Scheduler) start(ctx context.Context, e *Entry, f time.Time, why string) (pipelines.RunInfo, error) {
+	return startRun(ctx, s.cfg.Starter, s.st, s.log, e, f, why)
+}
+
+func startRun(ctx context.Context, st Starter, state *state, log *slog.Logger, e *Entry, f time.Time, why string) (pipelines.RunInfo, error) {
+	run := RunInfo(e.Name(), e.Schedule, f)
+	created, err := st.Start(ctx, e.Pipeline, run)
+	if err != nil {
+		return run, fmt.Errorf("scheduler: start run %s: %w", run.ID, err)
+	}
+	if err := state.record(ctx, e.Name(), run.ID, f); err != nil {
+		return run, err
+	}
+	if created {
+		log.Info("run started", logging.KeyPipeline, e.Name(), logging.KeyRun, run.ID, "why", why,
+			"window_start", run.WindowStart.Format(time.RFC3339), "window_end", run.WindowEnd.Format(time.RFC3339))
+	} else {
+		log.Debug("run exists", logging.KeyPipeline, e.Name(), logging.KeyRun, run.ID, "why", why)
+	}
+	return run, nil
+}
+
+// onFire is asynq's PreEnqueueFunc: it runs in the process whose cron
+// fired, right before the fire task is enqueued, and records the fire time
+// from the same clock the cron used.
+func (s *Scheduler) onFire(task *asynq.Task, _ []asynq.Option) {
+	at := time.Now()
+	f, err := DecodeFire(task)
+	if err != nil {
+		s.log.Error("fire task", logging.KeyError, err)
+		return
+	}
+	e := s.entry(f.Pipeline)
+	if e == nil {
+		return // unregistered while firing
+	}
+	fire := e.Schedule.Floor(at)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.st.addPending(ctx, f.Pipeline, fire); err != nil {
+		s.log.Error("record fire time", logging.KeyPipeline, f.Pipeline, logging.KeyError, err)
+	}
+}
+
+// handleFire starts a run for every pending fire time of the task's pipeline.
+func (s *Scheduler) handleFire(ctx context.Context, task *asynq.Task) error {
+	f, err := DecodeFire(task)
+	if err != nil {
+		return err
+	}
+	fires, err := s.st.pending(ctx, f.Pipeline)
+	if err != nil {
+		return err
+	}
+	e := s.entry(f.Pipeline)
+	if e == nil {
+		// Another scheduler may have synced a new file first: retry later,
+		// here after the next sync or in another process.
+		return fmt.Errorf("scheduler: fire task for pipeline %q, which this scheduler has not loaded from %s", f.Pipeline, s.dir.Path())
+	}
+	var ids []string
+	for _, fire := range fires {
+		run, err := s.start(ctx, e, fire, "schedule")
+		if err != nil {
+			return err
+		}
+		if err := s.st.donePending(ctx, f.Pipeline, fire); err != nil {
+			return err
+		}
+		if err := s.st.advance(ctx, f.Pipeline, fire); err != nil {
+			return err
+		}
+		ids = append(ids, run.ID)
+	}
+	if w := task.ResultWriter(); w != nil {
+		b, _ := json.Marshal(map[string][]string{"runs": ids})
+		_, _ = w.Write(b)
+	}
+	return nil
+}
+
+func (s *Scheduler) entry(name string) *Entry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if r := s.entries[name]; r != nil {
+		return r.entry
+	}
+	return nil
+}
+
+// Entries returns the scheduled pipelines, sorted by name.
+func (s *Scheduler) Entries() []*Entry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Entry, 0, len(s.entries))
+	for _, r := range s.entries {
+		out = append(out, r.entry)
+	}
+	sortEntries(out)
+	return out
+}
