@@ -1,0 +1,145 @@
+package pipelines_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/workspace"
+)
+
+func TestPlanKeysAreStableAcrossReplans(t *testing.T) {
+	ws := newSimWorkspace(t, "")
+	p, err := pipelines.Load("testdata/valid/map-reduce.yaml", goldenEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := pipelines.Resolve(context.Background(), ws.client, p, goldenRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := planAll(t, p, goldenRun, sets)
+
+	// A resumed run re-resolves, and the earlier step's outputs differ: the
+	// keys of the items stay the same.
+	sets2, err := pipelines.Resolve(context.Background(), ws.client, p, goldenRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := pipelines.Plan(p, "summarize", goldenRun, sets2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prior := map[string]pipelines.StepOutput{"summarize": {Items: []pipelines.ItemOutput{{Artifact: items[0].Artifact, Output: "different"}}}}
+	brief, err := pipelines.Plan(p, "brief", goldenRun, sets2, prior)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, it := range items {
+		if it.Key != first["summarize"][i].Key {
+			t.Errorf("item %d: key %q, then %q", i, first["summarize"][i].Key, it.Key)
+		}
+		if seen[it.Key] {
+			t.Errorf("duplicate key %q", it.Key)
+		}
+		seen[it.Key] = true
+	}
+	if brief[0].Key != first["brief"][0].Key || brief[0].Key != "brief" {
+		t.Errorf("brief key %q, then %q", first["brief"][0].Key, brief[0].Key)
+	}
+	if !strings.Contains(brief[0].Requests[0].Messages[0].Content[0].Text, "different") {
+		t.Error("the brief does not read the prior output it was given")
+	}
+}
+
+func TestItemKey(t *testing.T) {
+	if got := pipelines.ItemKey("s", nil); got != "s" {
+		t.Errorf("once: %q", got)
+	}
+	if got := pipelines.ItemKey("s", &pipelines.ArtifactRef{ID: "artifact_1"}); got != "s/artifact_1" {
+		t.Errorf("safe id: %q", got)
+	}
+	a := pipelines.ItemKey("s", &pipelines.ArtifactRef{ID: "a/b c"})
+	b := pipelines.ItemKey("s", &pipelines.ArtifactRef{ID: "a/b d"})
+	if !strings.HasPrefix(a, "s/sha256-") || len(a) != len("s/sha256-")+16 || a == b {
+		t.Errorf("unsafe ids: %q, %q", a, b)
+	}
+}
+
+func TestEstimateItemTokens(t *testing.T) {
+	mt := 100
+	req := func(text, system string) workspace.ChatRequest {
+		return workspace.ChatRequest{Messages: []workspace.Message{workspace.UserText(text)},
+			System: &workspace.System{Text: system}, MaxTokens: &mt}
+	}
+	// Turn 1: system 2 + prompt 3 + output 100 = 105.
+	// Turn 2: system 2 + prompts 3+1 + earlier answer 100 + output 100 = 206.
+	got := pipelines.EstimateItemTokens([]workspace.ChatRequest{req("twelve bytes", "sys ok"), req("four", "sys ok")})
+	if got != 105+206 {
+		t.Errorf("estimate = %d, want %d", got, 105+206)
+	}
+}
+
+func TestPlanErrors(t *testing.T) {
+	p := mustParse(t, `
+version: 1
+name: e
+artifacts:
+  docs: { folder: Docs }
+steps:
+  - id: a
+    for_each: docs
+    prompt: "{{ .Artifact.Name }}"
+  - id: b
+    needs: [a]
+    prompt: "{{ (index .Steps.a.Items 5).Output }}"
+`, nil)
+	sets := map[string][]pipelines.ArtifactRef{"docs": {{ID: "d1", Name: "one.md"}}}
+	if _, err := pipelines.Plan(p, "zzz", goldenRun, sets, nil); err == nil || !strings.Contains(err.Error(), `no step "zzz"`) {
+		t.Errorf("unknown step: %v", err)
+	}
+	if _, err := pipelines.Plan(p, "a", goldenRun, nil, nil); err == nil || !strings.Contains(err.Error(), `"docs" was not resolved`) {
+		t.Errorf("unresolved set: %v", err)
+	}
+	if _, err := pipelines.Plan(p, "b", goldenRun, sets, nil); err == nil || !strings.Contains(err.Error(), `outputs of step "a"`) {
+		t.Errorf("missing prior outputs: %v", err)
+	}
+	prior := map[string]pipelines.StepOutput{"a": {Items: []pipelines.ItemOutput{{Output: "x"}}}}
+	if _, err := pipelines.Plan(p, "b", goldenRun, sets, prior); err == nil || !strings.Contains(err.Error(), "steps[1].prompt") {
+		t.Errorf("template error at run time: %v", err)
+	}
+}
+
+func TestPlanChatAndAllArtifacts(t *testing.T) {
+	p := mustParse(t, `
+version: 1
+name: c
+artifacts:
+  everything: { all: true }
+steps:
+  - id: chat
+    mode: chat
+    prompt: hi
+  - id: ctx
+    artifacts: [everything]
+    thread: { per: run }
+    prompt: hi
+`, nil)
+	sets := map[string][]pipelines.ArtifactRef{"everything": nil}
+	chat, err := pipelines.Plan(p, "chat", goldenRun, sets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := chat[0]; c.Mode != "chat" || c.ThreadName != "" || len(c.ArtifactIDs) != 0 || c.ArtifactIDs == nil || c.AllArtifacts {
+		t.Errorf("chat item: %+v", c)
+	}
+	ctx, err := pipelines.Plan(p, "ctx", goldenRun, sets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ctx[0]; !c.AllArtifacts || len(c.ArtifactIDs) != 0 || c.ThreadPer != "run" || c.ThreadName != "c · ctx · "+goldenRun.ID {
+		t.Errorf("all_artifacts item: %+v", c)
+	}
+}
