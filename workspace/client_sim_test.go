@@ -758,3 +758,33 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// BenchmarkGetInteraction measures one GET round trip through the client
+// against the simulator over loopback HTTP.
+func BenchmarkGetInteraction(b *testing.B) {
+	sim := simulator.New(simulator.Config{ProjectID: testProj, Token: testToken})
+	srv := httptest.NewServer(sim)
+	defer func() { sim.Close(); srv.Close() }()
+	c, err := workspace.New(srv.URL, workspace.WithHTTPClient(srv.Client()), workspace.WithToken(testToken), workspace.WithOrg(testOrg))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	th, err := c.CreateThread(ctx, testProj, workspace.CreateThreadRequest{Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, err := c.CreateInteraction(ctx, th.ID, workspace.CreateInteractionRequest{PGPT: ask("Say something about benchmarks and clients.", 200)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.GetInteraction(ctx, in.ID); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

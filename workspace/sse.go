@@ -253,22 +253,25 @@ func (r *EventReader) next() (Event, error) {
 	return Event{}, io.EOF
 }
 
-// wireEvent is the union of the JSON data of all known event types.
+// wireEvent is the union of the JSON data of all known event types, decoded
+// in one pass.
 type wireEvent struct {
 	Type         string          `json:"type"`
 	BlockID      flexString      `json:"block_id"`
 	Index        *Count          `json:"index"`
 	ContentBlock *ContentBlock   `json:"content_block"`
 	Block        *ContentBlock   `json:"block"`
-	Delta        json.RawMessage `json:"delta"`
+	Delta        *wireDelta      `json:"delta"`
 	Message      *MessageOutput  `json:"message"`
 	Usage        *Usage          `json:"usage"`
 	StopReason   string          `json:"stop_reason"`
 	Error        json.RawMessage `json:"error"`
 }
 
-// wireMessageDelta is the delta of message_delta.
-type wireMessageDelta struct {
+// wireDelta is the union of a content_block_delta's delta and a
+// message_delta's delta.
+type wireDelta struct {
+	Delta
 	StopReason string `json:"stop_reason"`
 	Usage      *Usage `json:"usage"`
 }
@@ -309,11 +312,8 @@ func (r *EventReader) build(name, id string, data []byte, line int) (Event, erro
 	case EventContentBlockSynthetic:
 		ev.Block = cmpOr(w.Block, w.ContentBlock)
 	case EventContentBlockDelta:
-		if len(w.Delta) > 0 && string(w.Delta) != "null" {
-			var d Delta
-			if err := json.Unmarshal(w.Delta, &d); err != nil {
-				return Event{}, fmt.Errorf("sse: line %d: content_block_delta event: bad delta: %w", line, err)
-			}
+		if w.Delta != nil {
+			d := w.Delta.Delta
 			ev.Delta = &d
 		}
 	case EventMessageStart:
@@ -322,14 +322,11 @@ func (r *EventReader) build(name, id string, data []byte, line int) (Event, erro
 			ev.Usage = w.Message.Usage
 		}
 	case EventMessageDelta:
-		var d wireMessageDelta
-		if len(w.Delta) > 0 && string(w.Delta) != "null" {
-			if err := json.Unmarshal(w.Delta, &d); err != nil {
-				return Event{}, fmt.Errorf("sse: line %d: message_delta event: bad delta: %w", line, err)
-			}
+		ev.StopReason, ev.Usage = w.StopReason, w.Usage
+		if d := w.Delta; d != nil {
+			ev.StopReason = cmpOr(d.StopReason, w.StopReason)
+			ev.Usage = cmpOr(d.Usage, w.Usage)
 		}
-		ev.StopReason = cmpOr(d.StopReason, w.StopReason)
-		ev.Usage = cmpOr(d.Usage, w.Usage)
 	case EventError:
 		ev.Error = decodeStreamError(w.Error, data)
 	}
@@ -380,6 +377,10 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	if b[0] == '"' {
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 {
+			*f = flexString(b[1 : len(b)-1]) // the common case: no escapes
+			return nil
+		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
