@@ -1,0 +1,248 @@
+// Package metrics exposes threadmill's Prometheus metrics and its health
+// endpoints.
+//
+// One *Metrics holds every collector of a process in its own registry (never
+// the global one). Workers record items, retries, tokens and rate-limit waits
+// through its methods; API requests are counted by wrapping the Workspace
+// client's transport with InstrumentTransport; queue sizes are read from
+// asynq's Inspector at scrape time by a QueueCollector. NewServeMux serves
+// /metrics, /healthz and /readyz.
+//
+// Every recording method is safe for concurrent use and does nothing on a nil
+// *Metrics, so code that was given no metrics needs no checks.
+package metrics
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "threadmill"
+
+// Item states, as recorded by ItemFinished.
+const (
+	StateSucceeded = "succeeded"
+	StateFailed    = "failed"
+	StateSkipped   = "skipped"
+)
+
+// Options configure New.
+type Options struct {
+	// Version is reported in threadmill_build_info; default "(devel)".
+	Version string
+	// Role is the process's role ("worker", "scheduler", "run"), reported
+	// in threadmill_build_info; default "".
+	Role string
+	// NoRuntimeCollectors leaves out the Go runtime and process collectors
+	// (for tests that compare the whole output); default false.
+	NoRuntimeCollectors bool
+}
+
+// Metrics is the set of threadmill collectors in one registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	items         *prometheus.CounterVec
+	itemDuration  *prometheus.HistogramVec
+	itemsInFlight *prometheus.GaugeVec
+	retries       *prometheus.CounterVec
+	tokens        *prometheus.CounterVec
+	rateWait      *prometheus.HistogramVec
+	runs          *prometheus.CounterVec
+
+	apiRequests    *prometheus.CounterVec
+	apiDuration    *prometheus.HistogramVec
+	apiRateLimited *prometheus.CounterVec
+	apiInFlight    prometheus.Gauge
+
+	schedFires    *prometheus.CounterVec
+	schedEntries  prometheus.Gauge
+	schedLastSync prometheus.Gauge
+	schedInvalid  prometheus.Gauge
+}
+
+// New returns a Metrics with all collectors registered in a fresh registry.
+func New(opts Options) *Metrics {
+	if opts.Version == "" {
+		opts.Version = "(devel)"
+	}
+	reg := prometheus.NewRegistry()
+	m := &Metrics{reg: reg}
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+
+	m.items = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "items_total",
+		Help: "Work items finished, by pipeline, step and final state (succeeded, failed, skipped).",
+	}, []string{"pipeline", "step", "state"})
+	m.itemDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "item_duration_seconds",
+		Help:    "Time from the first attempt of a work item to its final state.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14), // 50ms .. ~7min
+	}, []string{"pipeline", "step"})
+	m.itemsInFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "items_in_flight",
+		Help: "Work items being processed by this process right now.",
+	}, []string{"pipeline"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "item_retries_total",
+		Help: "Attempts of work items that failed and were scheduled again, by reason (rate_limited, server_error, network, timeout, other).",
+	}, []string{"pipeline", "step", "reason"})
+	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "tokens_total",
+		Help: "Tokens billed by the Workspace API, by pipeline, step and direction (in, out).",
+	}, []string{"pipeline", "step", "direction"})
+	m.rateWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "rate_limit_wait_seconds",
+		Help:    "Time spent waiting before a request because of a rate limit, by limiter (requests, tokens, concurrency, pause after a 429).",
+		Buckets: prometheus.ExponentialBuckets(0.01, 3, 10), // 10ms .. ~3min
+	}, []string{"pipeline", "limiter"})
+	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "runs_total",
+		Help: "Runs finalized by this process, by pipeline and status.",
+	}, []string{"pipeline", "status"})
+
+	m.apiRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "api_requests_total",
+		Help: "Workspace API requests, by endpoint (route pattern), method and status code (\"error\" when no response came back).",
+	}, []string{"endpoint", "method", "code"})
+	m.apiDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "api_request_duration_seconds",
+		Help:    "Time until the Workspace API's response headers arrived, by endpoint and method.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12), // 5ms .. ~20min
+	}, []string{"endpoint", "method"})
+	m.apiRateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "api_rate_limited_total",
+		Help: "Workspace API responses with status 429 Too Many Requests, by endpoint.",
+	}, []string{"endpoint"})
+	m.apiInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "api_requests_in_flight",
+		Help: "Workspace API requests waiting for their response headers.",
+	})
+
+	m.schedFires = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "scheduler_fires_total",
+		Help: "Scheduled fire times handled, by pipeline and outcome (created: this scheduler created the run; duplicate: another delivery or scheduler already had).",
+	}, []string{"pipeline", "outcome"})
+	m.schedEntries = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "scheduler_entries",
+		Help: "Pipelines currently scheduled.",
+	})
+	m.schedLastSync = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "scheduler_last_sync_timestamp_seconds",
+		Help: "Unix time of the scheduler's last successful read of the pipelines directory.",
+	})
+	m.schedInvalid = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "scheduler_invalid_files",
+		Help: "Pipeline files that failed to load at the last sync (their last good version stays scheduled).",
+	})
+
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "build_info",
+		Help: "Always 1; labels carry the threadmill version, the Go version and the process role.",
+	}, []string{"version", "goversion", "role"})
+	build.WithLabelValues(opts.Version, runtime.Version(), opts.Role).Set(1)
+
+	for _, c := range []prometheus.Collector{
+		m.items, m.itemDuration, m.itemsInFlight, m.retries, m.tokens, m.rateWait, m.runs,
+		m.apiRequests, m.apiDuration, m.apiRateLimited, m.apiInFlight,
+		m.schedFires, m.schedEntries, m.schedLastSync, m.schedInvalid, build,
+	} {
+		f(c)
+	}
+	if !opts.NoRuntimeCollectors {
+		f(collectors.NewGoCollector())
+		f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return m
+}
+
+// Registry returns the registry holding every collector, to register more
+// (such as a QueueCollector) or to gather.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ItemStarted marks one item of pipeline as in flight in this process; call
+// the returned function when its attempt ends.
+func (m *Metrics) ItemStarted(pipeline string) (done func()) {
+	if m == nil {
+		return func() {}
+	}
+	g := m.itemsInFlight.WithLabelValues(pipeline)
+	g.Inc()
+	return g.Dec
+}
+
+// ItemFinished records that an item reached its final state (StateSucceeded,
+// StateFailed or StateSkipped) after d since its first attempt.
+func (m *Metrics) ItemFinished(pipeline, step, state string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.items.WithLabelValues(pipeline, step, state).Inc()
+	if d > 0 {
+		m.itemDuration.WithLabelValues(pipeline, step).Observe(d.Seconds())
+	}
+}
+
+// ItemRetried records that an attempt failed and the item will be tried
+// again, for reason (e.g. "rate_limited", "server_error", "network",
+// "timeout", "other").
+func (m *Metrics) ItemRetried(pipeline, step, reason string) {
+	if m == nil {
+		return
+	}
+	m.retries.WithLabelValues(pipeline, step, reason).Inc()
+}
+
+// TokensUsed adds the usage the API billed for one item.
+func (m *Metrics) TokensUsed(pipeline, step string, in, out int64) {
+	if m == nil {
+		return
+	}
+	if in > 0 {
+		m.tokens.WithLabelValues(pipeline, step, "in").Add(float64(in))
+	}
+	if out > 0 {
+		m.tokens.WithLabelValues(pipeline, step, "out").Add(float64(out))
+	}
+}
+
+// RateLimitWaited records d spent waiting on limiter (e.g. "requests",
+// "tokens", "concurrency", "pause") before a request of pipeline.
+func (m *Metrics) RateLimitWaited(pipeline, limiter string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.rateWait.WithLabelValues(pipeline, limiter).Observe(d.Seconds())
+}
+
+// RunFinished records a finalized run and its status.
+func (m *Metrics) RunFinished(pipeline, status string) {
+	if m == nil {
+		return
+	}
+	m.runs.WithLabelValues(pipeline, status).Inc()
+}
+
+// SchedulerFired records a fire time handled by the scheduler, with outcome
+// "created" (this call created the run) or "duplicate" (it already existed).
+func (m *Metrics) SchedulerFired(pipeline, outcome string) {
+	if m == nil {
+		return
+	}
+	m.schedFires.WithLabelValues(pipeline, outcome).Inc()
+}
+
+// SchedulerSynced records a read of the pipelines directory at t: entries
+// scheduled and files that failed to load.
+func (m *Metrics) SchedulerSynced(t time.Time, entries, invalid int) {
+	if m == nil {
+		return
+	}
+	m.schedLastSync.Set(float64(t.UnixNano()) / 1e9)
+	m.schedEntries.Set(float64(entries))
+	m.schedInvalid.Set(float64(invalid))
+}
