@@ -80,13 +80,11 @@ func paginate[T any](items []T, q url.Values) (workspace.Page[T], *httpError) {
 
 // ---- threads ----
 
-func (s *Server) threadView(t *thread) workspace.Thread { return t.dto }
-
 func (s *Server) handleCreateThread(w http.ResponseWriter, r *http.Request) *httpError {
 	if e := s.checkProject(r); e != nil {
 		return e
 	}
-	obj, _, e := readBody(r)
+	obj, _, e := readBody(r, s.maxBody)
 	if e != nil {
 		return e
 	}
@@ -154,7 +152,7 @@ func (s *Server) handleGetThread(w http.ResponseWriter, r *http.Request) *httpEr
 }
 
 func (s *Server) handleUpdateThread(w http.ResponseWriter, r *http.Request) *httpError {
-	obj, _, e := readBody(r)
+	obj, _, e := readBody(r, s.maxBody)
 	if e != nil {
 		return e
 	}
@@ -201,7 +199,7 @@ func (s *Server) handleDeleteThread(w http.ResponseWriter, r *http.Request) *htt
 // ---- interactions ----
 
 func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request) *httpError {
-	obj, _, e := readBody(r)
+	obj, _, e := readBody(r, s.maxBody)
 	if e != nil {
 		return e
 	}
@@ -430,7 +428,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) *httpError
 // handleChat answers a one-shot chat after the configured latency, from the
 // prompt text itself (the body carries no artifact ids).
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *httpError {
-	obj, _, e := readBody(r)
+	obj, _, e := readBody(r, s.maxBody)
 	if e != nil {
 		return e
 	}
@@ -476,7 +474,7 @@ func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request) *httpErr
 	s.mu.Lock()
 	s.counters.Validations++
 	s.mu.Unlock()
-	obj, _, e := readBody(r)
+	obj, _, e := readBody(r, s.maxBody)
 	if e == nil {
 		_, e = parseChatRequest(obj, "")
 	}

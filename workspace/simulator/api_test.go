@@ -3,9 +3,11 @@ package simulator_test
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -407,4 +409,51 @@ func TestAddArtifact(t *testing.T) {
 			sim.AddArtifact(spec)
 		}()
 	}
+}
+
+func TestTokenNeverLogged(t *testing.T) {
+	var logs syncLog
+	e := newEnv(t, simulator.Config{Token: "tok-do-not-log", Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	e.must("GET", "/api/v1/app/me", nil, 200, nil)
+	e.token = "wrong-token-also-secret"
+	if status, _ := e.do("GET", "/api/v1/app/me", nil); status != 401 {
+		t.Fatal(status)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "route=\"GET /api/v1/app/me\"") || !strings.Contains(out, "status=401") {
+		t.Fatalf("expected one debug line per request, got:\n%s", out)
+	}
+	if strings.Contains(out, "tok-do-not-log") || strings.Contains(out, "wrong-token-also-secret") {
+		t.Fatalf("a token reached the log:\n%s", out)
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	e := newEnv(t, simulator.Config{MaxBodyBytes: 4 << 10})
+	big := `{"messages":[{"role":"user","content":[{"type":"text","text":"` + strings.Repeat("a", 5<<10) + `"}]}]}`
+	status, body := e.do("POST", "/api/v1/app/chat", big)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(errText(body), "request body exceeds") {
+		t.Fatalf("%d %s", status, body[:min(len(body), 200)])
+	}
+	if status, _ := e.do("POST", "/api/v1/app/chat/validate", big[:3<<10]+`"}]}]}`); status != 204 {
+		t.Fatalf("a body under the limit: %d", status)
+	}
+}
+
+// syncLog is a log sink safe for concurrent writes.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

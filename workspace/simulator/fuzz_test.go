@@ -24,7 +24,7 @@ func FuzzChatRequest(f *testing.F) {
 	f.Add("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"```\\ncode\\n```\\n# h\\n- a b c d e.\"}]}]}")
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest("POST", "/api/v1/app/chat", strings.NewReader(body))
-		obj, _, e := readBody(r)
+		obj, _, e := readBody(r, DefaultMaxBodyBytes)
 		if e == nil {
 			var req workspace.ChatRequest
 			req, e = parseChatRequest(obj, "")

@@ -89,6 +89,10 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is the rate limiter's bucket size. Default max(1, ceil(RateLimit)).
 	RateBurst int
+	// MaxBodyBytes is the largest request body accepted; a larger one is
+	// answered 413, as the real API does for a too-large chat. Default
+	// DefaultMaxBodyBytes (8 MiB).
+	MaxBodyBytes int64
 	// Now is the clock for created_at, updated_at and created. Default
 	// time.Now. Latency always uses the real clock.
 	Now func() time.Time
@@ -135,6 +139,7 @@ type Server struct {
 	projectID string
 	orgs      []string
 	token     string
+	maxBody   int64
 	now       func() time.Time
 	log       *slog.Logger
 	mux       *http.ServeMux
@@ -165,6 +170,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		projectID: cmp.Or(cfg.ProjectID, DefaultProjectID),
 		token:     cfg.Token,
+		maxBody:   cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes),
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		stop:      make(chan struct{}),

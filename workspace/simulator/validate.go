@@ -13,17 +13,17 @@ import (
 	"github.com/threadmill/threadmill/workspace"
 )
 
-// maxBodyBytes is the largest request body accepted; beyond it the answer is
-// 413, as for a too-large /app/chat request.
-const maxBodyBytes = 8 << 20
+// DefaultMaxBodyBytes is the default of Config.MaxBodyBytes.
+const DefaultMaxBodyBytes = 8 << 20
 
-// readBody reads a JSON request body as a generic object.
-func readBody(r *http.Request) (map[string]json.RawMessage, []byte, *httpError) {
+// readBody reads a JSON request body of at most maxBodyBytes as a generic
+// object.
+func readBody(r *http.Request, maxBodyBytes int64) (map[string]json.RawMessage, []byte, *httpError) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
 		return nil, nil, errorf(http.StatusBadRequest, "reading request body: %v", err)
 	}
-	if len(data) > maxBodyBytes {
+	if int64(len(data)) > maxBodyBytes {
 		return nil, nil, errorf(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", maxBodyBytes)
 	}
 	data = bytes.TrimSpace(data)
