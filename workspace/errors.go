@@ -168,7 +168,10 @@ type StreamError struct {
 // Error formats the error as
 // "workspace: GET /api/v1/app/interaction/x/stream: stream error overloaded_error: <message>".
 func (e *StreamError) Error() string {
-	s := "workspace: GET " + e.Path + ": stream error"
+	s := "workspace: stream error"
+	if e.Path != "" {
+		s = "workspace: GET " + e.Path + ": stream error"
+	}
 	if e.Type != "" {
 		s += " " + e.Type
 	}

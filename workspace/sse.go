@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Event types of an interaction stream (workspace-api.md §5.4). Types are
@@ -293,8 +294,13 @@ func (r *EventReader) build(name, id string, data []byte, line int) (Event, erro
 		}
 	}
 	switch ev.Type {
+	case EventError:
+		if jsonErr != nil { // a plain-text error is still an error
+			ev.Error = &ErrorDetail{Message: truncate(collapse(strings.ToValidUTF8(string(data), "\uFFFD")), maxErrorMessage)}
+			return ev, nil
+		}
 	case EventContentBlockStart, EventContentBlockDelta, EventContentBlockStop,
-		EventContentBlockSynthetic, EventMessageStart, EventMessageDelta, EventError:
+		EventContentBlockSynthetic, EventMessageStart, EventMessageDelta:
 		if jsonErr != nil {
 			return Event{}, fmt.Errorf("sse: line %d: %s event: data is not a JSON object: %v; data starts %s", line, ev.Type, jsonErr, snippet(data))
 		}
