@@ -62,7 +62,7 @@ Artifact content is not counted (the server retrieves from it).
 ` + workspaceEnvHelp,
 		Example: `  threadmill plan --simulate examples/bulk-summarize.yaml
   threadmill plan --json examples/weekly-support-brief.yaml`,
-		Args: cobra.ExactArgs(1),
+		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.File = args[0]
 			if at != "" {

@@ -18,7 +18,7 @@ speak the YAML language server pick it up from a first line such as
 The schema checks shape and enums; threadmill validate checks everything
 else (references between steps and sets, templates, cron, credentials).`,
 		Example: `  threadmill schema > pipeline.schema.json`,
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := cmd.OutOrStdout().Write(pipelines.Schema())
 			return err

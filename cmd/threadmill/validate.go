@@ -44,7 +44,7 @@ position, as file:line:col: message. Nothing is contacted.
 Exit status: 0 when every file is valid, 1 when any file has a problem.`,
 		Example: `  threadmill validate examples/
   threadmill validate --json pipelines/weekly.yaml`,
-		Args: cobra.MinimumNArgs(1),
+		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Paths = args
 			return runValidate(cmd.Context(), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -160,4 +160,14 @@ func plural(n int, noun string) string {
 		return fmt.Sprintf("%d %s", n, noun)
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// usageArgs makes an argument-count error exit with the usage code.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return withCode(exitUsage, err)
+		}
+		return nil
+	}
 }

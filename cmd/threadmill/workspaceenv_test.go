@@ -11,13 +11,13 @@ import (
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
-func envMap(m map[string]string) func(string) (string, bool) {
+func lookupFromMap(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
 func TestReadWorkspaceEnv(t *testing.T) {
 	t.Run("missing variables are named", func(t *testing.T) {
-		_, err := readWorkspaceEnv(envMap(nil))
+		_, err := readWorkspaceEnv(lookupFromMap(nil))
 		if err == nil {
 			t.Fatal("no error without WORKSPACE_BASE_URL and WORKSPACE_API_TOKEN")
 		}
@@ -28,13 +28,13 @@ func TestReadWorkspaceEnv(t *testing.T) {
 		}
 	})
 	t.Run("malformed base URL", func(t *testing.T) {
-		_, err := readWorkspaceEnv(envMap(map[string]string{envBaseURL: "zylon.example.com", envToken: "tok"}))
+		_, err := readWorkspaceEnv(lookupFromMap(map[string]string{envBaseURL: "zylon.example.com", envToken: "tok"}))
 		if err == nil || !strings.Contains(err.Error(), envBaseURL) {
 			t.Fatalf("want an error naming %s, got %v", envBaseURL, err)
 		}
 	})
 	t.Run("defaults and values", func(t *testing.T) {
-		e, err := readWorkspaceEnv(envMap(map[string]string{envBaseURL: "https://zylon.example.com", envToken: "s3cr3t-token", envProject: "proj_x"}))
+		e, err := readWorkspaceEnv(lookupFromMap(map[string]string{envBaseURL: "https://zylon.example.com", envToken: "s3cr3t-token", envProject: "proj_x"}))
 		if err != nil {
 			t.Fatal(err)
 		}
