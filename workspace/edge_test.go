@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -608,3 +609,33 @@ func TestPaginationGuards(t *testing.T) {
 		}
 	})
 }
+
+func TestLoggerNeverSeesToken(t *testing.T) {
+	var mu sync.Mutex
+	var buf strings.Builder
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h, _ := sseHandler(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"message":"stream unavailable for `+r.Header.Get("Authorization")+`"}`, http.StatusServiceUnavailable)
+	}, func(int) string { return completedNoUsage })
+	c, _ := serve(t, h, workspace.WithLogger(logger))
+	if _, err := c.WaitInteraction(ctxT(t), "i1"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	if !strings.Contains(out, "workspace stream failed; polling the interaction") || !strings.Contains(out, "path=/api/v1/app/interaction/i1") {
+		t.Errorf("log lacks the call and the fallback:\n%s", out)
+	}
+	if strings.Contains(out, testToken) {
+		t.Errorf("the token reached the log:\n%s", out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"net/http/httptest"
+	"strings"
 
 	"github.com/threadmill/threadmill/workspace"
 	"github.com/threadmill/threadmill/workspace/simulator"
@@ -79,4 +80,31 @@ func Example() {
 	// answer: - Refunds are processed within 14 days of the request.
 	// cancel after the end: true
 	// permanent: true
+}
+
+// ExampleReadStream assembles an interaction stream read from any
+// io.Reader: CRLF line endings, comments, pings and unknown events are fine.
+func ExampleReadStream() {
+	stream := "event: message_start\r\n" +
+		"data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"content\":[]}}\r\n\r\n" +
+		": keep-alive\r\n\r\n" +
+		"event: content_block_delta\r\n" +
+		"data: {\"type\":\"content_block_delta\",\"block_id\":\"b1\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Risk 1: \"}}\r\n\r\n" +
+		"event: ping\r\ndata: {\"type\":\"ping\"}\r\n\r\n" +
+		"event: content_block_delta\r\n" +
+		"data: {\"type\":\"content_block_delta\",\"block_id\":\"b1\",\"delta\":{\"type\":\"text_delta\",\"text\":\"late refunds.\"}}\r\n\r\n" +
+		"event: message_delta\r\n" +
+		"data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"stop\",\"usage\":{\"input_tokens\":210,\"output_tokens\":64}}}\r\n\r\n" +
+		"event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n"
+	res, err := workspace.ReadStream(strings.NewReader(stream), workspace.Limits{}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%q %s %d+%d\n", res.Text(), res.StopReason, res.Usage.InputTokens, res.Usage.OutputTokens)
+
+	_, err = workspace.ReadStream(strings.NewReader(stream[:200]), workspace.Limits{}, nil)
+	fmt.Println(errors.Is(err, workspace.ErrStreamIncomplete), workspace.IsRetryable(err))
+	// Output:
+	// "Risk 1: late refunds." stop 210+64
+	// true true
 }

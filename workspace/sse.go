@@ -113,12 +113,19 @@ type Event struct {
 
 // Delta is the incremental payload of a content_block_delta event.
 type Delta struct {
-	Type        string          `json:"type"`
-	Text        string          `json:"text,omitempty"`
-	Thinking    string          `json:"thinking,omitempty"`
-	PartialJSON string          `json:"partial_json,omitempty"`
-	Citations   []Citation      `json:"citations,omitempty"`
-	Sources     json.RawMessage `json:"sources,omitempty"`
+	// Type is text_delta, thinking_delta, input_json_delta, source_delta,
+	// tldr_delta or a type not known yet.
+	Type string `json:"type"`
+	// Text is the text of a text_delta.
+	Text string `json:"text,omitempty"`
+	// Thinking is the text of a thinking_delta.
+	Thinking string `json:"thinking,omitempty"`
+	// PartialJSON is the fragment of an input_json_delta.
+	PartialJSON string `json:"partial_json,omitempty"`
+	// Citations are the citations of a text_delta.
+	Citations []Citation `json:"citations,omitempty"`
+	// Sources are the raw sources of a source_delta.
+	Sources json.RawMessage `json:"sources,omitempty"`
 }
 
 // EventReader reads server-sent events from a stream. It accepts LF, CRLF
