@@ -137,7 +137,7 @@ func TestChatAnswer(t *testing.T) {
 	// A one-sentence prompt has nothing to extract: the answer restates it.
 	var short workspace.ChatResponse
 	e.must("POST", "/api/v1/app/chat", chat("Give one-line status."), 200, &short)
-	if short.Text() != "- Answer to: Give one-line status." {
+	if short.Text() != "- Simulated answer to: Give one-line status." {
 		t.Fatalf("short answer = %q", short.Text())
 	}
 }

@@ -60,7 +60,8 @@ type answer struct {
 //     than four words dropped). Without artifacts
 //     (one-shot chat, or an interaction with none) they come from the
 //     messages' own text, minus the question's first sentence, which is the
-//     instruction; if nothing is left the answer restates the question.
+//     instruction; if nothing is left the answer is "Simulated answer to: "
+//     followed by the question.
 //  3. Each sentence scores the number of distinct keywords it contains; the
 //     best are taken by score, ties broken by position.
 //  4. The answer is one "- " bullet per chosen sentence, in score order,
@@ -150,7 +151,7 @@ func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 		}
 		if len(cands) == 0 {
 			q := strings.Join(strings.Fields(question), " ")
-			cands = append(cands, cand{text: "Answer to: " + q})
+			cands = append(cands, cand{text: "Simulated answer to: " + q})
 		}
 	}
 	for i := range cands {
