@@ -2,6 +2,7 @@ package runstore
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 )
 
@@ -30,9 +31,11 @@ func (s *Store) Paused(ctx context.Context) (time.Duration, error) {
 
 // AcquireRequest waits until an API request of pipeline may be sent: until
 // the fleet-wide pause is over and, when requestsPerMinute > 0, until the
-// request's slot on the pipeline's shared rate limiter (GCRA, strictly
-// spaced, no burst: any window of T seconds holds at most
-// requestsPerMinute*T/60 + 1 requests). It returns the time spent waiting.
+// pipeline's shared rate limiter (GCRA with a burst of one, so requests are
+// evenly spaced: any window of T seconds holds at most
+// requestsPerMinute·T/60 + 1 of them) grants it. Grants are taken, not
+// reserved ahead, so a caller that gives up frees nothing and wastes
+// nothing. It returns the time spent waiting.
 func (s *Store) AcquireRequest(ctx context.Context, pipeline string, requestsPerMinute int) (time.Duration, error) {
 	start := time.Now()
 	interval := int64(0)
@@ -40,30 +43,18 @@ func (s *Store) AcquireRequest(ctx context.Context, pipeline string, requestsPer
 		interval = time.Minute.Microseconds() / int64(requestsPerMinute)
 	}
 	for {
-		res, err := scriptGate.Run(ctx, s.rdb, []string{s.pauseKey(), s.reqLimitKey(pipeline)}, interval, 1).Slice()
+		res, err := scriptGate.Run(ctx, s.rdb, []string{s.pauseKey(), s.reqLimitKey(pipeline)}, interval).Slice()
 		if err != nil {
 			return time.Since(start), wrap("rate limit", "", err)
 		}
+		if toInt(res[1]) == 1 {
+			return time.Since(start), nil
+		}
 		wait := time.Duration(toInt(res[0])) * time.Microsecond
-		reserved := toInt(res[1]) == 1
+		// A little jitter spreads the callers that wait for the same slot.
+		wait += time.Duration(rand.Int64N(int64(wait/10) + 1))
 		if err := sleep(ctx, wait); err != nil {
 			return time.Since(start), err
-		}
-		if !reserved {
-			continue // paused: ask again once the pause is over
-		}
-		// The slot is ours; honour a pause set while we waited for it.
-		for {
-			p, err := s.Paused(ctx)
-			if err != nil {
-				return time.Since(start), err
-			}
-			if p == 0 {
-				return time.Since(start), nil
-			}
-			if err := sleep(ctx, p); err != nil {
-				return time.Since(start), err
-			}
 		}
 	}
 }

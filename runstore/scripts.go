@@ -107,9 +107,11 @@ return 1
 `)
 
 // scriptGate: KEYS: pause, request limiter. ARGV: interval (µs per request,
-// 0 = no limit), cost. Returns {wait µs, reserved}: while paused nothing is
-// reserved and wait is the pause left; otherwise a GCRA slot (burst 1) is
-// reserved and wait is the time until it.
+// 0 = no limit). Returns {wait µs, granted}. While the fleet is paused
+// nothing is granted and wait is the pause left. Otherwise the request is
+// granted only if its GCRA slot (burst 1) has come; wait is the time until
+// it does. A grant is taken at the moment the request is sent, so a caller
+// that is slow to send cannot crowd the next window.
 var scriptGate = redis.NewScript(`
 local p = redis.call('PTTL', KEYS[1])
 if p > 0 then return {p * 1000, 0} end
@@ -118,12 +120,10 @@ if interval <= 0 then return {0, 1} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tat < now then tat = now end
-local newtat = tat + interval * tonumber(ARGV[2])
-redis.call('SET', KEYS[2], string.format('%d', newtat), 'PX', math.floor((newtat - now) / 1000) + 1000)
-local wait = newtat - interval - now
-if wait < 0 then wait = 0 end
-return {wait, 1}
+if tat > now then return {tat - now, 0} end
+local newtat = now + interval
+redis.call('SET', KEYS[2], string.format('%d', newtat), 'PX', math.floor(interval / 1000) + 1000)
+return {0, 1}
 `)
 
 // scriptTokens: KEYS: token limiter. ARGV: interval (µs per token), burst

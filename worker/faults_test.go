@@ -1,0 +1,156 @@
+package worker_test
+
+import (
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/runstore"
+	"github.com/threadmill/threadmill/worker"
+	"github.com/threadmill/threadmill/workspace/simulator"
+)
+
+const faultsPipeline = `
+version: 1
+name: faults
+workspace: { project: proj_test }
+defaults: { max_tokens: 80 }
+limits: { concurrency: 16, max_attempts: 12 }
+artifacts:
+  docs: { folder: "Inbox" }
+steps:
+  - id: summarize
+    for_each: docs
+    prompt: "Summarize {{ .Artifact.Name }}."
+`
+
+func TestFaultsEveryItemSucceedsRetriesRecordedRetryAfterHonoured(t *testing.T) {
+	e := newEnv(t, simulator.Config{
+		Async:   true,
+		Latency: 20 * time.Millisecond,
+		Faults: simulator.Faults{
+			Error500: 0.04, Error502: 0.03, Error503: 0.03, // 10% 5xx
+			TooMany429: 0.05,
+			CutStream:  0.3,
+			RetryAfter: time.Second,
+			Seed:       7,
+		},
+	})
+	e.folder("Inbox", 30)
+	e.startWorker()
+	run := e.start(e.pipeline(faultsPipeline), "faults-1")
+	st := e.wait(run, 3*time.Minute)
+	if st.Status != runstore.StatusSucceeded {
+		t.Fatalf("status %q (succeeded %d, failed %d, error %q)", st.Status, st.Succeeded, st.Failed, st.Error)
+	}
+	items := readItems(t, resultsFile(st.ResultDir))
+	if len(items) != 30 {
+		t.Fatalf("%d result lines, want 30", len(items))
+	}
+	retried := 0
+	var in, out int64
+	for _, it := range items {
+		if it.State != results.StateSucceeded {
+			t.Errorf("item %s: %s (%s)", it.Key, it.State, it.Error)
+		}
+		if it.Attempts > 1 {
+			retried++
+		}
+		in += int64(it.Usage.InputTokens)
+		out += int64(it.Usage.OutputTokens)
+	}
+	c := e.sim.Counters()
+	t.Logf("faults injected: %v; items retried: %d; run retries: %d", c.Faults, retried, st.Retries)
+	if c.Faults["429"] == 0 || c.Faults["500"]+c.Faults["502"]+c.Faults["503"] == 0 || c.Faults["cut_stream"] == 0 {
+		t.Fatalf("the simulator injected too few faults to test anything: %v", c.Faults)
+	}
+	if retried == 0 || st.Retries == 0 || readRun(t, st.ResultDir).Retries != st.Retries {
+		t.Errorf("retries not recorded: %d items with attempts > 1, run retries %d", retried, st.Retries)
+	}
+	// Exactly-once effects: no item paid for a second interaction, and the
+	// usage in the results is what the simulator billed.
+	if c.InteractionsCreated != 30 {
+		t.Errorf("simulator created %d interactions for 30 items", c.InteractionsCreated)
+	}
+	if in != c.TokensIn || out != c.TokensOut {
+		t.Errorf("results usage %d/%d, simulator billed %d/%d", in, out, c.TokensIn, c.TokensOut)
+	}
+	// Retry-After honoured fleet-wide: once a worker has received a 429 (or
+	// a 503 with Retry-After), no worker sends a request until the pause is
+	// over. Times are taken in the workers' HTTP transport; the margin
+	// covers the moment between receiving the answer and publishing the
+	// pause, when requests already past the gate may still leave.
+	const margin = 150 * time.Millisecond
+	reqs := e.sent.snapshot()
+	checked := 0
+	for _, r := range reqs {
+		if r.RetryAfter == "" || (r.Status != 429 && r.Status != 503) {
+			continue
+		}
+		secs, err := strconv.Atoi(r.RetryAfter)
+		if err != nil {
+			t.Fatalf("Retry-After %q", r.RetryAfter)
+		}
+		from, to := r.Answered.Add(margin), r.Answered.Add(time.Duration(secs)*time.Second-margin)
+		checked++
+		for _, o := range reqs {
+			if o.Arrived.After(from) && o.Arrived.Before(to) {
+				t.Errorf("%s %s sent %v after a %d with Retry-After %ss was received", o.Method, o.Path, o.Arrived.Sub(r.Answered), r.Status, r.RetryAfter)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no answer with Retry-After to check")
+	}
+}
+
+func TestTwoWorkersShareARunAndItsRateLimit(t *testing.T) {
+	// Two asynq servers in this process, each with its own Redis connection
+	// pools (asynq's and the run store's), stand for two worker machines.
+	e := newEnv(t, simulator.Config{Latency: 10 * time.Millisecond})
+	e.folder("Inbox", 24)
+	var n1, n2 atomic.Int64
+	e.startWorker(func(c *worker.Config) { c.OnItemDone = func(results.Item) { n1.Add(1) } })
+	e.startWorker(func(c *worker.Config) { c.OnItemDone = func(results.Item) { n2.Add(1) } })
+	p := e.pipeline(`
+version: 1
+name: shared
+workspace: { project: proj_test }
+defaults: { max_tokens: 40 }
+limits: { concurrency: 16, requests_per_minute: 600 }
+artifacts:
+  docs: { folder: "Inbox" }
+steps:
+  - id: summarize
+    for_each: docs
+    prompt: "Summarize {{ .Artifact.Name }}."
+`)
+	run := e.start(p, "shared-1")
+	st := e.wait(run, 2*time.Minute)
+	if st.Status != runstore.StatusSucceeded {
+		t.Fatalf("status %q (error %q)", st.Status, st.Error)
+	}
+	if n1.Load() == 0 || n2.Load() == 0 || n1.Load()+n2.Load() != 24 {
+		t.Errorf("items per worker: %d and %d; want both > 0, 24 in all", n1.Load(), n2.Load())
+	}
+	c := e.sim.Counters()
+	if c.InteractionsCreated != 24 {
+		t.Errorf("%d interactions for 24 items", c.InteractionsCreated)
+	}
+	// 600 requests per minute is 10 per second; the shared limiter spaces
+	// requests evenly, so any window of w seconds holds at most 10w+1.
+	total := 0
+	for _, n := range c.PerSecond {
+		total += n
+	}
+	for w := 1; w <= 4; w++ {
+		if got, limit := c.MaxInWindow(w), 10*w+1; got > limit {
+			t.Errorf("%d requests within %d s, limit %d (per second: %v)", got, w, limit, c.PerSecond)
+		}
+	}
+	if total < 70 {
+		t.Errorf("only %d requests: the test did not load the limiter", total)
+	}
+}
