@@ -297,3 +297,15 @@ func TestRecordsAndCorrelations(t *testing.T) {
 		t.Fatalf("chats = %+v", chats)
 	}
 }
+
+func TestResetCountersOverHTTP(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	e.must("GET", "/api/v1/app/me", nil, 200, nil)
+	e.org = ""
+	if status, body := e.do("DELETE", "/_sim/counters", nil); status != 204 || len(body) != 0 {
+		t.Fatalf("reset: %d %s", status, body)
+	}
+	if c := e.sim.Counters(); c.Total("GET /api/v1/app/me") != 0 || c.Requests["DELETE /_sim/counters"][204] != 1 {
+		t.Fatalf("after reset: %+v", c.Requests)
+	}
+}

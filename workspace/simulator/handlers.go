@@ -32,6 +32,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /_sim/counters", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Counters())
 	})
+	s.mux.HandleFunc("DELETE /_sim/counters", func(w http.ResponseWriter, _ *http.Request) {
+		s.ResetCounters()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	h("GET /api/v1/app/me", s.handleMe)
 	h("POST /api/v1/app/project/{projectId}/thread", s.handleCreateThread)
 	h("GET /api/v1/app/project/{projectId}/thread", s.handleListThreads)

@@ -12,6 +12,35 @@
 // documented ones: 201 for a created interaction, 204 for cancel and for a
 // valid chat/validate, 409 when cancelling a finished interaction.
 //
+// Routes (all JSON unless noted; the pattern is the key of Counters.Requests):
+//
+//	GET    /api/health                                    {"status":"ok"}, no auth
+//	GET    /_sim/counters                                 Counters as JSON, no auth
+//	DELETE /_sim/counters                                 ResetCounters, 204, no auth
+//	GET    /api/v1/app/me                                 the UserDTO
+//	POST   /api/v1/app/project/{projectId}/thread         create a thread, 200
+//	GET    /api/v1/app/project/{projectId}/thread         list threads (state, page params)
+//	GET    /api/v1/app/thread/{threadId}                  get a thread
+//	PUT    /api/v1/app/thread/{threadId}                  rename / change visibility
+//	DELETE /api/v1/app/thread/{threadId}                  mark Deleted (cancels its interactions), 200
+//	POST   /api/v1/app/thread/{threadId}/interaction      create an interaction, 201
+//	GET    /api/v1/app/thread/{threadId}/interaction      list a thread's interactions
+//	GET    /api/v1/app/interaction/{interactionId}        get an interaction
+//	DELETE /api/v1/app/interaction/{interactionId}        delete (cancels it if processing), 200
+//	POST   /api/v1/app/interaction/{interactionId}/cancel 204; 409 once finished
+//	GET    /api/v1/app/interaction/{interactionId}/stream SSE (text/event-stream)
+//	POST   /api/v1/app/chat                               one-shot chat, 200
+//	POST   /api/v1/app/chat/validate                      204, or 400 {"valid":false,...}
+//	GET    /api/v1/app/project/{projectId}/artifact       list artifacts (§8.3 filters)
+//	GET    /api/v1/app/project/{projectId}/artifact/{artifactId}
+//
+// Errors are JSON {"message": "...", "errors": ["..."]} naming the field or
+// header at fault (except the injected 502, whose body is an HTML proxy
+// page). pgpt.stream is accepted and ignored: follow an interaction with its
+// /stream route. A cancelled interaction ends in state Completed with
+// stop_reason "cancelled" and the output produced until then; a finished one
+// has stop_reason "end_turn", or "max_tokens" when its answer was cut.
+//
 // Determinism: ids, answers and token counts depend only on the requests
 // received and their order (and on Config.Now for timestamps). Artifact ids
 // seeded by AddDir depend only on the file's path, so they are stable across
