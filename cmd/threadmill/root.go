@@ -61,6 +61,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newValidateCmd(),
 		newPlanCmd(),
 		newSchemaCmd(),
+		newHealthcheckCmd(),
 	)
 	return root
 }
