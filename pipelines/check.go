@@ -98,6 +98,10 @@ func (c *checker) keyAt(path string) pos {
 
 func (c *checker) has(path string) bool { _, ok := c.d.pos[path]; return ok }
 
+// absent reports whether a required key is missing, and not merely
+// misspelled (the misspelling has its own message).
+func (c *checker) absent(path string) bool { return !c.has(path) && !c.d.typo[path] }
+
 // isBad reports whether path or a parent of it failed to decode.
 func (c *checker) isBad(path string) bool {
 	for path != "" {
@@ -143,12 +147,14 @@ func (c *checker) intRange(path string, v, lo, hi int64) {
 func (c *checker) check() {
 	p := c.p
 	switch {
+	case c.d.typo["version"]:
 	case !c.has("version"):
 		c.e.add(c.root, "version is required: add \"version: %d\" at the top", FormatVersion)
 	case p.Version != FormatVersion:
 		c.add("version", "unsupported format version %d (this threadmill reads version %d)", p.Version, FormatVersion)
 	}
 	switch {
+	case c.d.typo["name"]:
 	case p.Name == "":
 		c.e.add(c.at("name"), "name is required: it names the pipeline and its results directory")
 	case !fileNameRe.MatchString(p.Name) || len(p.Name) > maxNameLen:
@@ -193,10 +199,17 @@ func (c *checker) checkSchedule() {
 	if s == nil {
 		return
 	}
-	if strings.TrimSpace(s.Cron) == "" {
-		c.e.add(c.at("schedule"), "schedule.cron is required (5 fields such as \"0 9 * * MON\", or a descriptor such as @daily)")
-	} else if _, err := ParseCron(s.Cron); err != nil {
-		c.add("schedule.cron", "%q does not parse: %v (use 5 fields: minute hour day-of-month month day-of-week, or @hourly, @daily, @weekly, @monthly, @yearly, @every <duration>)", s.Cron, err)
+	switch {
+	case strings.TrimSpace(s.Cron) == "" && c.has("schedule.cron"):
+		c.add("schedule.cron", "must not be empty (5 fields such as \"0 9 * * MON\", or a descriptor such as @daily)")
+	case strings.TrimSpace(s.Cron) == "":
+		if c.absent("schedule.cron") {
+			c.e.add(c.at("schedule"), "schedule.cron is required (5 fields such as \"0 9 * * MON\", or a descriptor such as @daily)")
+		}
+	default:
+		if _, err := ParseCron(s.Cron); err != nil {
+			c.add("schedule.cron", "%q does not parse: %v (use 5 fields: minute hour day-of-month month day-of-week, or @hourly, @daily, @weekly, @monthly, @yearly, @every <duration>)", s.Cron, err)
+		}
 	}
 	if s.Timezone != "" {
 		if _, err := time.LoadLocation(s.Timezone); err != nil || s.Timezone == "Local" {
@@ -324,6 +337,9 @@ func parseUpdated(s string) (updatedFilter, error) {
 func (c *checker) checkSteps() {
 	p := c.p
 	if len(p.Steps) == 0 {
+		if c.d.typo["steps"] {
+			return
+		}
 		c.e.add(c.at("steps"), "steps is required: a pipeline needs at least one step")
 		return
 	}
@@ -337,6 +353,7 @@ func (c *checker) checkSteps() {
 	for i, s := range p.Steps {
 		base := fmt.Sprintf("steps[%d]", i)
 		switch {
+		case s.ID == "" && c.d.typo[base+".id"]:
 		case s.ID == "":
 			c.e.add(c.at(base), "%s: id is required", base)
 		case !identRe.MatchString(s.ID):
@@ -440,7 +457,7 @@ func (c *checker) checkStepSettings(base string, s Step) {
 	if strings.TrimSpace(s.Prompt) == "" {
 		if c.has(base + ".prompt") {
 			c.add(base+".prompt", "must not be empty")
-		} else {
+		} else if c.absent(base + ".prompt") {
 			c.e.add(c.at(base), "%s: prompt is required", base)
 		}
 	}

@@ -30,7 +30,11 @@ type decoder struct {
 	raw map[string]*yaml.Node
 	// bad holds the paths whose value failed to decode, so the checks do
 	// not pile a second message on a zero value.
-	bad   map[string]bool
+	bad map[string]bool
+	// typo holds the paths of known keys that an unknown key looks like a
+	// misspelling of ("promt" -> steps[0].prompt): "x is required" is not
+	// reported for them, the unknown key's message says it all.
+	typo  map[string]bool
 	nodes int
 	// tooBig is set once maxNodes is exceeded; decoding stops.
 	tooBig bool
@@ -387,6 +391,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, p pos
 			msg := fmt.Sprintf("unknown key %q in %s", key, fieldName(path))
 			if s := suggest(key, names); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
+				d.typo[join(path, s)] = true
 			} else {
 				msg += fmt.Sprintf(" (known keys: %s)", strings.Join(names, ", "))
 			}

@@ -20,7 +20,6 @@ steps:
 	_, err := pipelines.Parse("weekly.yaml", []byte(src), nil)
 	fmt.Println(err)
 	// Output:
-	// weekly.yaml:6:5: steps[0]: prompt is required
 	// weekly.yaml:7:15: steps[0].for_each: there is no artifact set "tikets"; did you mean "tickets"?
 	// weekly.yaml:8:5: unknown key "promt" in steps[0]; did you mean "prompt"?
 }

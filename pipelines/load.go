@@ -66,6 +66,7 @@ func Parse(filename string, data []byte, lookupEnv func(string) (string, bool)) 
 		keyPos: map[string]pos{},
 		raw:    map[string]*yaml.Node{},
 		bad:    map[string]bool{},
+		typo:   map[string]bool{},
 	}
 	d.decode(root, reflect.ValueOf(p).Elem(), "")
 	if d.tooBig {

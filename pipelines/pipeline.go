@@ -12,17 +12,31 @@ import (
 // It round-trips through encoding/json, so a run can carry it in Redis and
 // workers never need the YAML file.
 type Pipeline struct {
-	Version     int                    `yaml:"version" json:"version"`
-	Name        string                 `yaml:"name" json:"name"`
-	Description string                 `yaml:"description,omitempty" json:"description,omitempty"`
-	Schedule    *Schedule              `yaml:"schedule,omitempty" json:"schedule,omitempty"`
-	Workspace   WorkspaceConfig        `yaml:"workspace,omitempty" json:"workspace"`
-	Defaults    Defaults               `yaml:"defaults,omitempty" json:"defaults"`
-	Limits      Limits                 `yaml:"limits,omitempty" json:"limits"`
-	Vars        map[string]string      `yaml:"vars,omitempty" json:"vars,omitempty"`
-	Artifacts   map[string]ArtifactSet `yaml:"artifacts,omitempty" json:"artifacts,omitempty"`
-	Steps       []Step                 `yaml:"steps" json:"steps"`
-	Output      Output                 `yaml:"output,omitempty" json:"output"`
+	// Version is the format version; always 1 (FormatVersion). Required.
+	Version int `yaml:"version" json:"version"`
+	// Name names the pipeline, its results directory and its threads:
+	// letters, digits, '.', '_' and '-'. Required.
+	Name string `yaml:"name" json:"name"`
+	// Description is free text; templates read it as .Pipeline.Description.
+	Description string `yaml:"description,omitempty" json:"description,omitempty"`
+	// Schedule, when set, runs the pipeline on a cron schedule.
+	Schedule *Schedule `yaml:"schedule,omitempty" json:"schedule,omitempty"`
+	// Workspace names the project; the connection comes from the environment.
+	Workspace WorkspaceConfig `yaml:"workspace,omitempty" json:"workspace"`
+	// Defaults apply to every step that does not set the field itself.
+	Defaults Defaults `yaml:"defaults,omitempty" json:"defaults"`
+	// Limits bound a run: concurrency, rates, budget, attempts, timeouts.
+	Limits Limits `yaml:"limits,omitempty" json:"limits"`
+	// Vars are strings templates read as .Vars.<name>.
+	Vars map[string]string `yaml:"vars,omitempty" json:"vars,omitempty"`
+	// Artifacts are the named artifact sets steps walk (for_each) or attach
+	// (artifacts), resolved at the start of each run.
+	Artifacts map[string]ArtifactSet `yaml:"artifacts,omitempty" json:"artifacts,omitempty"`
+	// Steps run in file order; a step starts once every step in its needs
+	// has finished. At least one is required.
+	Steps []Step `yaml:"steps" json:"steps"`
+	// Output configures the result files.
+	Output Output `yaml:"output,omitempty" json:"output"`
 
 	// File is the path the pipeline was loaded from (not part of the format).
 	File string `yaml:"-" json:"file,omitempty"`
@@ -46,6 +60,8 @@ type Schedule struct {
 // WorkspaceConfig names the Workspace project. Base URL, org and token come
 // from the environment, never from the file.
 type WorkspaceConfig struct {
+	// Project is the project id; default the WORKSPACE_PROJECT environment
+	// variable (filled in by Load).
 	Project string `yaml:"project,omitempty" json:"project,omitempty"`
 }
 
@@ -85,33 +101,65 @@ type Limits struct {
 // Duration is a time.Duration written as a Go duration string ("90s", "5m").
 type Duration time.Duration
 
-// ArtifactSet selects artifacts. Exactly one of IDs, All, Folder, Name or Type
-// is the base; Name, Type and Updated further filter a Folder or All base.
+// ArtifactSet selects artifacts. At most one of IDs, All and Folder is the
+// base; Name, Type and Updated filter an All or Folder base, or the whole
+// project when there is no base. IDs take no filter.
+//
+// Only usable artifacts are selected (Published, ingest Done or
+// NotApplicable); folders are walked, never selected.
 type ArtifactSet struct {
-	IDs        []string `yaml:"ids,omitempty" json:"ids,omitempty"`
-	All        bool     `yaml:"all,omitempty" json:"all,omitempty"`
-	Folder     string   `yaml:"folder,omitempty" json:"folder,omitempty"`
-	Name       string   `yaml:"name,omitempty" json:"name,omitempty"`
-	Type       string   `yaml:"type,omitempty" json:"type,omitempty"`
-	Updated    string   `yaml:"updated,omitempty" json:"updated,omitempty"`
-	AllowEmpty bool     `yaml:"allow_empty,omitempty" json:"allow_empty,omitempty"`
+	// IDs lists artifacts by id; a folder's id stands for its artifacts.
+	IDs []string `yaml:"ids,omitempty" json:"ids,omitempty"`
+	// All selects every artifact of the project. A bare `all: true` used
+	// only as context is sent as all_artifacts: true.
+	All bool `yaml:"all,omitempty" json:"all,omitempty"`
+	// Folder selects a folder's artifacts at every depth, by folder id or by
+	// a path of folder names ("Support/Tickets").
+	Folder string `yaml:"folder,omitempty" json:"folder,omitempty"`
+	// Name keeps the artifacts whose name matches a glob (path.Match syntax).
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Type keeps the artifacts of one type (Document, InlineText, ...).
+	Type string `yaml:"type,omitempty" json:"type,omitempty"`
+	// Updated keeps the artifacts updated within_run_window, since a date
+	// or RFC 3339 time, or within a duration (168h) before the run time.
+	Updated string `yaml:"updated,omitempty" json:"updated,omitempty"`
+	// AllowEmpty makes an empty set acceptable; otherwise it is an error.
+	AllowEmpty bool `yaml:"allow_empty,omitempty" json:"allow_empty,omitempty"`
 }
 
 // Step is one stage of a pipeline.
+// After Load, the fields with defaults hold their effective values.
 type Step struct {
-	ID          string   `yaml:"id" json:"id"`
-	ForEach     string   `yaml:"for_each,omitempty" json:"for_each,omitempty"`
-	Artifacts   []string `yaml:"artifacts,omitempty" json:"artifacts,omitempty"`
-	Needs       []string `yaml:"needs,omitempty" json:"needs,omitempty"`
-	Mode        string   `yaml:"mode,omitempty" json:"mode,omitempty"`
-	Thread      Thread   `yaml:"thread,omitempty" json:"thread"`
-	Agent       string   `yaml:"agent,omitempty" json:"agent,omitempty"`
-	Prompt      string   `yaml:"prompt" json:"prompt"`
-	System      string   `yaml:"system,omitempty" json:"system,omitempty"`
-	MaxTokens   int      `yaml:"max_tokens,omitempty" json:"max_tokens,omitempty"`
+	// ID is unique in the pipeline (letters, digits, '_'); templates read
+	// the step's outputs as .Steps.<id>. Required.
+	ID string `yaml:"id" json:"id"`
+	// ForEach names an artifact set: one item per artifact, which templates
+	// read as .Artifact. Without it the step runs once.
+	ForEach string `yaml:"for_each,omitempty" json:"for_each,omitempty"`
+	// Artifacts names sets every item uses as context (thread mode only).
+	Artifacts []string `yaml:"artifacts,omitempty" json:"artifacts,omitempty"`
+	// Needs names earlier steps this step waits for and reads.
+	Needs []string `yaml:"needs,omitempty" json:"needs,omitempty"`
+	// Mode is thread (default) or chat; chat takes no artifacts and no turns.
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// Thread configures the step's threads (thread mode).
+	Thread Thread `yaml:"thread,omitempty" json:"thread"`
+	// Agent is the agent preset: Default (default) or ProjectDeepResearch.
+	Agent string `yaml:"agent,omitempty" json:"agent,omitempty"`
+	// Prompt is the first message of each item, a template. Required.
+	Prompt string `yaml:"prompt" json:"prompt"`
+	// System is the system prompt, a template; default defaults.system.
+	System string `yaml:"system,omitempty" json:"system,omitempty"`
+	// MaxTokens caps each answer; default defaults.max_tokens.
+	MaxTokens int `yaml:"max_tokens,omitempty" json:"max_tokens,omitempty"`
+	// Temperature in [0, 2]; default defaults.temperature.
 	Temperature *float64 `yaml:"temperature,omitempty" json:"temperature,omitempty"`
-	Turns       []string `yaml:"turns,omitempty" json:"turns,omitempty"`
-	OnError     string   `yaml:"on_error,omitempty" json:"on_error,omitempty"`
+	// Turns are follow-up prompts (templates) sent in the same thread after
+	// Prompt, in order; the item's output is the last answer.
+	Turns []string `yaml:"turns,omitempty" json:"turns,omitempty"`
+	// OnError is continue (default: a failed item is recorded and the run
+	// goes on) or fail (a failed item fails the run).
+	OnError string `yaml:"on_error,omitempty" json:"on_error,omitempty"`
 }
 
 // Thread configures the threads a thread-mode step creates.

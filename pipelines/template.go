@@ -399,6 +399,10 @@ func checkTemplate(name, text string, sc tplScope) []tplProblem {
 		if tt.Tree == nil || tt.Root == nil {
 			continue
 		}
+		if tt.Name() != name {
+			c.report(tt.Root.Position(), fmt.Sprintf("{{define %q}} (or {{block}}) is not supported: a pipeline template is self-contained", tt.Name()))
+			continue
+		}
 		c.walk(tt.Root, c.root, map[string]*shape{"$": c.root})
 	}
 	return c.problems
@@ -489,9 +493,7 @@ func (c *tplChecker) walk(n parse.Node, dot *shape, vars map[string]*shape) {
 		c.walk(n.List, elem, v)
 		c.walk(n.ElseList, dot, copyVars(vars))
 	case *parse.TemplateNode:
-		if n.Pipe != nil {
-			c.pipe(n.Pipe, dot, vars)
-		}
+		c.report(n.Position(), fmt.Sprintf("{{template %q}} is not supported: a pipeline template is self-contained", n.Name))
 	}
 }
 
