@@ -41,7 +41,7 @@ type Counters struct {
 	// "slow", "cut_stream", "interaction_error".
 	Faults map[string]int `json:"faults"`
 	// PerSecond counts /api/v1/app/* requests by the Unix second they
-	// arrived in (before rate limiting and faults).
+	// arrived in (before rate limiting and faults), for the last hour.
 	PerSecond map[int64]int `json:"per_second"`
 	// MaxObservedRPS is the largest PerSecond value.
 	MaxObservedRPS int `json:"max_observed_rps"`
@@ -73,6 +73,9 @@ func (c Counters) MaxInWindow(seconds int) int {
 	}
 	return best
 }
+
+// perSecondKept is how many seconds of PerSecond are kept.
+const perSecondKept = 3600
 
 type counters struct {
 	Counters
@@ -118,6 +121,13 @@ func (s *Server) arrive() func() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sec := time.Now().Unix()
+	if _, ok := s.counters.PerSecond[sec]; !ok && len(s.counters.PerSecond) >= perSecondKept {
+		for k := range s.counters.PerSecond {
+			if k <= sec-perSecondKept {
+				delete(s.counters.PerSecond, k)
+			}
+		}
+	}
 	s.counters.PerSecond[sec]++
 	s.counters.MaxObservedRPS = max(s.counters.MaxObservedRPS, s.counters.PerSecond[sec])
 	s.counters.inFlight++
