@@ -73,9 +73,11 @@ func WithToken(token string) Option { return func(c *Client) { c.token = token }
 // every /api/v1/app call requires.
 func WithOrg(org string) Option { return func(c *Client) { c.org = org } }
 
-// WithHTTPClient sets the HTTP client. The default client does not follow
-// redirects (a redirect is an *APIError); a client passed here is used as is.
-// Do not set its Timeout: it would cut streams; use WithTimeout.
+// WithHTTPClient sets the HTTP client, e.g. one whose transport rate-limits
+// or traces every request. The default client has its own transport (64 idle
+// connections per host) and does not follow redirects (a redirect is an
+// *APIError); a client passed here is used as is. Do not set its Timeout: it
+// would cut streams; use WithTimeout.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) {
 		if hc == nil {
@@ -198,8 +200,14 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("workspace: new client: %w", errors.Join(c.errs...))
 	}
 	if c.http == nil {
+		// A batch runner talks to one host from many goroutines: keep
+		// enough idle connections to reuse them (net/http keeps 2 per host
+		// by default).
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns = 256
+		tr.MaxIdleConnsPerHost = 64
 		c.http = &http.Client{
-			Transport: http.DefaultTransport,
+			Transport: tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
 				return http.ErrUseLastResponse
 			},
@@ -236,6 +244,10 @@ func parseBase(raw string) (*url.URL, error) {
 	u.Path, u.RawPath = p, ""
 	return u, nil
 }
+
+// CloseIdleConnections closes the idle keep-alive connections of the
+// client's HTTP transport; call it when done with the client.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
 // BaseURL returns the API root the client calls, ending in /api/v1.
 func (c *Client) BaseURL() string { return c.base.String() }

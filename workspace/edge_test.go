@@ -297,11 +297,11 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 		http.Redirect(w, r, "/login", http.StatusFound)
 	}))
 	t.Cleanup(srv.Close)
-	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
 	c, err := workspace.New(srv.URL, workspace.WithToken(testToken), workspace.WithOrg(testOrg)) // the default HTTP client
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(c.CloseIdleConnections)
 	_, err = c.Me(ctxT(t))
 	ae, ok := errors.AsType[*workspace.APIError](err)
 	if !ok || ae.StatusCode != http.StatusFound || followed.Load() != 0 {

@@ -29,6 +29,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer c.CloseIdleConnections()
 	if _, err := c.Me(ctx); err != nil { // preflight: token and org
 		log.Fatal(err)
 	}
