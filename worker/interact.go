@@ -59,9 +59,11 @@ func (w *Worker) validate(ctx context.Context, ir *itemRun) error {
 	return nil
 }
 
-// correlationID tags a turn's request so that a retry can find an
-// interaction created by an attempt that died before checkpointing it.
-func correlationID(runID, key string, turn int) string {
+// CorrelationID is the pgpt.correlation_id sent with turn (0-based) of an
+// item: "threadmill:<run>:<item key>:<turn>". A retry uses it to find an
+// interaction created by an attempt that died before checkpointing it, and
+// an operator can use it to find the interactions of an item.
+func CorrelationID(runID, key string, turn int) string {
 	return "threadmill:" + runID + ":" + key + ":" + strconv.Itoa(turn)
 }
 
@@ -83,7 +85,7 @@ func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
 			continue
 		}
 		req := base
-		req.CorrelationID = correlationID(rc.id, it.Key, i)
+		req.CorrelationID = CorrelationID(rc.id, it.Key, i)
 		id := ir.ck.Pending[i]
 		if id == creating {
 			found, err := w.findInteraction(ctx, ir, req.CorrelationID)
@@ -246,7 +248,7 @@ func (w *Worker) chat(ctx context.Context, ir *itemRun) error {
 			continue
 		}
 		req := base
-		req.CorrelationID = correlationID(rc.id, it.Key, i)
+		req.CorrelationID = CorrelationID(rc.id, it.Key, i)
 		req.Messages = append(append([]workspace.Message{}, history...), base.Messages...)
 		var resp *workspace.ChatResponse
 		err := w.call(ctx, rc, func(ctx context.Context) (err error) {
