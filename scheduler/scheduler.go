@@ -72,10 +72,9 @@ type Config struct {
 	Dir string
 	// Load loads one pipeline file (pipelines.Load with the environment).
 	Load Loader
-	// Redis is the connection asynq's scheduler and the fire-task server use.
-	Redis asynq.RedisConnOpt
-	// RDB is the client for the scheduler's own state; it may share Redis
-	// with the run store (keys are prefixed).
+	// RDB is the Redis client of asynq's scheduler, the fire-task server and
+	// the scheduler's own state (keys are prefixed, so it may be the run
+	// store's Redis). The caller owns it and closes it after Run returns.
 	RDB redis.UniversalClient
 	// Starter starts a run (jobs.StartRun in production).
 	Starter Starter
@@ -129,8 +128,6 @@ func (c Config) validate() error {
 		return errors.New("scheduler: Config.Dir (the pipelines directory) is required")
 	case c.Load == nil:
 		return errors.New("scheduler: Config.Load is required")
-	case c.Redis == nil:
-		return errors.New("scheduler: Config.Redis is required")
 	case c.RDB == nil:
 		return errors.New("scheduler: Config.RDB is required")
 	case c.Starter == nil:
@@ -186,7 +183,7 @@ func New(cfg Config) (*Scheduler, error) {
 		entries: make(map[string]*registered),
 	}
 	alog := asynqLogger{cfg.Logger.With("component", "asynq")}
-	s.sched = asynq.NewScheduler(cfg.Redis, &asynq.SchedulerOpts{
+	s.sched = asynq.NewSchedulerFromRedisClient(cfg.RDB, &asynq.SchedulerOpts{
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		Logger:            alog,
 		LogLevel:          asynq.WarnLevel,
@@ -197,7 +194,7 @@ func New(cfg Config) (*Scheduler, error) {
 			}
 		},
 	})
-	s.srv = asynq.NewServer(cfg.Redis, asynq.Config{
+	s.srv = asynq.NewServerFromRedisClient(cfg.RDB, asynq.Config{
 		Concurrency:     2,
 		Queues:          map[string]int{cfg.Queue: 1},
 		Logger:          alog,
@@ -291,7 +288,7 @@ func (s *Scheduler) Sync(ctx context.Context) (Snapshot, error) {
 	defer s.syncMu.Unlock()
 	snap, err := s.dir.Scan()
 	if err != nil {
-		s.setSync(nil, err)
+		s.setSync(nil, false, err)
 		return snap, err
 	}
 	for _, p := range snap.Problems {
@@ -308,17 +305,19 @@ func (s *Scheduler) Sync(ctx context.Context) (Snapshot, error) {
 		}
 	}
 	err = errors.Join(errs...)
-	s.setSync(snap.Problems, err)
+	s.setSync(snap.Problems, true, err)
 	return snap, err
 }
 
-func (s *Scheduler) setSync(problems []Problem, err error) {
+func (s *Scheduler) setSync(problems []Problem, scanned bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.syncErr = err
+	if scanned {
+		s.problems = problems
+	}
 	if err == nil {
 		s.lastSync = s.cfg.Now()
-		s.problems = problems
 	}
 }
 
@@ -382,6 +381,11 @@ func (s *Scheduler) catchUp(ctx context.Context, e *Entry, now time.Time) error 
 		return err // !ok: another scheduler is catching this pipeline up
 	}
 	defer release()
+	// Fire times a cron fired are owed whatever the policy: start any that a
+	// crash left pending (between recording one and enqueueing its task).
+	if err := s.drainPending(ctx, e, "schedule (pending)"); err != nil {
+		return err
+	}
 	cur, seen, err := s.st.cursor(ctx, name)
 	if err != nil {
 		return err
@@ -452,35 +456,51 @@ func (s *Scheduler) handleFire(ctx context.Context, task *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	fires, err := s.st.pending(ctx, f.Pipeline)
-	if err != nil {
-		return err
-	}
 	e := s.entry(f.Pipeline)
 	if e == nil {
 		// Another scheduler may have synced a new file first: retry later,
 		// here after the next sync or in another process.
 		return fmt.Errorf("scheduler: fire task for pipeline %q, which this scheduler has not loaded from %s", f.Pipeline, s.dir.Path())
 	}
-	var ids []string
-	for _, fire := range fires {
-		run, err := s.start(ctx, e, fire, "schedule")
-		if err != nil {
-			return err
-		}
-		if err := s.st.donePending(ctx, f.Pipeline, fire); err != nil {
-			return err
-		}
-		if err := s.st.advance(ctx, f.Pipeline, fire); err != nil {
-			return err
-		}
-		ids = append(ids, run.ID)
+	ids, err := s.startPending(ctx, e, "schedule")
+	if err != nil {
+		return err
 	}
 	if w := task.ResultWriter(); w != nil {
 		b, _ := json.Marshal(map[string][]string{"runs": ids})
 		_, _ = w.Write(b)
 	}
 	return nil
+}
+
+func (s *Scheduler) drainPending(ctx context.Context, e *Entry, why string) error {
+	_, err := s.startPending(ctx, e, why)
+	return err
+}
+
+// startPending starts a run for each pending fire time of e; a fire time
+// leaves the pending set only once its run exists.
+func (s *Scheduler) startPending(ctx context.Context, e *Entry, why string) ([]string, error) {
+	name := e.Name()
+	fires, err := s.st.pending(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(fires))
+	for _, fire := range fires {
+		run, err := s.start(ctx, e, fire, why)
+		if err != nil {
+			return ids, err
+		}
+		if err := s.st.donePending(ctx, name, fire); err != nil {
+			return ids, err
+		}
+		if err := s.st.advance(ctx, name, fire); err != nil {
+			return ids, err
+		}
+		ids = append(ids, run.ID)
+	}
+	return ids, nil
 }
 
 func (s *Scheduler) entry(name string) *Entry {
