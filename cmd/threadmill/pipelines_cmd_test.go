@@ -107,7 +107,7 @@ func TestValidateDirectoriesAndMissingPaths(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &problems); err != nil || code != exitFailure {
 		t.Fatalf("--json: exit %d, %v:\n%s", code, err, out)
 	}
-	if len(problems) != 2 || problems[0].Line != 4 || problems[1].Line != 5 || problems[1].Col != 5 {
+	if len(problems) != 1 || problems[0].Line != 5 || problems[0].Col != 5 || !strings.Contains(problems[0].Msg, `"promt"`) {
 		t.Errorf("--json problems: %+v", problems)
 	}
 
