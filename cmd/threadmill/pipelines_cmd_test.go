@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"io/fs"
 	"net/http/httptest"
 	"os"
@@ -278,5 +279,29 @@ func TestSchemaCommand(t *testing.T) {
 	var v map[string]any
 	if err := json.Unmarshal([]byte(out), &v); err != nil || v["$schema"] != "https://json-schema.org/draft/2020-12/schema" {
 		t.Errorf("not a draft 2020-12 schema: %v", err)
+	}
+}
+
+var updatePlanGolden = flag.Bool("update-plan-golden", false, "rewrite testdata/plan-bulk-summarize.golden")
+
+// TestPlanTableGolden pins the table `plan` prints, for the bulk example
+// over the embedded corpus at a fixed time and run id.
+func TestPlanTableGolden(t *testing.T) {
+	clearWorkspaceEnv(t)
+	code, out, errb := runCmdline(t, "plan", "--simulate", "--at", "2026-06-15T09:00:00Z", "--run-id", "bulk-golden", "../../examples/bulk-summarize.yaml")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, errb)
+	}
+	golden := "testdata/plan-bulk-summarize.golden"
+	if *updatePlanGolden {
+		writeTestFile(t, golden, []byte(out))
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update-plan-golden)", err)
+	}
+	if out != string(want) {
+		t.Errorf("plan output differs from %s:\n--- got\n%s\n--- want\n%s", golden, out, want)
 	}
 }
