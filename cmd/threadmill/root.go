@@ -62,6 +62,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newPlanCmd(),
 		newSchemaCmd(),
 		newHealthcheckCmd(),
+		newRunCmd(),
+		newWorkerCmd(),
+		newEnqueueCmd(),
+		newStatusCmd(),
 	)
 	return root
 }

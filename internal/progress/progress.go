@@ -31,6 +31,8 @@ type Snapshot struct {
 	Tokens int64
 	// Step names the step in progress, when known.
 	Step string
+	// Phase, when set, is shown instead of Step: "planning", "finalizing".
+	Phase string
 }
 
 // Reporter shows progress.
@@ -140,7 +142,11 @@ func (l *lines) line(s Snapshot, now time.Time, final bool) string {
 	var b strings.Builder
 	b.WriteString(l.opts.Label)
 	b.WriteString(": ")
-	if s.Step != "" && !final {
+	switch {
+	case final:
+	case s.Phase != "":
+		fmt.Fprintf(&b, "%s, ", s.Phase)
+	case s.Step != "":
 		fmt.Fprintf(&b, "step %s, ", s.Step)
 	}
 	fmt.Fprintf(&b, "%s/%s items", thousands(int64(s.Done)), thousands(int64(s.Total)))
@@ -267,7 +273,9 @@ func (b *bar) set(s Snapshot) {
 
 func describe(s Snapshot) string {
 	var parts []string
-	if s.Step != "" {
+	if s.Phase != "" {
+		parts = append(parts, s.Phase)
+	} else if s.Step != "" {
 		parts = append(parts, s.Step)
 	}
 	parts = append(parts, thousands(int64(s.Failed))+" failed")

@@ -20,6 +20,8 @@ func TestLines(t *testing.T) {
 	c := &clock{t: time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)}
 	r := progress.New(&out, progress.Options{Interval: 5 * time.Second, Now: c.now})
 
+	r.Update(progress.Snapshot{Phase: "planning"})
+	c.advance(5 * time.Second)
 	r.Update(progress.Snapshot{Total: 200, Step: "summarize"})
 	c.advance(time.Second)
 	r.Update(progress.Snapshot{Total: 200, Done: 10, Tokens: 1200, Step: "summarize"}) // within the interval: silent
@@ -27,14 +29,18 @@ func TestLines(t *testing.T) {
 	r.Update(progress.Snapshot{Total: 200, Done: 50, Failed: 2, Tokens: 45210, Step: "summarize"})
 	c.advance(5 * time.Second)
 	r.Update(progress.Snapshot{Total: 201, Done: 100, Failed: 2, Skipped: 1, Tokens: 90000, Step: "brief"})
-	c.advance(10 * time.Second)
+	c.advance(5 * time.Second)
+	r.Update(progress.Snapshot{Total: 201, Done: 201, Failed: 2, Skipped: 1, Tokens: 181234, Phase: "finalizing"})
+	c.advance(5 * time.Second)
 	r.Finish(progress.Snapshot{Total: 201, Done: 201, Failed: 2, Skipped: 1, Tokens: 181234})
 
 	want := strings.Join([]string{
+		"progress: planning, 0/0 items, 0 failed, 0 tokens",
 		"progress: step summarize, 0/200 items (0%), 0 failed, 0 tokens",
-		"progress: step summarize, 50/200 items (25%), 2 failed, 45,210 tokens, 10.0 items/s, ETA 15s",
-		"progress: step brief, 100/201 items (49%), 2 failed, 1 skipped, 90,000 tokens, 10.0 items/s, ETA 10s",
-		"progress: 201/201 items (100%), 2 failed, 1 skipped, 181,234 tokens, 10.1 items/s overall",
+		"progress: step summarize, 50/200 items (25%), 2 failed, 45,210 tokens, 5.0 items/s, ETA 30s",
+		"progress: step brief, 100/201 items (49%), 2 failed, 1 skipped, 90,000 tokens, 6.7 items/s, ETA 15s",
+		"progress: finalizing, 201/201 items (100%), 2 failed, 1 skipped, 181,234 tokens, 10.1 items/s",
+		"progress: 201/201 items (100%), 2 failed, 1 skipped, 181,234 tokens, 8.0 items/s overall",
 		"",
 	}, "\n")
 	if out.String() != want {

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/spf13/cobra"
+
+	"github.com/threadmill/threadmill/internal/progress"
+	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/runstore"
+	"github.com/threadmill/threadmill/worker"
+)
+
+// enqueueOptions are the inputs of `threadmill enqueue`.
+type enqueueOptions struct {
+	File  string
+	Redis redisFlags
+	RunID string
+	At    time.Time
+	Queue string
+	// Wait follows the run until it finishes and exits as `run` does.
+	Wait             bool
+	Progress         string
+	ProgressInterval time.Duration
+	// LookupEnv reads ${VAR}, WORKSPACE_PROJECT and THREADMILL_REDIS_URL;
+	// default os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
+
+func (o *enqueueOptions) validate() error {
+	if o.RunID != "" {
+		if err := checkRunID(o.RunID); err != nil {
+			return fmt.Errorf("--run-id: %w", err)
+		}
+	}
+	if strings.TrimSpace(o.Queue) == "" {
+		return errors.New("--queue must not be empty")
+	}
+	if _, err := progressMode(o.Progress); err != nil {
+		return err
+	}
+	if o.ProgressInterval <= 0 {
+		return fmt.Errorf("--progress-interval must be positive, got %s", o.ProgressInterval)
+	}
+	return nil
+}
+
+func newEnqueueCmd() *cobra.Command {
+	o := &enqueueOptions{}
+	var at string
+	cmd := &cobra.Command{
+		Use:   "enqueue FILE",
+		Short: "Start a run of a pipeline on a shared Redis, for the workers",
+		Long: `Record a run of a pipeline on a shared Redis and enqueue its start task;
+the workers (` + "`threadmill worker`" + `) do the rest. The run carries the
+pipeline, so workers never read the file. Prints the run id on stdout.
+
+The run covers the pipeline's next scheduled window, as ` + "`plan`" + ` shows it
+(--at picks another); its id is <pipeline>-<UTC time> unless --run-id gives
+one. Enqueueing a run id that exists already, for the same pipeline file,
+changes nothing.
+
+Only WORKSPACE_PROJECT is read here (when the pipeline names no project): the
+workers hold the Workspace URL and token.
+
+` + redisURLHelp,
+		Example: `  threadmill enqueue --redis redis://localhost:6379 examples/bulk-summarize.yaml
+  threadmill enqueue --wait examples/weekly-support-brief.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.File = args[0]
+			if at != "" {
+				t, err := parseAt(at)
+				if err != nil {
+					return withCode(exitUsage, fmt.Errorf("--at: %w", err))
+				}
+				o.At = t
+			}
+			if err := o.validate(); err != nil {
+				return withCode(exitUsage, err)
+			}
+			return runEnqueue(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+")")
+	f.StringVar(&o.RunID, "run-id", "", "run id (default <pipeline>-<UTC time>)")
+	f.StringVar(&at, "at", "", "run the scheduled window at this time: RFC 3339 or a date (UTC); default now")
+	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue the workers serve")
+	f.BoolVar(&o.Wait, "wait", false, "follow the run until it finishes; exit 0, 3 (failed items) or 1 as run does")
+	f.StringVar(&o.Progress, "progress", "auto", "with --wait: auto, bar, lines or none")
+	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "with --wait: time between progress lines when not on a terminal")
+	return cmd
+}
+
+func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer) error {
+	lookup := o.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	p, err := pipelines.Load(o.File, lookup)
+	if err != nil {
+		return loadFailure(err, stderr)
+	}
+	if p.Workspace.Project == "" {
+		return fmt.Errorf("%s names no project: set workspace.project in it, or %s", o.File, envProject)
+	}
+	redisURL, source, err := o.Redis.required(lookup)
+	if err != nil {
+		return err
+	}
+	at := o.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	run, err := planRun(p, at, "")
+	if err != nil {
+		return err
+	}
+	rc, err := connectRedis(ctx, redisURL, source, 4)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	store := runstore.New(rc.RDB, "")
+
+	existed := false
+	if o.RunID != "" {
+		run.ID = o.RunID
+		_, _, err := store.Status(ctx, run.ID)
+		existed = err == nil
+	} else {
+		base := p.Name + "-" + time.Now().UTC().Format("20060102T150405Z")
+		run.ID = base
+		for i := 2; ; i++ {
+			if _, _, err := store.Status(ctx, run.ID); errors.Is(err, runstore.ErrNotFound) {
+				break
+			} else if err != nil {
+				return err
+			}
+			run.ID = fmt.Sprintf("%s-%d", base, i)
+		}
+	}
+	q := asynqClient(rc.RDB)
+	defer q.Close()
+	if err := jobs.StartRun(ctx, q, store, p, run, asynq.Queue(o.Queue)); err != nil {
+		return fmt.Errorf("enqueue run %s: %w", run.ID, err)
+	}
+	if existed {
+		fmt.Fprintf(stderr, "run %s of %s exists already on %s: nothing enqueued\n", run.ID, p.Name, rc.Display)
+	} else {
+		fmt.Fprintf(stderr, "run %s of %s enqueued on %s (queue %s); follow it with: threadmill status %s\n", run.ID, p.Name, rc.Display, o.Queue, run.ID)
+	}
+	fmt.Fprintln(stdout, run.ID)
+	if !o.Wait {
+		return nil
+	}
+	mode, _ := progressMode(o.Progress)
+	rep := progress.New(stderr, progress.Options{Mode: mode, Interval: o.ProgressInterval, Label: run.ID})
+	st, err := follow(ctx, store, run.ID, rep, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return withCode(exitFailure, fmt.Errorf("stopped waiting for run %s; it goes on (threadmill status %s)", run.ID, run.ID))
+		}
+		return err
+	}
+	return finished(stdout, st)
+}
+
+// finished prints a finished run's summary and returns the error its status
+// exits with.
+func finished(stdout io.Writer, st *runstore.RunState) error {
+	if st.Status == runstore.StatusError {
+		return withCode(exitFailure, fmt.Errorf("run %s failed: %s", st.ID, st.Error))
+	}
+	printSummary(stdout, st)
+	if st.Status != runstore.StatusSucceeded {
+		return withCode(exitItemsFailed, fmt.Errorf("run %s %s: %d failed, %d skipped of %d items", st.ID, st.Status, st.Failed, st.Skipped, st.Total))
+	}
+	return nil
+}

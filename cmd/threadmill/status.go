@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/spf13/cobra"
+
+	"github.com/threadmill/threadmill/internal/progress"
+	"github.com/threadmill/threadmill/runstore"
+	"github.com/threadmill/threadmill/worker"
+)
+
+// statusOptions are the inputs of `threadmill status`.
+type statusOptions struct {
+	Redis redisFlags
+	RunID string
+	JSON  bool
+	// Watch follows RunID until it finishes.
+	Watch            bool
+	Progress         string
+	ProgressInterval time.Duration
+	Queue            string
+	// Now is the clock for elapsed times and ETAs; default time.Now.
+	Now       func() time.Time
+	LookupEnv func(string) (string, bool)
+}
+
+func (o *statusOptions) validate() error {
+	if o.Watch && o.RunID == "" {
+		return errors.New("--watch needs a RUN")
+	}
+	if o.Watch && o.JSON {
+		return errors.New("--watch and --json do not go together")
+	}
+	if _, err := progressMode(o.Progress); err != nil {
+		return err
+	}
+	if o.ProgressInterval <= 0 {
+		return fmt.Errorf("--progress-interval must be positive, got %s", o.ProgressInterval)
+	}
+	return nil
+}
+
+func newStatusCmd() *cobra.Command {
+	o := &statusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status [RUN]",
+		Short: "Show the runs on a shared Redis and their progress",
+		Long: `Without RUN, list the runs Redis knows (newest first, until their retention
+ends) with their progress, and the queue's task counts. With RUN, show that
+run: status, window, items by state and step, tokens, retries, elapsed time
+and an ETA, the result directory or the error.
+
+--json prints the same as JSON; --watch follows RUN until it finishes and
+exits as ` + "`run`" + ` does (0, 3 for failed items, 1 for an error).
+
+` + redisURLHelp,
+		Example: `  threadmill status
+  threadmill status weekly-support-brief-20260105T090000Z
+  threadmill status --watch weekly-support-brief-20260105T090000Z`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.RunID = args[0]
+			}
+			if err := o.validate(); err != nil {
+				return withCode(exitUsage, err)
+			}
+			return runStatus(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+")")
+	f.BoolVar(&o.JSON, "json", false, "print JSON")
+	f.BoolVar(&o.Watch, "watch", false, "follow RUN until it finishes")
+	f.StringVar(&o.Progress, "progress", "auto", "with --watch: auto, bar, lines or none")
+	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "with --watch: time between progress lines when not on a terminal")
+	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue whose task counts to show")
+	return cmd
+}
+
+// runStatus prints one run or all of them.
+func runStatus(ctx context.Context, o *statusOptions, stdout, stderr io.Writer) error {
+	lookup := o.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	redisURL, source, err := o.Redis.required(lookup)
+	if err != nil {
+		return err
+	}
+	rc, err := connectRedis(ctx, redisURL, source, 4)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	store := runstore.New(rc.RDB, "")
+
+	if o.RunID == "" {
+		runs, err := store.Runs(ctx)
+		if err != nil {
+			return err
+		}
+		queue := queueCounts(rc, o.Queue)
+		if o.JSON {
+			return writeJSON(stdout, struct {
+				Runs  []runView  `json:"runs"`
+				Queue *queueView `json:"queue,omitempty"`
+			}{views(runs, now()), queue})
+		}
+		printRuns(stdout, runs, now())
+		if queue != nil {
+			fmt.Fprintf(stdout, "\nqueue %s: %d pending, %d active, %d scheduled, %d retry, %d archived; %d completed today\n",
+				queue.Name, queue.Pending, queue.Active, queue.Scheduled, queue.Retry, queue.Archived, queue.ProcessedToday)
+		}
+		return nil
+	}
+
+	st, err := store.Run(ctx, o.RunID)
+	if errors.Is(err, runstore.ErrNotFound) {
+		return fmt.Errorf("run %s not found on %s (never enqueued there, or expired)", o.RunID, rc.Display)
+	}
+	if err != nil {
+		return err
+	}
+	if o.Watch {
+		mode, _ := progressMode(o.Progress)
+		rep := progress.New(stderr, progress.Options{Mode: mode, Interval: o.ProgressInterval, Label: o.RunID})
+		if st, err = follow(ctx, store, o.RunID, rep, nil); err != nil {
+			return err
+		}
+		return finished(stdout, st)
+	}
+	if o.JSON {
+		return writeJSON(stdout, view(*st, now()))
+	}
+	printRun(stdout, st, now())
+	return nil
+}
+
+// runView is a run's state with the figures status derives from it.
+type runView struct {
+	runstore.RunState
+	ElapsedMS int64 `json:"elapsed_ms,omitempty"`
+	// ETAMS estimates the time left for the planned items, from the rate
+	// so far; absent when there is no rate yet or the run is over.
+	ETAMS int64 `json:"eta_ms,omitempty"`
+}
+
+func view(st runstore.RunState, now time.Time) runView {
+	v := runView{RunState: st}
+	el, eta := timing(&st, now)
+	v.ElapsedMS, v.ETAMS = el.Milliseconds(), eta.Milliseconds()
+	return v
+}
+
+func views(runs []runstore.RunState, now time.Time) []runView {
+	out := make([]runView, len(runs))
+	for i, r := range runs {
+		out[i] = view(r, now)
+	}
+	return out
+}
+
+// timing returns how long a run has taken and, while it runs, an estimate of
+// the time left for its planned items at the rate so far.
+func timing(st *runstore.RunState, now time.Time) (elapsed, eta time.Duration) {
+	if st.StartedAt.IsZero() {
+		return 0, 0
+	}
+	end := now
+	if !st.FinishedAt.IsZero() {
+		end = st.FinishedAt
+	}
+	elapsed = end.Sub(st.StartedAt)
+	if st.Finished() || st.Done == 0 || elapsed <= 0 || st.Total <= st.Done {
+		return elapsed, 0
+	}
+	perItem := elapsed / time.Duration(st.Done)
+	return elapsed, perItem * time.Duration(st.Total-st.Done)
+}
+
+func printRuns(w io.Writer, runs []runstore.RunState, now time.Time) {
+	if len(runs) == 0 {
+		fmt.Fprintln(w, "no runs")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tPIPELINE\tSTATUS\tITEMS\tFAILED\tSKIPPED\tTOKENS\tSTARTED\tELAPSED\tETA")
+	for i := range runs {
+		r := &runs[i]
+		el, eta := timing(r, now)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%s\t%s\t%s\n", r.ID, r.Pipeline, r.Status,
+			r.Done, r.Total, r.Failed, r.Skipped, r.Usage.Total(), stamp(r.StartedAt), dur(el), dur(eta))
+	}
+	_ = tw.Flush()
+}
+
+func printRun(w io.Writer, st *runstore.RunState, now time.Time) {
+	el, eta := timing(st, now)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, f string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(f, a...)) }
+	row("run", "%s", st.ID)
+	row("pipeline", "%s", st.Pipeline)
+	row("status", "%s", st.Status)
+	if st.StopReason != "" {
+		row("stopped", "%s", st.StopReason)
+	}
+	if st.Error != "" {
+		row("error", "%s", st.Error)
+	}
+	if !st.Info.WindowStart.IsZero() {
+		row("window", "%s to %s", st.Info.WindowStart.Format(time.RFC3339), st.Info.WindowEnd.Format(time.RFC3339))
+	}
+	row("created", "%s", stamp(st.CreatedAt))
+	if !st.StartedAt.IsZero() {
+		row("started", "%s (%s ago)", stamp(st.StartedAt), dur(now.Sub(st.StartedAt)))
+	}
+	if !st.FinishedAt.IsZero() {
+		row("finished", "%s, took %s", stamp(st.FinishedAt), dur(el))
+	} else if el > 0 {
+		eline := dur(eta)
+		if eta > 0 && hasUnplanned(st) {
+			eline += " for the planned items; later steps not planned yet"
+		}
+		row("elapsed", "%s, ETA %s", dur(el), eline)
+	}
+	row("items", "%d/%d done: %d succeeded, %d failed, %d skipped; %d retries", st.Done, st.Total, st.Succeeded, st.Failed, st.Skipped, st.Retries)
+	row("tokens", "%d (%d in, %d out)", st.Usage.Total(), int64(st.Usage.InputTokens), int64(st.Usage.OutputTokens))
+	if st.ResultDir != "" {
+		row("results", "%s", st.ResultDir)
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tITEMS\tSUCCEEDED\tFAILED\tSKIPPED\tTOKENS")
+	for _, s := range st.Steps {
+		items := "not planned"
+		if s.Planned {
+			items = fmt.Sprintf("%d/%d", s.Done, s.Total)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\n", s.ID, items, s.Succeeded, s.Failed, s.Skipped, s.Usage.Total())
+	}
+	_ = tw.Flush()
+}
+
+func hasUnplanned(st *runstore.RunState) bool {
+	for _, s := range st.Steps {
+		if !s.Planned {
+			return true
+		}
+	}
+	return false
+}
+
+// queueView is the asynq queue's task counts.
+type queueView struct {
+	Name           string `json:"name"`
+	Pending        int    `json:"pending"`
+	Active         int    `json:"active"`
+	Scheduled      int    `json:"scheduled"`
+	Retry          int    `json:"retry"`
+	Archived       int    `json:"archived"`
+	ProcessedToday int    `json:"processed_today"`
+}
+
+// queueCounts reads the queue's counts; nil when the queue does not exist yet.
+func queueCounts(rc *redisConn, queue string) *queueView {
+	insp := asynq.NewInspectorFromRedisClient(rc.RDB)
+	info, err := insp.GetQueueInfo(queue)
+	if err != nil {
+		return nil
+	}
+	return &queueView{Name: queue, Pending: info.Pending, Active: info.Active, Scheduled: info.Scheduled,
+		Retry: info.Retry, Archived: info.Archived, ProcessedToday: info.Processed}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func dur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		s := d.Round(time.Second).String()
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		return s
+	}
+}
