@@ -440,3 +440,36 @@ func TestInteractionErrorFault(t *testing.T) {
 		t.Fatalf("counters = %+v", c)
 	}
 }
+
+// A reduce step pastes earlier outputs below its instruction and references
+// artifacts: the answer draws on both.
+func TestInteractionReducePrompt(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	th := e.createThread("reduce")
+	prompt := "Write this week's support brief for the support leads.\n" +
+		"Start with the most important ticket issues, then the escalations the policies call for.\n\n" +
+		"The ticket summaries:\n\n" +
+		"## TCK-1041-login-loop.md\n" +
+		"- TCK-1041: Forty users were stuck in a login loop after an SSO migration; the ticket was escalated to tier 2.\n\n" +
+		"## TCK-1044-duplicate-charges-stripe.md\n" +
+		"- TCK-1044: Duplicate charges were refunded as billing errors, and the P1 ticket missed its target.\n"
+	in := e.createInteraction(th.ID, chat(prompt), e.artifactID("Policies"))
+	lines := strings.Split(in.Output(), "\n")
+	var fromPrompt, fromPolicies int
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "- TCK-104") && !strings.HasSuffix(l, "]"):
+			fromPrompt++
+		case strings.HasSuffix(l, ".md]"):
+			fromPolicies++
+		default:
+			t.Fatalf("unexpected bullet %q", l)
+		}
+	}
+	if len(lines) != 5 || fromPrompt != 2 || fromPolicies != 3 {
+		t.Fatalf("answer:\n%s", in.Output())
+	}
+	if strings.Contains(in.Output(), "Write this week") || strings.Contains(in.Output(), "The ticket summaries") {
+		t.Fatalf("the instruction leaked into the answer:\n%s", in.Output())
+	}
+}

@@ -51,23 +51,30 @@ type answer struct {
 // respond is the deterministic responder. Same request, same sources: same
 // answer, byte for byte. The algorithm:
 //
-//  1. The question is the text of the last user message. Its keywords are its
-//     lower-cased words of three letters or more, minus a short stop-word
-//     list, with the suffixes -ing, -ed, -es and -s stripped.
-//  2. The candidate sentences come from the referenced artifacts, in the order
-//     given (markdown markers stripped; headings, code blocks, table rows,
+//  1. The question is the text of the last user message. Its instruction is
+//     its first paragraph up to the first blank line or list item (lines
+//     joined); what follows is its context (e.g. the summaries a reduce step
+//     pastes in). The keywords are the instruction's lower-cased words of
+//     three letters or more, minus a short stop-word list, stemmed crudely:
+//     the suffixes -ing, -ed, -es and -s stripped, then cut to six letters.
+//  2. The candidate sentences come from the referenced artifacts in the
+//     order given, then from the question's context. Without artifacts
+//     (one-shot chat, or an interaction with none) they come from the earlier
+//     messages and the question's context; if the question is a single block
+//     its first sentence is the instruction and the rest is the context. If
+//     nothing is left the answer is "Simulated answer to: " and the question.
+//     Markdown markers are stripped; headings, code blocks, table rows,
 //     "Label: value" lines without final punctuation and sentences of fewer
-//     than four words dropped). Without artifacts
-//     (one-shot chat, or an interaction with none) they come from the
-//     messages' own text, minus the question's first sentence, which is the
-//     instruction; if nothing is left the answer is "Simulated answer to: "
-//     followed by the question.
+//     than four words are dropped.
 //  3. Each sentence scores the number of distinct keywords it contains; the
-//     best are taken by score, ties broken by position.
-//  4. The answer is one "- " bullet per chosen sentence, in score order,
-//     followed by " [artifact name]" when several artifacts were referenced.
-//     It has as many bullets as the question asks for ("three bullets",
-//     "5 points"), else five (ten for ProjectDeepResearch).
+//     best are taken by score, ties broken by position. When there are both
+//     artifact sentences and context sentences, the answer alternates
+//     between the two (context first), best first in each.
+//  4. The answer is one "- " bullet per chosen sentence, in score order; an
+//     artifact sentence is followed by " [artifact name]" when several
+//     artifacts were referenced. There are as many bullets as the question
+//     asks for ("three bullets", "5 points"), else five (ten for
+//     ProjectDeepResearch).
 //  5. Bullets are added while the answer's token estimate stays within
 //     max_tokens (default 1024); the first bullet that does not fit is cut at
 //     a word boundary and stop_reason is "max_tokens". Otherwise stop_reason
@@ -76,16 +83,17 @@ type answer struct {
 // Usage uses workspace.EstimateTokens (one token per four bytes, rounded up):
 // input_tokens is the estimate of the system text plus the text of every
 // message text block plus the content of every referenced artifact, each
-// estimated separately and summed; output_tokens is the estimate of the
-// answer text. temperature, top_p and seed do not change the answer.
+// estimated separately and summed (earlier turns of a thread are not
+// re-billed); output_tokens is the estimate of the answer text. temperature,
+// top_p and seed do not change the answer.
 func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 	var in int64
 	if req.System != nil {
 		in += workspace.EstimateTokens(req.System.Text)
 	}
-	var question string
-	var texts []string
-	for _, m := range req.Messages {
+	texts := make([]string, len(req.Messages))
+	last := -1
+	for i, m := range req.Messages {
 		var parts []string
 		for _, b := range m.Content {
 			if b.Type == "text" {
@@ -93,14 +101,17 @@ func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 				parts = append(parts, b.Text)
 			}
 		}
-		t := strings.Join(parts, "\n")
-		texts = append(texts, t)
+		texts[i] = strings.Join(parts, "\n")
 		if m.Role == workspace.RoleUser {
-			question = t
+			last = i
 		}
 	}
 	for _, s := range sources {
 		in += workspace.EstimateTokens(s.content)
+	}
+	var question string
+	if last >= 0 {
+		question = texts[last]
 	}
 
 	limit := DefaultMaxTokens
@@ -114,7 +125,8 @@ func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 	if n := requestedCount(question); n > 0 {
 		want = n
 	}
-	keywords := keywordSet(question)
+	instruction, context := splitQuestion(question, len(sources) == 0)
+	keywords := keywordSet(instruction)
 
 	type cand struct {
 		text  string
@@ -124,35 +136,30 @@ func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 		pos   int
 	}
 	var cands []cand
-	if len(sources) > 0 {
-		for _, src := range sources {
-			sents := src.sents
-			if sents == nil {
-				sents = analyze(src.content)
-			}
-			for _, sen := range sents {
-				cands = append(cands, cand{text: sen.text, stems: sen.stems, from: src.name, pos: len(cands)})
-			}
+	for _, src := range sources {
+		sents := src.sents
+		if sents == nil {
+			sents = analyze(src.content)
 		}
-	} else {
-		instruction := ""
-		if ss := splitSentences(question, 1); len(ss) > 0 {
-			instruction = ss[0]
+		for _, sen := range sents {
+			cands = append(cands, cand{text: sen.text, stems: sen.stems, from: src.name, pos: len(cands)})
 		}
-		skipped := false
-		for _, t := range texts {
+	}
+	if len(sources) == 0 {
+		for i, t := range texts {
+			if i == last {
+				continue
+			}
 			for _, sen := range sentences(t) {
-				if !skipped && sen == instruction {
-					skipped = true
-					continue
-				}
 				cands = append(cands, cand{text: sen, pos: len(cands)})
 			}
 		}
-		if len(cands) == 0 {
-			q := strings.Join(strings.Fields(question), " ")
-			cands = append(cands, cand{text: "Simulated answer to: " + q})
-		}
+	}
+	for _, sen := range sentences(context) {
+		cands = append(cands, cand{text: sen, pos: len(cands)})
+	}
+	if len(cands) == 0 {
+		cands = append(cands, cand{text: "Simulated answer to: " + strings.Join(strings.Fields(question), " ")})
 	}
 	for i := range cands {
 		if cands[i].stems != nil {
@@ -171,15 +178,31 @@ func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 		}
 		return a.pos - b.pos
 	})
-	if len(cands) > want {
-		cands = cands[:want]
+	// Two pools (artifact sentences and the question's own material) are
+	// interleaved, the question's first, so that both show in the answer.
+	var fromArt, fromText []cand
+	for _, c := range cands {
+		if c.from != "" {
+			fromArt = append(fromArt, c)
+		} else {
+			fromText = append(fromText, c)
+		}
+	}
+	cands = cands[:0]
+	for i := 0; len(cands) < want && (i < len(fromArt) || i < len(fromText)); i++ {
+		if i < len(fromText) {
+			cands = append(cands, fromText[i])
+		}
+		if i < len(fromArt) && len(cands) < want {
+			cands = append(cands, fromArt[i])
+		}
 	}
 
 	var b strings.Builder
 	stop := workspace.StopReasonEndTurn
 	for i, c := range cands {
 		line := "- " + c.text
-		if len(sources) > 1 {
+		if len(sources) > 1 && c.from != "" {
 			line += " [" + c.from + "]"
 		}
 		if i > 0 {
@@ -242,13 +265,22 @@ func keywordSet(s string) map[string]bool {
 	return set
 }
 
-// stem strips a few English suffixes so that "fixed", "fixes" and "fix"
-// match: crude, but deterministic.
+// stem strips a few English suffixes and keeps at most six letters, so
+// that "fixed", "fixes" and "fix", or "escalated" and "escalation", match:
+// crude, but deterministic.
 func stem(w string) string {
 	for _, suf := range []string{"ing", "ed", "es", "s"} {
 		if len(w) > len(suf)+2 && strings.HasSuffix(w, suf) {
-			return w[:len(w)-len(suf)]
+			w = w[:len(w)-len(suf)]
+			break
 		}
+	}
+	n := 0
+	for i := range w {
+		if n == 6 {
+			return w[:i]
+		}
+		n++
 	}
 	return w
 }
@@ -337,4 +369,35 @@ func appendSentence(out []string, s string, minWords int) []string {
 		return out
 	}
 	return append(out, s)
+}
+
+// splitQuestion separates the instruction of a question from its context:
+// the instruction is the first paragraph up to a blank line or a list item,
+// lines joined with spaces. When the question is one block and split is
+// true, its first sentence is the instruction and the rest is the context.
+func splitQuestion(q string, split bool) (instruction, context string) {
+	lines := strings.Split(q, "\n")
+	var head []string
+	i := 0
+	for ; i < len(lines); i++ {
+		l := strings.TrimSpace(lines[i])
+		if l == "" {
+			if len(head) == 0 {
+				continue
+			}
+			break
+		}
+		if len(head) > 0 && listMarkerRe.MatchString(l) {
+			break
+		}
+		head = append(head, l)
+	}
+	instruction = strings.Join(head, " ")
+	context = strings.Join(lines[i:], "\n")
+	if strings.TrimSpace(context) == "" && split {
+		if loc := sentenceEnd.FindStringIndex(instruction); loc != nil {
+			return strings.TrimSpace(instruction[:loc[1]]), instruction[loc[1]:]
+		}
+	}
+	return instruction, context
 }
