@@ -73,8 +73,10 @@ func Plan(p *Pipeline, stepID string, run RunInfo, sets map[string][]ArtifactRef
 	}
 
 	items := make([]Item, 0, len(targets))
+	r := &renderer{}
+	base := templateData(p, run, nil, prior, s.Needs)
 	for i, a := range targets {
-		it, err := planItem(p, s, run, a, fixed, allArtifacts, prior)
+		it, err := planItem(r, base, p, s, run, a, fixed, allArtifacts)
 		if err != nil {
 			if a != nil {
 				return nil, fmt.Errorf("plan step %q, artifact %s (%q): %w", stepID, a.ID, a.Name, err)
@@ -87,8 +89,8 @@ func Plan(p *Pipeline, stepID string, run RunInfo, sets map[string][]ArtifactRef
 	return items, nil
 }
 
-func planItem(p *Pipeline, s *Step, run RunInfo, a *ArtifactRef, fixed []string, allArtifacts bool, prior map[string]StepOutput) (Item, error) {
-	data := templateData(p, run, a, prior, s.Needs)
+func planItem(r *renderer, base map[string]any, p *Pipeline, s *Step, run RunInfo, a *ArtifactRef, fixed []string, allArtifacts bool) (Item, error) {
+	data := withArtifact(base, a)
 	it := Item{
 		Key:          ItemKey(s.ID, a),
 		Step:         s.ID,
@@ -118,7 +120,7 @@ func planItem(p *Pipeline, s *Step, run RunInfo, a *ArtifactRef, fixed []string,
 	var system string
 	if s.System != "" {
 		var err error
-		if system, err = render(stepPath(p, s)+".system", s.System, data); err != nil {
+		if system, err = r.render(stepPath(p, s)+".system", s.System, data); err != nil {
 			return Item{}, err
 		}
 	}
@@ -128,7 +130,7 @@ func planItem(p *Pipeline, s *Step, run RunInfo, a *ArtifactRef, fixed []string,
 		if j > 0 {
 			name = fmt.Sprintf("%s.turns[%d]", stepPath(p, s), j-1)
 		}
-		out, err := render(name, t, data)
+		out, err := r.render(name, t, data)
 		if err != nil {
 			return Item{}, err
 		}
@@ -140,10 +142,10 @@ func planItem(p *Pipeline, s *Step, run RunInfo, a *ArtifactRef, fixed []string,
 		name := s.Thread.Name
 		if name != "" {
 			if s.ForEach != "" && s.Thread.Per == PerRun {
-				data = templateData(p, run, nil, prior, s.Needs)
+				data = base
 			}
 			var err error
-			if name, err = render(stepPath(p, s)+".thread.name", name, data); err != nil {
+			if name, err = r.render(stepPath(p, s)+".thread.name", name, data); err != nil {
 				return Item{}, err
 			}
 		} else {

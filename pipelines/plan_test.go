@@ -2,6 +2,7 @@ package pipelines_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -141,5 +142,39 @@ steps:
 	}
 	if c := ctx[0]; !c.AllArtifacts || len(c.ArtifactIDs) != 0 || c.ThreadPer != "run" || c.ThreadName != "c · ctx · "+goldenRun.ID {
 		t.Errorf("all_artifacts item: %+v", c)
+	}
+}
+
+// BenchmarkPlan10k plans a for_each step of 10,000 artifacts with a system
+// prompt, a thread name and two turns.
+func BenchmarkPlan10k(b *testing.B) {
+	p, err := pipelines.Parse("bench.yaml", []byte(`
+version: 1
+name: bench
+defaults: { system: "You summarize for {{ .Vars.team }}." }
+vars: { team: Support }
+artifacts:
+  docs: { folder: Docs }
+steps:
+  - id: s
+    for_each: docs
+    thread: { name: "{{ .Pipeline.Name }} {{ .Run.Date }} {{ .Artifact.Name }}" }
+    prompt: "Summarize {{ .Artifact.Name }} in {{ .Artifact.Folder }}."
+    turns: ["Shorter.", "Now one line about {{ .Artifact.ID }}."]
+`), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	refs := make([]pipelines.ArtifactRef, 10_000)
+	for i := range refs {
+		refs[i] = pipelines.ArtifactRef{ID: fmt.Sprintf("artifact_%016x", i), Name: fmt.Sprintf("doc-%05d.md", i), Folder: "Docs", Type: "Document"}
+	}
+	sets := map[string][]pipelines.ArtifactRef{"docs": refs}
+	b.ReportAllocs()
+	for b.Loop() {
+		items, err := pipelines.Plan(p, "s", goldenRun, sets, nil)
+		if err != nil || len(items) != len(refs) {
+			b.Fatal(err)
+		}
 	}
 }

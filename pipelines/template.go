@@ -219,10 +219,22 @@ func templateData(p *Pipeline, run RunInfo, artifact *ArtifactRef, prior map[str
 		"Vars":     vars,
 		"Steps":    steps,
 	}
-	if artifact != nil {
-		data["Artifact"] = toTemplateArtifact(artifact)
+	return withArtifact(data, artifact)
+}
+
+// withArtifact returns data with .Artifact set to a (absent when a is
+// nil), sharing the rest: a step's items differ only in their artifact.
+func withArtifact(data map[string]any, a *ArtifactRef) map[string]any {
+	out := make(map[string]any, len(data)+1)
+	for k, v := range data {
+		if k != "Artifact" {
+			out[k] = v
+		}
 	}
-	return data
+	if a != nil {
+		out["Artifact"] = toTemplateArtifact(a)
+	}
+	return out
 }
 
 func inLoc(t time.Time, loc *time.Location) time.Time {
@@ -239,9 +251,26 @@ func parseTemplate(name, text string) (*template.Template, error) {
 
 // render executes a template text with data.
 func render(name, text string, data map[string]any) (string, error) {
-	t, err := parseTemplate(name, text)
-	if err != nil {
-		return "", err
+	return (&renderer{}).render(name, text, data)
+}
+
+// renderer parses each template once and executes it many times: Plan
+// renders the same few texts for every item of a step.
+type renderer struct {
+	parsed map[string]*template.Template
+}
+
+func (r *renderer) render(name, text string, data map[string]any) (string, error) {
+	t, ok := r.parsed[name]
+	if !ok || t == nil {
+		var err error
+		if t, err = parseTemplate(name, text); err != nil {
+			return "", err
+		}
+		if r.parsed == nil {
+			r.parsed = map[string]*template.Template{}
+		}
+		r.parsed[name] = t
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, data); err != nil {
