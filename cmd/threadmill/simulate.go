@@ -51,6 +51,7 @@ func (o *simulateOptions) validate() error {
 		{"--fault-5xx", o.Fault5xx}, {"--fault-500", o.Faults.Error500}, {"--fault-502", o.Faults.Error502},
 		{"--fault-503", o.Faults.Error503}, {"--fault-429", o.Faults.TooMany429}, {"--fault-cut", o.Faults.CutStream},
 		{"--fault-slow", o.Faults.Slow}, {"--fault-interaction-error", o.Faults.InteractionError},
+		{"--fault-lost-create", o.Faults.LostCreate},
 	}
 	for _, r := range rates {
 		if r.v < 0 || r.v > 1 {
@@ -116,8 +117,8 @@ also need "Authorization: Bearer <that token>".
 Knobs: --async makes interactions complete in the background while their
 stream delivers deltas; --latency/--per-token/--jitter shape the timing;
 --rate-limit answers 429 with Retry-After beyond N requests per second; the
---fault-* rates inject 5xx, 429, cut streams, slow answers and failed
-interactions. Counters are served at GET /_sim/counters.`,
+--fault-* rates inject 5xx, 429, cut streams, slow answers, failed
+interactions and lost create responses. Counters are served at GET /_sim/counters.`,
 		Example: `  threadmill simulate
   threadmill simulate --artifacts examples/artifacts --addr 127.0.0.1:8080
   threadmill simulate --async --latency 200ms --per-token 5ms --fault-5xx 0.1 --fault-429 0.05`,
@@ -153,6 +154,7 @@ interactions. Counters are served at GET /_sim/counters.`,
 	f.Float64Var(&o.Faults.Slow, "fault-slow", 0, "rate of requests delayed by --slow-delay")
 	f.DurationVar(&o.Faults.SlowDelay, "slow-delay", 2*time.Second, "delay of a slow request")
 	f.Float64Var(&o.Faults.InteractionError, "fault-interaction-error", 0, "rate of interactions that end in state Error")
+	f.Float64Var(&o.Faults.LostCreate, "fault-lost-create", 0, "rate of interactions created but answered 504, as by a proxy that timed out")
 	f.Uint64Var(&o.Faults.Seed, "seed", 1, "seed of the fault and jitter random source")
 	f.BoolVar(&o.Verbose, "verbose", false, "log every request to stderr")
 	return cmd

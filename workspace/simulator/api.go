@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -221,6 +222,7 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 		latency = max(0, latency)
 	}
 	fails := s.rng.Float64() < s.faults.InteractionError
+	lost := s.rng.Float64() < s.faults.LostCreate
 	s.knobMu.Unlock()
 
 	s.mu.Lock()
@@ -283,8 +285,18 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 			s.mu.Unlock()
 		})
 	}
+	if lost {
+		s.counters.Faults["lost_create"]++
+	}
 	s.mu.Unlock()
 
+	if lost {
+		// The interaction exists and runs, but the proxy gave up on it.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusGatewayTimeout)
+		fmt.Fprint(w, gatewayTimeoutPage)
+		return nil
+	}
 	if !async {
 		select {
 		case <-in.done:

@@ -309,3 +309,25 @@ func TestResetCountersOverHTTP(t *testing.T) {
 		t.Fatalf("after reset: %+v", c.Requests)
 	}
 }
+
+func TestLostCreate(t *testing.T) {
+	e := newEnv(t, simulator.Config{Faults: simulator.Faults{LostCreate: 1}})
+	th := e.createThread("lost")
+	req := chat("Who approves goodwill refunds?")
+	req.CorrelationID = "run/step/7"
+	body, _ := json.Marshal(workspace.CreateInteractionRequest{ThreadID: th.ID, PGPT: req})
+	status, hdr, page := e.send(e.request("POST", "/api/v1/app/thread/"+th.ID+"/interaction", body))
+	if status != 504 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") || !strings.Contains(string(page), "504 Gateway Time-out") {
+		t.Fatalf("%d %q %s", status, hdr.Get("Content-Type"), page)
+	}
+	// The interaction exists nevertheless, findable by its correlation id.
+	var list workspace.Page[workspace.Interaction]
+	e.must("GET", "/api/v1/app/thread/"+th.ID+"/interaction", nil, 200, &list)
+	if len(list.Data) != 1 || list.Data[0].PGPT.CorrelationID != "run/step/7" || list.Data[0].State != "Completed" {
+		t.Fatalf("interactions after a lost create: %+v", list.Data)
+	}
+	c := e.sim.Counters()
+	if c.InteractionsCreated != 1 || c.Faults["lost_create"] != 1 || c.Correlations["run/step/7"] != 1 || c.TokensIn == 0 {
+		t.Fatalf("counters = %+v", c)
+	}
+}

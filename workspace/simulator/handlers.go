@@ -149,6 +149,12 @@ func (p *probeWriter) Header() http.Header         { return p.header }
 func (p *probeWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (p *probeWriter) WriteHeader(code int)        { p.status = code }
 
+// Proxy error pages, as an nginx in front of the API sends them.
+const (
+	badGatewayPage     = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+	gatewayTimeoutPage = "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
 // gate applies the rate limit, faults and authentication. A returned error
 // with status 0 means the answer was already written.
 func (s *Server) gate(w http.ResponseWriter, r *http.Request) *httpError {
@@ -179,7 +185,7 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request) *httpError {
 		s.countFault("502")
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusBadGateway)
-		fmt.Fprint(w, "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+		fmt.Fprint(w, badGatewayPage)
 		return &httpError{}
 	case u < f.Error500+f.Error502+f.Error503:
 		s.countFault("503")

@@ -132,9 +132,10 @@ type Config struct {
 
 // Faults are per-request failure rates in [0, 1]. The four status faults
 // (Error500, Error502, Error503, TooMany429) are disjoint outcomes of one draw
-// per /api/v1/app/* request: their sum should not exceed 1. Slow and
-// CutStream are independent draws; CutStream applies to stream requests
-// only, and InteractionError to interaction creation only.
+// per /api/v1/app/* request: their sum should not exceed 1. Slow,
+// CutStream, InteractionError and LostCreate are independent draws;
+// CutStream applies to stream requests only, InteractionError and LostCreate
+// to interaction creation only.
 type Faults struct {
 	// Error500 answers 500 with a JSON error body.
 	Error500 float64
@@ -157,6 +158,11 @@ type Faults struct {
 	// InteractionError makes a created interaction end in state Error with
 	// assistant_output.errors set, instead of Completed.
 	InteractionError float64
+	// LostCreate creates the interaction (it runs and is billed) but answers
+	// the POST with a 504 HTML page, as a proxy that timed out does: a client
+	// that blindly re-creates pays twice; one that looks the interaction up
+	// (by pgpt.correlation_id) does not.
+	LostCreate float64
 	// Seed seeds the random source of faults and jitter. The same seed and
 	// the same request sequence give the same faults.
 	Seed uint64
