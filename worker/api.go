@@ -19,10 +19,12 @@ const defaultPause = time.Second
 // asks to wait (429, or 503 with Retry-After) it pauses every worker for
 // that long, not only this one.
 func (w *Worker) call(ctx context.Context, rc *runCtx, fn func(context.Context) error) error {
-	if _, err := w.store.AcquireRequest(ctx, rc.spec.Pipeline.Name, rc.spec.Pipeline.Limits.RequestsPerMinute); err != nil {
+	waited, err := w.store.AcquireRequest(ctx, rc.spec.Pipeline.Name, rc.spec.Pipeline.Limits.RequestsPerMinute)
+	w.cfg.Observer.RateLimitWaited(rc.spec.Pipeline.Name, LimiterRequests, waited)
+	if err != nil {
 		return err
 	}
-	err := fn(ctx)
+	err = fn(ctx)
 	if err == nil {
 		return nil
 	}

@@ -72,6 +72,9 @@ type Config struct {
 	// first written (not for duplicates), from the handler's goroutine. The
 	// embedded runner appends it to its journal.
 	OnItemDone func(results.Item)
+	// Observer is told about items, retries, tokens, rate-limit waits and
+	// finished runs, for metrics (a *metrics.Metrics). Default: none.
+	Observer Observer
 }
 
 func (c Config) withDefaults() Config {
@@ -85,6 +88,9 @@ func (c Config) withDefaults() Config {
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	return c
 }

@@ -89,6 +89,7 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	if err := w.store.Finish(ctx, rc.id, status, dir); err != nil {
 		return err
 	}
+	w.cfg.Observer.RunFinished(pl.Name, status)
 	rc.log.Info("run finished", "status", status, "dir", dir,
 		"succeeded", st.Succeeded, "failed", st.Failed, "skipped", st.Skipped,
 		"input_tokens", int64(st.Usage.InputTokens), "output_tokens", int64(st.Usage.OutputTokens))

@@ -54,6 +54,7 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 	if !ok {
 		return fmt.Errorf("worker: run %s: pipeline has no step %q: %w", rc.id, p.Item.Step, asynq.SkipRetry)
 	}
+	defer w.cfg.Observer.ItemStarted(rc.spec.Pipeline.Name)()
 	ir := &itemRun{rc: rc, it: p.Item, step: step,
 		log: rc.log.With("step", p.Item.Step, "item", p.Item.Key)}
 
@@ -94,7 +95,9 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 
 	if limits.Concurrency > 0 {
 		taskID, _ := asynq.GetTaskID(ctx)
+		slotStart := time.Now()
 		lease, err := w.store.AcquireSlot(ctx, rc.spec.Pipeline.Name, limits.Concurrency, taskID+"#"+strconv.Itoa(ir.ck.Attempts), slotTTL)
+		w.cfg.Observer.RateLimitWaited(rc.spec.Pipeline.Name, LimiterConcurrency, time.Since(slotStart))
 		if err != nil {
 			return err
 		}
@@ -107,7 +110,9 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 		}()
 	}
 	if limits.TokensPerMinute > 0 && ir.ck.TPMReserved == 0 {
-		if _, err := w.store.AcquireTokens(ctx, rc.spec.Pipeline.Name, limits.TokensPerMinute, ir.it.EstimatedTokens); err != nil {
+		waited, err := w.store.AcquireTokens(ctx, rc.spec.Pipeline.Name, limits.TokensPerMinute, ir.it.EstimatedTokens)
+		w.cfg.Observer.RateLimitWaited(rc.spec.Pipeline.Name, LimiterTokens, waited)
+		if err != nil {
 			return err
 		}
 		if err := w.store.CheckpointTPM(ctx, rc.id, ir.it.Step, ir.it.Key, ir.it.EstimatedTokens); err != nil {
@@ -132,6 +137,7 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", perr, asynq.SkipRetry)
 	}
 	ir.log.Info("item attempt failed; retrying", "attempt", ir.ck.Attempts, "error", perr)
+	w.cfg.Observer.ItemRetried(rc.spec.Pipeline.Name, ir.it.Step, retryReason(perr))
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if err := w.store.AddRetries(rctx, rc.id, 1); err != nil {
@@ -174,6 +180,13 @@ func (w *Worker) finish(ctx context.Context, ir *itemRun, state, errMsg string, 
 func (w *Worker) afterRecord(ctx context.Context, ir *itemRun, rec runstore.Recorded, item *results.Item) error {
 	if rec.New && item != nil {
 		w.itemDone(*item)
+		pl := ir.rc.spec.Pipeline.Name
+		var d time.Duration
+		if !ir.ck.StartedAt.IsZero() {
+			d = time.Since(ir.ck.StartedAt)
+		}
+		w.cfg.Observer.ItemFinished(pl, item.Step, item.State, d)
+		w.cfg.Observer.TokensUsed(pl, item.Step, int64(item.Usage.InputTokens), int64(item.Usage.OutputTokens))
 	}
 	if !rec.Complete() {
 		return nil

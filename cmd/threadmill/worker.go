@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/threadmill/threadmill/worker"
+	"github.com/threadmill/threadmill/workspace"
 )
 
 // workerOptions are the inputs of `threadmill worker`.
@@ -24,6 +25,7 @@ type workerOptions struct {
 	Queue           string
 	ShutdownTimeout time.Duration
 	Log             logFlags
+	Metrics         metricsFlags
 	// LookupEnv reads WORKSPACE_* and THREADMILL_REDIS_URL; default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 }
@@ -76,6 +78,7 @@ the run, under --results (default: the pipeline's output.dir).
 	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue to serve")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long items in flight may take to finish")
 	o.Log.add(f, "info")
+	o.Metrics.add(f)
 	return cmd
 }
 
@@ -97,7 +100,8 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
-	api, err := env.client(log)
+	obs := newObservability("worker")
+	api, err := env.client(log, workspace.WithHTTPClient(obs.httpClient()))
 	if err != nil {
 		return err
 	}
@@ -106,6 +110,10 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 		return err
 	}
 	defer rc.Close()
+	if err := obs.serve(o.Metrics.Addr, rc.RDB, []string{o.Queue}, log); err != nil {
+		return err
+	}
+	defer obs.Close()
 	w, err := worker.New(worker.Config{
 		RDB:             rc.RDB,
 		API:             api,
@@ -114,6 +122,7 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 		ResultsRoot:     o.ResultsDir,
 		ShutdownTimeout: o.ShutdownTimeout,
 		Logger:          log,
+		Observer:        obs.Metrics,
 	})
 	if err != nil {
 		return err

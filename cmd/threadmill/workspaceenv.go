@@ -81,9 +81,10 @@ func readWorkspaceEnv(lookup func(string) (string, bool)) (workspaceEnv, error) 
 }
 
 // client returns a Workspace client for the environment.
-func (e workspaceEnv) client(logger *slog.Logger) (*workspace.Client, error) {
-	return workspace.New(e.BaseURL, workspace.WithToken(e.Token), workspace.WithOrg(e.Org),
-		workspace.WithLogger(logger), workspace.WithUserAgent("threadmill/"+buildVersion()))
+func (e workspaceEnv) client(logger *slog.Logger, extra ...workspace.Option) (*workspace.Client, error) {
+	opts := []workspace.Option{workspace.WithToken(e.Token), workspace.WithOrg(e.Org),
+		workspace.WithLogger(logger), workspace.WithUserAgent("threadmill/" + buildVersion())}
+	return workspace.New(e.BaseURL, append(opts, extra...)...)
 }
 
 // startSimulator serves a simulator of project projectID (the simulator's

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/pflag"
+
+	"github.com/threadmill/threadmill/metrics"
+	"github.com/threadmill/threadmill/worker"
+)
+
+// The worker reports to the metrics.
+var _ worker.Observer = (*metrics.Metrics)(nil)
+
+// metricsFlags is the --metrics-addr flag of the long-running commands.
+type metricsFlags struct {
+	Addr string
+}
+
+func (m *metricsFlags) add(f *pflag.FlagSet) {
+	f.StringVar(&m.Addr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (host:port, e.g. :9090); empty: off")
+}
+
+// observability is the metrics of one process and, when an address was
+// given, the HTTP server that exposes them with the health endpoints.
+type observability struct {
+	Metrics *metrics.Metrics
+	Health  *metrics.Health
+	srv     *metrics.Server
+}
+
+// newObservability creates the metrics of a process in role ("worker",
+// "run"); nothing is served until serve.
+func newObservability(role string) *observability {
+	return &observability{
+		Metrics: metrics.New(metrics.Options{Version: buildVersion(), Role: role}),
+		Health:  &metrics.Health{},
+	}
+}
+
+// serve adds the Redis readiness check and the asynq queue sizes of queues,
+// then listens on addr (nothing when addr is empty). A bad or busy address
+// is an error naming the flag.
+func (o *observability) serve(addr string, rdb redis.UniversalClient, queues []string, log *slog.Logger) error {
+	o.Health.AddReadiness("redis", metrics.RedisCheck(rdb))
+	o.Metrics.Registry().MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(rdb), queues, log))
+	if addr == "" {
+		return nil
+	}
+	srv, err := metrics.Listen(addr, metrics.NewServeMux(o.Metrics.Registry(), o.Health), log)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	o.srv = srv
+	return nil
+}
+
+// Addr is the address served, "" when none.
+func (o *observability) Addr() string {
+	if o.srv == nil {
+		return ""
+	}
+	return o.srv.Addr()
+}
+
+// Close stops the server, letting open scrapes finish for a few seconds.
+func (o *observability) Close() {
+	if o.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = o.srv.Shutdown(ctx)
+}
+
+// httpClient returns the Workspace client's HTTP client with every request
+// counted and timed: the workspace package's default (a pooled transport,
+// no redirects) wrapped by the metrics.
+func (o *observability) httpClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 256
+	tr.MaxIdleConnsPerHost = 64
+	return &http.Client{
+		Transport: o.Metrics.InstrumentTransport(tr),
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
