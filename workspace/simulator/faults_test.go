@@ -331,3 +331,49 @@ func TestLostCreate(t *testing.T) {
 		t.Fatalf("counters = %+v", c)
 	}
 }
+
+func TestLatencyKnobs(t *testing.T) {
+	e := newEnv(t, simulator.Config{PerOutputToken: 3 * time.Millisecond})
+	var a workspace.ChatResponse
+	start := time.Now()
+	e.must("POST", "/api/v1/app/chat", chat("Summarize. The deploy went out on Monday without problems. Two customers asked about the new export page."), 200, &a)
+	if el, min := time.Since(start), time.Duration(a.Usage.OutputTokens)*3*time.Millisecond; el < min {
+		t.Fatalf("answer of %d tokens took %s, less than %s", a.Usage.OutputTokens, el, min)
+	}
+
+	// Jitter spreads the latency around its base, never below zero.
+	e.sim.SetLatency(60*time.Millisecond, 0, 50*time.Millisecond)
+	fastest := time.Hour
+	for range 20 {
+		start := time.Now()
+		e.must("POST", "/api/v1/app/chat", chat("Give one-line status."), 200, nil)
+		fastest = min(fastest, time.Since(start))
+	}
+	if fastest < 10*time.Millisecond || fastest >= 55*time.Millisecond {
+		t.Fatalf("fastest of 20 jittered answers took %s, want within [10ms, 55ms)", fastest)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := (simulator.Config{}).Validate(); err != nil {
+		t.Fatalf("zero config: %v", err)
+	}
+	for msg, cfg := range map[string]simulator.Config{
+		"Faults.Error500 must be a rate in [0, 1], got 1.5":   {Faults: simulator.Faults{Error500: 1.5}},
+		"Faults.CutStream must be a rate in [0, 1], got -0.1": {Faults: simulator.Faults{CutStream: -0.1}},
+		"must not exceed 1, got 1.2":                          {Faults: simulator.Faults{Error503: 0.6, TooMany429: 0.6}},
+		"Latency must not be negative":                        {Latency: -time.Second},
+		"PingInterval must not be negative":                   {PingInterval: -1},
+		"RateLimit must be >= 0 requests per second, got -1":  {RateLimit: -1},
+		"RateBurst must be >= 0":                              {RateBurst: -3},
+		"MaxBodyBytes must be >= 0":                           {MaxBodyBytes: -1},
+		"Faults.SlowDelay must not be negative, got -1s":      {Faults: simulator.Faults{SlowDelay: -time.Second}},
+	} {
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("Validate() = %v, want %q", err, msg)
+		}
+	}
+	// New tolerates what Validate refuses.
+	sim := simulator.New(simulator.Config{PingInterval: -1, MaxBodyBytes: -1, RateLimit: -5})
+	sim.Close()
+}

@@ -168,6 +168,49 @@ type Faults struct {
 	Seed uint64
 }
 
+// Validate reports the first invalid field of the configuration, by name:
+// rates outside [0, 1], status fault rates adding up to more than 1, and
+// negative durations, limits or sizes. New does not validate: it takes any
+// value, treating out-of-range ones as the nearest valid value.
+func (c Config) Validate() error {
+	f := c.Faults
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{
+		{"Faults.Error500", f.Error500}, {"Faults.Error502", f.Error502}, {"Faults.Error503", f.Error503},
+		{"Faults.TooMany429", f.TooMany429}, {"Faults.CutStream", f.CutStream}, {"Faults.Slow", f.Slow},
+		{"Faults.InteractionError", f.InteractionError}, {"Faults.LostCreate", f.LostCreate},
+	} {
+		if !(r.v >= 0 && r.v <= 1) {
+			return fmt.Errorf("simulator: %s must be a rate in [0, 1], got %g", r.name, r.v)
+		}
+	}
+	if sum := f.Error500 + f.Error502 + f.Error503 + f.TooMany429; sum > 1 {
+		return fmt.Errorf("simulator: Faults.Error500+Error502+Error503+TooMany429 must not exceed 1, got %g", sum)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"Latency", c.Latency}, {"PerOutputToken", c.PerOutputToken}, {"Jitter", c.Jitter},
+		{"PingInterval", c.PingInterval}, {"Faults.RetryAfter", f.RetryAfter}, {"Faults.SlowDelay", f.SlowDelay},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("simulator: %s must not be negative, got %s", d.name, d.v)
+		}
+	}
+	switch {
+	case !(c.RateLimit >= 0):
+		return fmt.Errorf("simulator: RateLimit must be >= 0 requests per second, got %g", c.RateLimit)
+	case c.RateBurst < 0:
+		return fmt.Errorf("simulator: RateBurst must be >= 0, got %d", c.RateBurst)
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("simulator: MaxBodyBytes must be >= 0, got %d", c.MaxBodyBytes)
+	}
+	return nil
+}
+
 // Server is a simulated Workspace API. It implements http.Handler and is
 // safe for concurrent use.
 type Server struct {
@@ -205,7 +248,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		projectID: cmp.Or(cfg.ProjectID, DefaultProjectID),
 		token:     cfg.Token,
-		maxBody:   cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes),
+		maxBody:   cfg.MaxBodyBytes,
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		stop:      make(chan struct{}),
@@ -224,7 +267,10 @@ func New(cfg Config) *Server {
 	}
 	s.async = cfg.Async
 	s.latency, s.perTok, s.jitter = cfg.Latency, cfg.PerOutputToken, cfg.Jitter
-	s.ping = cmp.Or(cfg.PingInterval, time.Second)
+	s.ping = cmpDur(cfg.PingInterval, time.Second)
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
 	s.faults = cfg.Faults
 	s.rng = rand.New(rand.NewPCG(cfg.Faults.Seed, 0x7468726561646d6c))
 	s.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst)
