@@ -235,6 +235,15 @@ func runSimulate(ctx context.Context, o *simulateOptions, stdout, stderr io.Writ
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("simulator: %w", err)
 	}
+	c := sim.Counters()
+	requests := 0
+	for _, byStatus := range c.Requests {
+		for _, n := range byStatus {
+			requests += n
+		}
+	}
+	logger.Info("simulator: stopped", "requests", requests, "interactions", c.InteractionsCreated,
+		"chats", c.ChatsAnswered, "tokens_in", c.TokensIn, "tokens_out", c.TokensOut)
 	return nil
 }
 
