@@ -65,6 +65,17 @@ func (f StarterFunc) Start(ctx context.Context, p *pipelines.Pipeline, run pipel
 	return f(ctx, p, run)
 }
 
+// Observer receives the scheduler's events, for metrics. *metrics.Metrics
+// implements it.
+type Observer interface {
+	// SchedulerFired is called for every fire time handled: outcome is
+	// "created" when this call created the run, "duplicate" when it existed.
+	SchedulerFired(pipeline, outcome string)
+	// SchedulerSynced is called after every successful sync at t, with the
+	// number of scheduled pipelines and of files that failed to load.
+	SchedulerSynced(t time.Time, entries, invalid int)
+}
+
 // Config configures a Scheduler. Fields without a stated default are
 // required.
 type Config struct {
@@ -104,6 +115,8 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the scheduler's logs and asynq's; default discard.
 	Logger *slog.Logger
+	// Observer, when set, is told about fires and syncs.
+	Observer Observer
 }
 
 func (c Config) withDefaults() Config {
@@ -306,6 +319,9 @@ func (s *Scheduler) Sync(ctx context.Context) (Snapshot, error) {
 	}
 	err = errors.Join(errs...)
 	s.setSync(snap.Problems, true, err)
+	if err == nil && s.cfg.Observer != nil {
+		s.cfg.Observer.SchedulerSynced(s.cfg.Now(), len(snap.Entries), len(snap.Problems))
+	}
 	return snap, err
 }
 
@@ -407,18 +423,18 @@ func (s *Scheduler) catchUp(ctx context.Context, e *Entry, now time.Time) error 
 
 // start starts the run of e at fire time f and records it in the history.
 func (s *Scheduler) start(ctx context.Context, e *Entry, f time.Time, why string) (pipelines.RunInfo, error) {
-	return startRun(ctx, s.cfg.Starter, s.st, s.log, e, f, why)
-}
-
-func startRun(ctx context.Context, st Starter, state *state, log *slog.Logger, e *Entry, f time.Time, why string) (pipelines.RunInfo, error) {
 	run := RunInfo(e.Name(), e.Schedule, f)
-	created, err := st.Start(ctx, e.Pipeline, run)
+	created, err := s.cfg.Starter.Start(ctx, e.Pipeline, run)
 	if err != nil {
 		return run, fmt.Errorf("scheduler: start run %s: %w", run.ID, err)
 	}
-	if err := state.record(ctx, e.Name(), run.ID, f); err != nil {
+	if err := s.st.record(ctx, e.Name(), run.ID, f); err != nil {
 		return run, err
 	}
+	if o := s.cfg.Observer; o != nil {
+		o.SchedulerFired(e.Name(), map[bool]string{true: "created", false: "duplicate"}[created])
+	}
+	log := s.log
 	if created {
 		log.Info("run started", logging.KeyPipeline, e.Name(), logging.KeyRun, run.ID, "why", why,
 			"window_start", run.WindowStart.Format(time.RFC3339), "window_end", run.WindowEnd.Format(time.RFC3339))

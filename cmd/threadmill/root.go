@@ -66,6 +66,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newWorkerCmd(),
 		newEnqueueCmd(),
 		newStatusCmd(),
+		newSchedulerCmd(),
+		newScheduleCmd(),
+		newBackfillCmd(),
 	)
 	return root
 }

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/threadmill/threadmill/metrics"
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/runstore"
+	"github.com/threadmill/threadmill/scheduler"
+	"github.com/threadmill/threadmill/worker"
+)
+
+// envPipelines names the pipelines directory when --pipelines is not given.
+const envPipelines = "THREADMILL_PIPELINES"
+
+// defaultPipelinesDir is the pipelines directory when neither --pipelines
+// nor THREADMILL_PIPELINES is set.
+const defaultPipelinesDir = "pipelines"
+
+// pipelinesDirFlag is the --pipelines flag of the scheduling commands.
+type pipelinesDirFlag struct{ Dir string }
+
+func (p *pipelinesDirFlag) add(f *pflag.FlagSet) {
+	f.StringVar(&p.Dir, "pipelines", "", "directory of pipeline files (default: "+envPipelines+", else ./"+defaultPipelinesDir+")")
+}
+
+// resolve returns the directory from the flag, the environment or the default.
+func (p *pipelinesDirFlag) resolve(lookup func(string) (string, bool)) string {
+	if d := strings.TrimSpace(p.Dir); d != "" {
+		return d
+	}
+	if v, ok := lookup(envPipelines); ok && strings.TrimSpace(v) != "" {
+		return strings.TrimSpace(v)
+	}
+	return defaultPipelinesDir
+}
+
+// schedulerOptions are the inputs of `threadmill scheduler`.
+type schedulerOptions struct {
+	Pipelines  pipelinesDirFlag
+	Redis      redisFlags
+	Queue      string
+	HealthAddr string
+	// SyncInterval is how often the directory is rescanned and catch-up
+	// runs even without file events.
+	SyncInterval time.Duration
+	NoWatch      bool
+	Log          logFlags
+	// LookupEnv reads ${VAR} in pipeline files, THREADMILL_PIPELINES and
+	// THREADMILL_REDIS_URL; default os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// ready, when set, is called with the health server's address once the
+	// scheduler runs (tests).
+	ready func(healthAddr string)
+}
+
+func (o *schedulerOptions) validate() error {
+	if strings.TrimSpace(o.Queue) == "" {
+		return errors.New("--queue must not be empty")
+	}
+	if o.SyncInterval < time.Second {
+		return fmt.Errorf("--sync-interval must be at least 1s, got %s", o.SyncInterval)
+	}
+	return o.Log.validate()
+}
+
+func newSchedulerCmd() *cobra.Command {
+	o := &schedulerOptions{}
+	cmd := &cobra.Command{
+		Use:   "scheduler",
+		Short: "Start the pipelines of a directory on their cron schedules",
+		Long: `Schedule every pipeline of a directory that has a schedule: at each fire
+time, record a run on the shared Redis for the workers (` + "`threadmill worker`" + `).
+
+Run ids come from the fire time: <pipeline>@<fire time, RFC 3339 in the
+pipeline's zone>, e.g. weekly-support-brief@2026-03-30T09:00:00+02:00. Run
+as many schedulers as you like on one Redis and one directory: each fire
+time makes exactly one run. A run covers the window [previous fire time,
+this fire time), which templates see as .Run.WindowStart/.Run.WindowEnd and
+"updated: within_run_window" filters on.
+
+Changes to the directory are picked up at once (and every --sync-interval):
+a new file is scheduled, a changed one rescheduled, a removed one
+unscheduled. A file that does not load is reported as file:line:col and
+skipped; its last good version stays scheduled.
+
+Fire times missed while no scheduler ran are caught up on start and on
+every sync, per each pipeline's schedule.catchup: none, latest (default) or
+all (at most schedule.catchup_limit, default 10).
+
+The entries are asynq scheduler entries: ` + "`asynq cron ls`" + ` and asynqmon
+list them with their next fire times. With --health-addr, GET /healthz and
+/readyz answer 200 while Redis answers and the last sync is recent (503
+otherwise, with the reason), and /metrics serves Prometheus metrics.
+
+` + redisURLHelp,
+		Example: `  threadmill scheduler --pipelines ./pipelines --redis redis://localhost:6379 --health-addr :9090`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return withCode(exitUsage, err)
+			}
+			return runScheduler(cmd.Context(), o, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	o.Pipelines.add(f)
+	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+")")
+	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue the workers serve (runs are enqueued there)")
+	f.StringVar(&o.HealthAddr, "health-addr", "", "serve /healthz, /readyz and /metrics on this address (host:port), e.g. :9090")
+	f.StringVar(&o.HealthAddr, "metrics-addr", "", "the same server as --health-addr (the name the worker uses)")
+	f.DurationVar(&o.SyncInterval, "sync-interval", time.Minute, "rescan the directory and catch up this often, even without file events")
+	f.BoolVar(&o.NoWatch, "no-watch", false, "do not watch the directory for changes; rescan every --sync-interval only")
+	o.Log.add(f, "info")
+	return cmd
+}
+
+// runScheduler schedules until ctx ends.
+func runScheduler(ctx context.Context, o *schedulerOptions, stderr io.Writer) error {
+	lookup := o.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	dir := o.Pipelines.resolve(lookup)
+	if st, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("pipelines directory: %w", err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("pipelines directory %s is not a directory", dir)
+	}
+	redisURL, source, err := o.Redis.required(lookup)
+	if err != nil {
+		return err
+	}
+	log, err := o.Log.logger(stderr, urlPassword(redisURL))
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	rc, err := connectRedis(ctx, redisURL, source, 16)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	store := runstore.New(rc.RDB, "")
+	q := asynqClient(rc.RDB)
+	defer q.Close()
+	m := metrics.New(metrics.Options{Version: buildVersion(), Role: "scheduler"})
+	m.Registry().MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(rc.RDB), []string{scheduler.DefaultQueue, o.Queue}, log))
+
+	s, err := scheduler.New(scheduler.Config{
+		Dir:          dir,
+		Load:         func(path string) (*pipelines.Pipeline, error) { return pipelines.Load(path, lookup) },
+		RDB:          rc.RDB,
+		Starter:      &scheduler.JobsStarter{Client: q, Store: store, Opts: []asynq.Option{asynq.Queue(o.Queue)}},
+		Prefix:       store.Prefix(),
+		SyncInterval: o.SyncInterval,
+		NoWatch:      o.NoWatch,
+		Logger:       log,
+		Observer:     m,
+	})
+	if err != nil {
+		return err
+	}
+	if o.HealthAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /healthz", s.HealthHandler())
+		mux.Handle("GET /readyz", s.HealthHandler())
+		mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+		hs, err := metrics.Listen(o.HealthAddr, mux, log)
+		if err != nil {
+			return fmt.Errorf("--health-addr: %w", err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = hs.Shutdown(sctx)
+		}()
+		if o.ready != nil {
+			o.ready(hs.Addr())
+		}
+	} else if o.ready != nil {
+		o.ready("")
+	}
+	log.Info("scheduling", "dir", dir, "redis", rc.Display, "queue", o.Queue)
+	return s.Run(ctx)
+}
