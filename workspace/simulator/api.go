@@ -226,18 +226,21 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 	s.knobMu.Unlock()
 
 	s.mu.Lock()
-	t, e := s.threadLocked(r)
-	if e != nil {
-		s.mu.Unlock()
-		return e
-	}
 	srcs, e := s.sourcesLocked(body.ArtifactIDs, body.AllArtifacts)
+	s.mu.Unlock()
 	if e != nil {
-		s.mu.Unlock()
 		return e
 	}
+	// The answer is computed outside the lock: sources are immutable.
 	ans := respond(body.PGPT, srcs, body.Agent)
 	chunks, cum := splitChunks(ans.text)
+
+	s.mu.Lock()
+	t, e := s.threadLocked(r) // it may have been deleted meanwhile
+	if e != nil {
+		s.mu.Unlock()
+		return e
+	}
 	in := &interaction{
 		id:      s.store.nextID("inter"),
 		msgID:   s.store.nextID("msg"),
