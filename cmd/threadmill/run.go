@@ -395,10 +395,13 @@ func resumeRun(o *runOptions, p *pipelines.Pipeline, root string) (pipelines.Run
 	return meta.Run, nil
 }
 
-// latestJournal returns the run id of the newest journal of a pipeline.
+// latestJournal returns the run id of the newest journal of a pipeline (its
+// meta file is written first, so even a run interrupted before its first
+// item finished is found).
 func latestJournal(root, pipeline string) (string, error) {
 	dir := filepath.Join(root, pipeline)
-	matches, err := filepath.Glob(filepath.Join(dir, "*.journal.jsonl"))
+	const suffix = ".journal.meta.json"
+	matches, err := filepath.Glob(filepath.Join(dir, "*"+suffix))
 	if err != nil {
 		return "", err
 	}
@@ -412,7 +415,7 @@ func latestJournal(root, pipeline string) (string, error) {
 		if err != nil {
 			continue
 		}
-		cs = append(cs, cand{strings.TrimSuffix(filepath.Base(m), ".journal.jsonl"), fi.ModTime()})
+		cs = append(cs, cand{strings.TrimSuffix(filepath.Base(m), suffix), fi.ModTime()})
 	}
 	if len(cs) == 0 {
 		return "", fmt.Errorf("nothing to resume: no interrupted run of %s in %s", pipeline, dir)
