@@ -473,3 +473,24 @@ func TestInteractionReducePrompt(t *testing.T) {
 		t.Fatalf("the instruction leaked into the answer:\n%s", in.Output())
 	}
 }
+
+func TestSetArtifactState(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	th := e.createThread("states")
+	id := e.artifactID("Policies/refund-policy.md")
+	if err := e.sim.SetArtifactState(id, "Processing", "Storing"); err != nil {
+		t.Fatal(err)
+	}
+	body := workspace.CreateInteractionRequest{ThreadID: th.ID, PGPT: chat("Refunds?"), ArtifactIDs: []string{id}}
+	if status, data := e.do("POST", "/api/v1/app/thread/"+th.ID+"/interaction", body); status != 400 ||
+		!strings.Contains(errText(data), "state Processing, ingest_status Storing") {
+		t.Fatalf("not-ready artifact: %d %s", status, data)
+	}
+	if err := e.sim.SetArtifactState(id, "Published", "Done"); err != nil {
+		t.Fatal(err)
+	}
+	e.createInteraction(th.ID, chat("Refunds?"), id)
+	if err := e.sim.SetArtifactState("artifact_nope", "Error", ""); err == nil {
+		t.Fatal("SetArtifactState on an unknown id succeeded")
+	}
+}
