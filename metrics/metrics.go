@@ -97,7 +97,7 @@ func New(opts Options) *Metrics {
 	}, []string{"pipeline", "step", "direction"})
 	m.rateWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: Namespace, Name: "rate_limit_wait_seconds",
-		Help:    "Time spent waiting before a request because of a rate limit, by limiter (requests, tokens, concurrency, pause after a 429).",
+		Help:    "Time spent waiting because of a limit, by limiter: requests (requests per minute, and the fleet-wide pause after a 429), tokens (tokens per minute), concurrency (items in flight).",
 		Buckets: prometheus.ExponentialBuckets(0.01, 3, 10), // 10ms .. ~3min
 	}, []string{"pipeline", "limiter"})
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -210,8 +210,8 @@ func (m *Metrics) TokensUsed(pipeline, step string, in, out int64) {
 	}
 }
 
-// RateLimitWaited records d spent waiting on limiter (e.g. "requests",
-// "tokens", "concurrency", "pause") before a request of pipeline.
+// RateLimitWaited records d spent waiting on limiter ("requests",
+// "tokens" or "concurrency") before a request or an item of pipeline.
 func (m *Metrics) RateLimitWaited(pipeline, limiter string, d time.Duration) {
 	if m == nil {
 		return
