@@ -21,11 +21,14 @@
 //     removed only once its run exists, so a crash between the cron firing
 //     and the run starting loses nothing.
 //  4. Catch-up: each pipeline has a cursor in Redis, the time up to which its
-//     fire times were handled. On start and on every sync, each pipeline's
-//     fire times in (cursor, now] are started per its catchup policy, under a
-//     short per-pipeline lease so two schedulers do not both catch up, and
-//     the cursor moves to now. A pipeline seen for the first time starts its
-//     history at that moment: nothing before it counts as missed.
+//     fire times were handled. On start and on every sync, under a short
+//     per-pipeline lease (so two schedulers do not both catch up), pending
+//     fire times are started first (a cron fired them: they are owed whatever
+//     the policy), then the fire times in (cursor, now] per the pipeline's
+//     catchup policy, and the cursor moves to now. A pipeline seen for the
+//     first time starts its history at that moment: nothing before it counts
+//     as missed. A removed file's cursor and pending fire times are deleted,
+//     so re-adding it later does not catch up the time it was away.
 //
 // The directory is rescanned when fsnotify reports a change and every
 // SyncInterval regardless (fsnotify misses changes on some file systems).
@@ -228,16 +231,20 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if _, err := s.Sync(ctx); err != nil {
 		return err
 	}
-	if err := s.sched.Start(); err != nil {
-		return fmt.Errorf("scheduler: start asynq scheduler: %w", err)
-	}
-	defer s.sched.Shutdown()
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(KindFire, s.handleFire)
 	if err := s.srv.Start(mux); err != nil {
 		return fmt.Errorf("scheduler: start fire-task server on queue %s: %w", s.cfg.Queue, err)
 	}
-	defer s.srv.Shutdown()
+	if err := s.sched.Start(); err != nil {
+		s.srv.Shutdown()
+		return fmt.Errorf("scheduler: start asynq scheduler: %w", err)
+	}
+	defer func() {
+		// Stop firing first, then let the fire tasks in hand finish.
+		s.sched.Shutdown()
+		s.srv.Shutdown()
+	}()
 
 	var events <-chan fsnotify.Event
 	var watchErrs <-chan error

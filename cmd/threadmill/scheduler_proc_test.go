@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -42,17 +41,6 @@ func (l *schedLog) String() string {
 	return l.b.String()
 }
 
-// buildThreadmill builds the command into a temporary directory.
-func buildThreadmill(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "threadmill")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 var healthAddrRe = regexp.MustCompile(`"msg":"serving metrics and health","addr":"([^"]+)"`)
 
 // Two `threadmill scheduler` processes on one Redis and one directory: a
@@ -65,7 +53,7 @@ func TestTwoSchedulerProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := buildThreadmill(t)
+	bin := threadmillBin // built by TestMain
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	dir := t.TempDir()
@@ -242,6 +230,17 @@ func TestTwoSchedulerProcesses(t *testing.T) {
 	}
 	if n := len(fires) + len(hourly); q.Size != n {
 		t.Errorf("queue threadmill holds %d tasks for %d runs", q.Size, n)
+	}
+	// `threadmill status` shows each run once.
+	out, err := exec.Command(bin, "status", "--redis", srv.URL()).Output()
+	if err != nil {
+		t.Fatalf("threadmill status: %v", err)
+	}
+	for _, f := range fires {
+		id := "tick@" + f.Format(time.RFC3339)
+		if n := strings.Count(string(out), id+" "); n != 1 {
+			t.Errorf("threadmill status shows %s %d times:\n%s", id, n, out)
+		}
 	}
 	// Each process logged its own fires: both took part.
 	for _, p := range procs {
