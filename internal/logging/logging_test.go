@@ -123,7 +123,9 @@ func TestRedactEverywhere(t *testing.T) {
 		{"text marshaler", func(l *slog.Logger) { l.Info("m", "t", textToken{secret}) }},
 		{"json marshaler", func(l *slog.Logger) { l.Info("m", "t", jsonToken{secret}) }},
 		{"log valuer", func(l *slog.Logger) { l.Info("m", "auth", valuer{secret}) }},
-		{"group", func(l *slog.Logger) { l.Info("m", slog.Group("req", "auth", "Bearer "+secret, slog.Group("inner", "t", secret))) }},
+		{"group", func(l *slog.Logger) {
+			l.Info("m", slog.Group("req", "auth", "Bearer "+secret, slog.Group("inner", "t", secret)))
+		}},
 		{"with", func(l *slog.Logger) { l.With("auth", secret).Info("m") }},
 		{"with group", func(l *slog.Logger) { l.WithGroup("g").With("auth", secret).Info("m", "again", secret) }},
 		{"group name", func(l *slog.Logger) { l.WithGroup(secret).Info("m", "k", 1) }},
