@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -78,13 +79,71 @@ func TestTwoSchedulersOneRunPerFireTime(t *testing.T) {
 	if q.Size != len(runs) {
 		t.Errorf("default queue holds %d tasks for %d runs", q.Size, len(runs))
 	}
-	// Both processes fired (both recorded fire times), not only one.
+	// The fire tasks were handled and kept (with their runs as the result)
+	// for asynqmon.
 	hist, err := insp.ListCompletedTasks(DefaultQueue, asynq.PageSize(1000))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hist) < len(runs) {
-		t.Errorf("%d fire tasks handled for %d runs; want at least one per run", len(hist), len(runs))
+	withRuns := 0
+	for _, h := range hist {
+		var res struct{ Runs []string }
+		if json.Unmarshal(h.Result, &res) == nil && len(res.Runs) > 0 {
+			withRuns++
+			if _, ok := runs[res.Runs[0]]; !ok {
+				t.Errorf("fire task %s started %v, not a run in the store", h.ID, res.Runs)
+			}
+		}
+	}
+	if withRuns == 0 {
+		t.Errorf("no completed fire task names the runs it started (%d completed)", len(hist))
+	}
+}
+
+// A run created from an earlier version of the file (edited since) stands:
+// starting its fire time again is a no-op, not an error.
+func TestJobsStarterAfterEdit(t *testing.T) {
+	e := newEnv(t)
+	e.write("w.yaml", pipelineYAML("weekly", "0 9 * * MON", "Europe/Madrid", "latest", 0))
+	v1, err := load(e.dir + "/w.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.write("w.yaml", strings.Replace(pipelineYAML("weekly", "0 9 * * MON", "Europe/Madrid", "latest", 0), "three bullets", "two bullets", 1))
+	v2, err := load(e.dir + "/w.yaml")
+	if err != nil || v1.Hash == v2.Hash {
+		t.Fatalf("v2: %v (hash %s vs %s)", err, v1.Hash, v2.Hash)
+	}
+	ent, _ := EntryOf(v1)
+	run := RunInfo("weekly", ent.Schedule, mustTime(t, "2026-03-30T09:00:00+02:00"))
+	st := &JobsStarter{Client: e.client, Store: e.store}
+	if created, err := st.Start(context.Background(), v1, run); err != nil || !created {
+		t.Fatalf("first start: %v, %v", created, err)
+	}
+	if created, err := st.Start(context.Background(), v2, run); err != nil || created {
+		t.Fatalf("start after the edit: created=%v, err=%v; want an existing run", created, err)
+	}
+	spec, err := e.store.Spec(context.Background(), run.ID)
+	if err != nil || spec.Pipeline.Hash != v1.Hash {
+		t.Errorf("run's pipeline hash = %v (%v), want the version it was created with", spec, err)
+	}
+	// Another pipeline's run id is refused.
+	other := *v2
+	other.Name = "other"
+	if _, err := st.Start(context.Background(), &other, run); err == nil || !strings.Contains(err.Error(), "already belongs to pipeline") {
+		t.Errorf("start of another pipeline's run id: %v", err)
+	}
+}
+
+// A fire task for a pipeline this scheduler has not loaded (another
+// scheduler synced the new file first) is retried, not dropped.
+func TestFireTaskForUnknownPipelineRetries(t *testing.T) {
+	e := newEnv(t)
+	s := e.scheduler(nil)
+	task, _ := NewFire(Fire{Pipeline: "later", Cron: "@daily", Timezone: "UTC"})
+	err := s.handleFire(context.Background(), task)
+	if err == nil || errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), `pipeline "later"`) {
+		t.Errorf("handleFire = %v, want a retryable error naming the pipeline", err)
 	}
 }
 
