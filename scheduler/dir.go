@@ -45,6 +45,9 @@ func (e *Entry) key() string { return e.Schedule.Spec() + "\x00" + e.Pipeline.Ha
 type Problem struct {
 	File string
 	Err  error
+	// Kept names the pipeline whose last good version, from an earlier
+	// read of this file, stays scheduled; "" when none does.
+	Kept string
 }
 
 // Error returns the loader's message, which names file:line:col.
@@ -130,7 +133,11 @@ func (d *Dir) Scan() (Snapshot, error) {
 	for _, p := range paths {
 		st := d.files[p]
 		if st.err != nil {
-			snap.Problems = append(snap.Problems, Problem{File: p, Err: st.err})
+			pr := Problem{File: p, Err: st.err}
+			if st.good != nil {
+				pr.Kept = st.good.Name()
+			}
+			snap.Problems = append(snap.Problems, pr)
 		}
 		if st.none {
 			snap.Unscheduled = append(snap.Unscheduled, p)

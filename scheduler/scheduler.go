@@ -312,7 +312,11 @@ func (s *Scheduler) Sync(ctx context.Context) (Snapshot, error) {
 		return snap, err
 	}
 	for _, p := range snap.Problems {
-		s.log.Warn("pipeline file skipped: "+p.Error(), "file", p.File)
+		if p.Kept != "" {
+			s.log.Warn("pipeline file does not load; its last good version stays scheduled: "+p.Error(), "file", p.File, logging.KeyPipeline, p.Kept)
+		} else {
+			s.log.Warn("pipeline file does not load; not scheduled: "+p.Error(), "file", p.File)
+		}
 	}
 	var errs []error
 	if err := s.register(ctx, snap); err != nil {

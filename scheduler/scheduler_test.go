@@ -308,6 +308,10 @@ func TestHotReload(t *testing.T) {
 		h := s.Health(context.Background())
 		return len(h.Problems) == 1 && strings.Contains(h.Problems[0], "a.yaml:") && strings.Contains(h.Problems[0], "promt")
 	})
+	snap, err := s.Sync(context.Background())
+	if err != nil || len(snap.Problems) != 1 || snap.Problems[0].Kept != "alpha" {
+		t.Errorf("Sync = %+v, %v; want one problem keeping alpha", snap.Problems, err)
+	}
 	h := s.Health(context.Background())
 	if !strings.Contains(h.Problems[0], "a.yaml:10:5") {
 		t.Errorf("problem = %q, want it located at a.yaml:10:5", h.Problems[0])

@@ -159,12 +159,20 @@ func printSchedule(w io.Writer, descs []scheduler.Description, withRuns bool) er
 		head = append(head, "LAST RUN", "STATUS")
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	layout := "Mon 2006-01-02 15:04 -07:00"
+	for _, d := range descs {
+		for _, t := range d.Next {
+			if t.Second() != 0 {
+				layout = "Mon 2006-01-02 15:04:05 -07:00" // an @every schedule
+			}
+		}
+	}
 	for _, d := range descs {
 		rows := max(len(d.Next), 1)
 		for i := range rows {
 			next := "never"
 			if i < len(d.Next) {
-				next = d.Next[i].Format("Mon 2006-01-02 15:04 -07:00")
+				next = d.Next[i].Format(layout)
 			}
 			cols := []string{"", "", "", "", next}
 			if i == 0 {
