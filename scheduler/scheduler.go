@@ -32,6 +32,14 @@
 //
 // The directory is rescanned when fsnotify reports a change and every
 // SyncInterval regardless (fsnotify misses changes on some file systems).
+//
+// Why asynq.Scheduler and not asynq.PeriodicTaskManager: the manager calls
+// its config provider only on its own ticker and offers no hook to run
+// catch-up after a sync, to report the files that failed to load, or to
+// react to a file event at once. The Scheduler here does the manager's diff
+// itself (by pipeline name and content hash) with the same provider, Dir,
+// which also satisfies asynq.PeriodicTaskConfigProvider for anyone who
+// prefers the manager.
 package scheduler
 
 import (
