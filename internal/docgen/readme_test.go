@@ -90,6 +90,9 @@ func TestReadmeQuickStart(t *testing.T) {
 		if strings.Contains(b.text, "/api/v1/app/chat") && !strings.Contains(string(out), `"role":"assistant"`) {
 			t.Errorf("README.md:%d: the chat call printed no assistant answer:\n%s", b.line, out)
 		}
+		if strings.Contains(b.text, "threadmill run") {
+			checkRunResults(t, root, b.line, string(out))
+		}
 	}
 	if ran == 0 {
 		t.Fatalf("README.md has no runnable shell block under ## Quick start (found %d blocks)", len(blocks))
@@ -101,5 +104,32 @@ func TestQuickStartBlocks(t *testing.T) {
 	got := quickStartBlocks(doc)
 	if len(got) != 2 || got[0].text != "echo one\n" || got[0].skip || got[1].text != "echo two\n" || !got[1].skip || got[0].line != 7 {
 		t.Errorf("quickStartBlocks = %+v", got)
+	}
+}
+
+// checkRunResults asserts that a README block that runs a pipeline printed
+// its run directory and that the directory holds the promised files.
+func checkRunResults(t *testing.T, root string, line int, out string) {
+	t.Helper()
+	var dir string
+	for _, l := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(l, "results: "); ok {
+			dir = strings.TrimSpace(rest)
+		}
+	}
+	if dir == "" {
+		t.Errorf("README.md:%d: the run printed no \"results: DIR\" line:\n%s", line, out)
+		return
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	for _, name := range []string{"report.md", "results.jsonl", "errors.jsonl", "run.json"} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("README.md:%d: the run's %s: %v", line, name, err)
+		} else if name != "errors.jsonl" && fi.Size() == 0 {
+			t.Errorf("README.md:%d: the run's %s is empty", line, name)
+		}
 	}
 }
