@@ -332,6 +332,15 @@ func TestHotReload(t *testing.T) {
 	if h := s.Health(context.Background()); len(h.Problems) != 0 || !h.OK {
 		t.Errorf("health after the fix = %+v", h)
 	}
+
+	// A new version without a schedule unschedules the pipeline.
+	noSchedule := strings.Replace(pipelineYAML("alpha", "@daily", "UTC", "none", 0), `schedule: { cron: "@daily", timezone: UTC, catchup: none }`+"\n", "", 1)
+	e.write("a.yaml", noSchedule)
+	waitSpecs("alpha without a schedule")
+	snap, err = s.Sync(context.Background())
+	if err != nil || len(snap.Entries) != 0 || len(snap.Unscheduled) != 1 || len(snap.Problems) != 0 {
+		t.Errorf("Sync = %+v, %v; want a.yaml valid and unscheduled", snap, err)
+	}
 }
 
 // Duplicate pipeline names: the first file wins, the second is a problem.
@@ -463,6 +472,13 @@ func TestHealthEndpoint(t *testing.T) {
 	e.srv.Kill()
 	if code, h := get(); code != http.StatusServiceUnavailable || h.OK || h.Redis == "ok" {
 		t.Errorf("Redis down: %d %+v", code, h)
+	}
+	// A sync with Redis down fails, naming what it was doing; health says so.
+	if _, err := s.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), `scheduler: lock "alpha" for catch-up`) {
+		t.Errorf("Sync with Redis down: %v", err)
+	}
+	if _, h := get(); !strings.Contains(h.SyncError, `lock "alpha"`) {
+		t.Errorf("health after a failed sync: %+v", h)
 	}
 }
 
