@@ -174,7 +174,8 @@ type Scheduler struct {
 	sched *asynq.Scheduler
 	srv   *asynq.Server
 
-	syncMu sync.Mutex // one Sync at a time
+	syncMu   sync.Mutex        // one Sync at a time
+	reported map[string]string // file -> problem last logged (under syncMu)
 
 	mu       sync.RWMutex
 	entries  map[string]*registered // by pipeline name
@@ -319,13 +320,7 @@ func (s *Scheduler) Sync(ctx context.Context) (Snapshot, error) {
 		s.setSync(nil, false, err)
 		return snap, err
 	}
-	for _, p := range snap.Problems {
-		if p.Kept != "" {
-			s.log.Warn("pipeline file does not load; its last good version stays scheduled: "+p.Error(), "file", p.File, logging.KeyPipeline, p.Kept)
-		} else {
-			s.log.Warn("pipeline file does not load; not scheduled: "+p.Error(), "file", p.File)
-		}
-	}
+	s.reportProblems(snap.Problems)
 	var errs []error
 	if err := s.register(ctx, snap); err != nil {
 		errs = append(errs, err)
@@ -342,6 +337,29 @@ func (s *Scheduler) Sync(ctx context.Context) (Snapshot, error) {
 		s.cfg.Observer.SchedulerSynced(s.cfg.Now(), len(snap.Entries), len(snap.Problems))
 	}
 	return snap, err
+}
+
+// reportProblems logs each file problem once, when it appears or changes,
+// and says when a file loads again; syncs in between stay quiet.
+func (s *Scheduler) reportProblems(problems []Problem) {
+	now := make(map[string]string, len(problems))
+	for _, p := range problems {
+		now[p.File] = p.Error()
+		if s.reported[p.File] == p.Error() {
+			continue
+		}
+		if p.Kept != "" {
+			s.log.Warn("pipeline file does not load; its last good version stays scheduled: "+p.Error(), "file", p.File, logging.KeyPipeline, p.Kept)
+		} else {
+			s.log.Warn("pipeline file does not load; not scheduled: "+p.Error(), "file", p.File)
+		}
+	}
+	for file := range s.reported {
+		if _, still := now[file]; !still {
+			s.log.Info("pipeline file problem resolved", "file", file)
+		}
+	}
+	s.reported = now
 }
 
 func (s *Scheduler) setSync(problems []Problem, scanned bool, err error) {
