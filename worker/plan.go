@@ -16,7 +16,7 @@ import (
 )
 
 // enqueueWorkers is how many goroutines enqueue a step's items.
-const enqueueWorkers = 32
+const enqueueWorkers = 64
 
 // handleRunStart resolves the run's artifact sets (once; later steps and
 // retries reuse them), then plans and enqueues the first step.

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/threadmill/threadmill/jobs"
 	"github.com/threadmill/threadmill/results"
@@ -121,14 +122,21 @@ func (w *Worker) run(ctx context.Context) error {
 		Logger:                   asynqLogger{w.log},
 		LogLevel:                 asynq.WarnLevel,
 	}
+	enqRedis := w.cfg.RDB
 	if w.cfg.Redis != nil {
 		w.srv = asynq.NewServer(w.cfg.Redis, acfg)
-		w.client = asynq.NewClient(w.cfg.Redis)
+		c, ok := w.cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+		if !ok {
+			return fmt.Errorf("worker: unsupported Config.Redis type %T", w.cfg.Redis)
+		}
+		defer c.Close()
+		enqRedis = c
 	} else {
 		w.srv = asynq.NewServerFromRedisClient(w.cfg.RDB, acfg)
-		w.client = asynq.NewClientFromRedisClient(w.cfg.RDB)
 	}
-	defer w.client.Close()
+	client, closeClient := newEnqueuer(enqRedis)
+	defer closeClient()
+	w.client = client
 	if err := w.srv.Start(w.mux); err != nil {
 		return fmt.Errorf("worker: start asynq server: %w", err)
 	}
@@ -140,6 +148,17 @@ func (w *Worker) run(ctx context.Context) error {
 	w.handlers.Wait()
 	w.log.Info("worker stopped")
 	return nil
+}
+
+// newEnqueuer returns the asynq client the worker enqueues with, batching
+// its script calls (see batchingClient), and the function that closes it.
+func newEnqueuer(rdb redis.UniversalClient) (*asynq.Client, func()) {
+	b := newBatchingClient(rdb)
+	c := asynq.NewClientFromRedisClient(b)
+	return c, func() {
+		_ = c.Close()
+		_ = b.Close()
+	}
 }
 
 // track counts handler goroutines so Run returns only after the last one.
