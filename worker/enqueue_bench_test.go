@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/threadmill/threadmill/internal/redistest"
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/runstore"
