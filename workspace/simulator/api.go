@@ -545,11 +545,17 @@ func csv(v string, def ...string) []string {
 }
 
 // handleListArtifacts lists artifacts with the filters of workspace-api.md
-// §8.3 that a batch runner uses: state (default Published,Processing),
-// ingest_status, type, parent_id (absent: the root level only),
-// include_descendants, filter_by_text (case-insensitive substring of name or
-// description), order_by=Alphabetical with order ASC or DESC (default:
-// creation order), include_content=true, and the pagination parameters.
+// §8.3: state (default Published,Processing), ingest_status, type, sub_type
+// (the simulator's artifacts have none, so any value matches nothing),
+// source (every seeded artifact is User), parent_id (absent: the root level
+// only), include_descendants, filter_by_text (case-insensitive substring of
+// name or description), keep_ancestors (with filter_by_text, the ancestors
+// of matches too), filter_by_parent (only artifacts that have a parent),
+// created_by (the simulated user's id matches every artifact),
+// order_by=Alphabetical with order ASC or DESC (default: creation order),
+// include_content=true, and the pagination parameters. resolve_links and
+// include=User are accepted; there are no Link artifacts and no created_by
+// objects to resolve.
 func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) *httpError {
 	if e := s.checkProject(r); e != nil {
 		return e
@@ -558,15 +564,19 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) *ht
 	states := csv(q.Get("state"), workspace.ArtifactStatePublished, workspace.ArtifactStateProcessing)
 	ingest := csv(q.Get("ingest_status"))
 	types := csv(q.Get("type"))
+	subTypes := csv(q.Get("sub_type"))
+	sources := csv(q.Get("source"))
+	createdBy := q.Get("created_by")
 	parentID := q.Get("parent_id")
-	desc, e := boolParam(q, "include_descendants")
-	if e != nil {
-		return e
+	var flags [5]bool
+	for i, name := range []string{"include_descendants", "include_content", "keep_ancestors", "filter_by_parent", "resolve_links"} {
+		v, e := boolParam(q, name)
+		if e != nil {
+			return e
+		}
+		flags[i] = v
 	}
-	withContent, e := boolParam(q, "include_content")
-	if e != nil {
-		return e
-	}
+	desc, withContent, keepAncestors, onlyChildren := flags[0], flags[1], flags[2], flags[3]
 	text := strings.ToLower(q.Get("filter_by_text"))
 	orderBy, order := q.Get("order_by"), strings.ToUpper(q.Get("order"))
 	if orderBy != "" && orderBy != "Alphabetical" {
@@ -586,26 +596,56 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) *ht
 		s.mu.Unlock()
 		return errorf(http.StatusNotFound, "parent_id: artifact %q not found", parentID)
 	}
-	var list []*artifact
-	for _, a := range s.store.artifactOrder {
+	inScope := func(a *artifact) bool {
 		switch {
 		case parentID == "" && !desc && a.dto.ParentID != nil:
-			continue
+			return false
 		case parentID != "" && !desc && (a.dto.ParentID == nil || *a.dto.ParentID != parentID):
-			continue
+			return false
 		case parentID != "" && desc && !s.store.isBelow(a, parentID):
-			continue
+			return false
 		case !slices.Contains(states, a.dto.State):
-			continue
+			return false
 		case len(ingest) > 0 && !slices.Contains(ingest, a.dto.IngestStatus):
-			continue
+			return false
 		case len(types) > 0 && !slices.Contains(types, a.dto.Type):
-			continue
-		case text != "" && !strings.Contains(strings.ToLower(a.dto.Name), text) &&
-			!strings.Contains(strings.ToLower(a.dto.Description), text):
-			continue
+			return false
+		case len(subTypes) > 0: // no simulated artifact has a sub_type
+			return false
+		case len(sources) > 0 && !slices.Contains(sources, a.dto.Source):
+			return false
+		case onlyChildren && a.dto.ParentID == nil:
+			return false
+		case createdBy != "" && createdBy != s.user().ID:
+			return false
 		}
-		list = append(list, a)
+		return true
+	}
+	matchesText := func(a *artifact) bool {
+		return text == "" || strings.Contains(strings.ToLower(a.dto.Name), text) ||
+			strings.Contains(strings.ToLower(a.dto.Description), text)
+	}
+	// keep_ancestors: the in-scope ancestors of a text match are listed too.
+	ancestors := map[string]bool{}
+	if text != "" && keepAncestors {
+		for _, a := range s.store.artifactOrder {
+			if inScope(a) && matchesText(a) {
+				for p := a.dto.ParentID; p != nil; {
+					ancestors[*p] = true
+					pa := s.store.artifacts[*p]
+					if pa == nil {
+						break
+					}
+					p = pa.dto.ParentID
+				}
+			}
+		}
+	}
+	var list []*artifact
+	for _, a := range s.store.artifactOrder {
+		if inScope(a) && (matchesText(a) || ancestors[a.dto.ID]) {
+			list = append(list, a)
+		}
 	}
 	if orderBy == "Alphabetical" {
 		slices.SortStableFunc(list, func(a, b *artifact) int {

@@ -239,6 +239,30 @@ func TestArtifactList(t *testing.T) {
 	if got := names(list("include_descendants=true&filter_by_text=LOGIN")); !slices.Equal(got, []string{"TCK-1041-login-loop.md"}) {
 		t.Fatalf("filter_by_text = %v", got)
 	}
+	if got := names(list("include_descendants=true&filter_by_text=login&keep_ancestors=true")); !slices.Equal(got,
+		[]string{"Support", "Tickets", "TCK-1041-login-loop.md"}) {
+		t.Fatalf("filter_by_text with keep_ancestors = %v", got)
+	}
+	if got := list("include_descendants=true&filter_by_parent=true&page_size=100&total_count=true"); *got.TotalCount != 36 {
+		t.Fatalf("filter_by_parent = %d artifacts, want 36 (all but the 5 root folders)", *got.TotalCount)
+	}
+	if got := list("include_descendants=true&source=User&page_size=1&total_count=true"); *got.TotalCount != 41 {
+		t.Fatalf("source=User = %d, want 41", *got.TotalCount)
+	}
+	if got := list("include_descendants=true&source=SharePoint,Confluence"); len(got.Data) != 0 {
+		t.Fatalf("source=SharePoint = %v", names(got))
+	}
+	if got := list("include_descendants=true&sub_type=pdf"); len(got.Data) != 0 {
+		t.Fatalf("sub_type=pdf = %v", names(got))
+	}
+	var me workspace.User
+	e.must("GET", "/api/v1/app/me", nil, 200, &me)
+	if got := list("include_descendants=true&created_by=" + me.ID + "&page_size=1&total_count=true"); *got.TotalCount != 41 {
+		t.Fatalf("created_by=me = %d, want 41", *got.TotalCount)
+	}
+	if got := list("include_descendants=true&created_by=user_other"); len(got.Data) != 0 {
+		t.Fatalf("created_by=user_other = %v", names(got))
+	}
 	if got := names(list("parent_id=" + tickets + "&order_by=Alphabetical&order=DESC&page_size=2")); !slices.Equal(got,
 		[]string{"TCK-1055-sandbox-request-partner.md", "TCK-1054-quickbooks-sync-duplicates.md"}) {
 		t.Fatalf("alphabetical desc = %v", got)
@@ -305,6 +329,8 @@ func TestArtifactList(t *testing.T) {
 		{"/api/v1/app/project/" + project + "/artifact?order_by=Size", 400},
 		{"/api/v1/app/project/" + project + "/artifact?order=UP", 400},
 		{"/api/v1/app/project/" + project + "/artifact?include_descendants=yes", 400},
+		{"/api/v1/app/project/" + project + "/artifact?keep_ancestors=1", 400},
+		{"/api/v1/app/project/" + project + "/artifact?filter_by_parent=TRUE", 400},
 	} {
 		if status, body := e.do("GET", tc.path, nil); status != tc.want {
 			t.Errorf("GET %s: %d %s, want %d", tc.path, status, body, tc.want)
