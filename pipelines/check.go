@@ -493,41 +493,104 @@ func (c *checker) checkTemplate(path, text string, sc tplScope) {
 		return
 	}
 	for _, pr := range checkTemplate(path, text, sc) {
-		c.e.add(c.tplPos(path, pr.line, pr.col), "%s: %s", path, pr.msg)
+		c.e.add(c.tplPos(path, text, pr), "%s: %s", path, pr.msg)
 	}
 }
 
-// tplPos maps a line and column inside a template to the file.
-func (c *checker) tplPos(path string, line, col int) pos {
+// tplPos maps a problem inside a template to the file. A literal block
+// (|) keeps its lines, so the mapping is exact. Other styles fold lines,
+// drop indentation and interpret escapes, so the problem's token is looked
+// up in the scalar's source instead; when that fails the problem is placed
+// at the start of the value.
+func (c *checker) tplPos(path, text string, pr tplProblem) pos {
 	n := c.d.raw[path]
 	if n == nil {
 		return c.at(path)
 	}
-	if n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
-		l := n.Line + line
-		indent := 0
-		if l-1 < len(c.src) {
-			src := c.src[l-1]
-			indent = len(src) - len(strings.TrimLeft(src, " \t"))
+	if n.Style&yaml.LiteralStyle != 0 {
+		l := n.Line + pr.line
+		if l-1 >= len(c.src) {
+			return nodePos(n)
 		}
-		return pos{l, indent + max(col, 1)}
+		tl := strings.Split(text, "\n")[pr.line-1]
+		indent := max(0, leadingSpace(c.src[l-1])-leadingSpace(tl))
+		return pos{l, indent + max(pr.col, 1)}
 	}
-	if line == 1 {
-		shift := 0
-		if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
-			shift = 1
+	if pr.col > 0 {
+		if p, ok := c.findToken(path, n, text, pr.off); ok {
+			return p
 		}
+	}
+	return nodePos(n)
+}
+
+// leadingSpace counts a line's leading blanks.
+func leadingSpace(s string) int { return len(s) - len(strings.TrimLeft(s, " \t")) }
+
+// findToken finds, in the source of scalar n at path, the word of text that
+// starts at byte off: its k-th occurrence, where k counts the occurrences
+// before off in the text. The search starts at the value and stops at the
+// first line indented no deeper than the value's key (or list dash), where
+// the scalar has certainly ended.
+func (c *checker) findToken(path string, n *yaml.Node, text string, off int) (pos, bool) {
+	if off < 0 || off >= len(text) {
+		return pos{}, false
+	}
+	end := strings.IndexAny(text[off:], " \t\n")
+	if end < 0 {
+		end = len(text) - off
+	}
+	tok := text[off : off+min(end, 64)]
+	if tok == "" {
+		return pos{}, false
+	}
+	k := strings.Count(text[:off], tok)
+	limit := c.parentCol(path) - 1
+	for l := n.Line; l <= len(c.src); l++ {
+		line := c.src[l-1]
+		from := 0
+		if l == n.Line {
+			from = byteOffset(line, n.Column-1)
+		} else if strings.TrimSpace(line) != "" && leadingSpace(line) <= limit {
+			break
+		}
+		for {
+			i := strings.Index(line[from:], tok)
+			if i < 0 {
+				break
+			}
+			if k == 0 {
+				return pos{l, utf8.RuneCountInString(line[:from+i]) + 1}, true
+			}
+			k--
+			from += i + len(tok)
+		}
+	}
+	return pos{}, false
+}
+
+// parentCol is the column of the key of the value at path, or of the dash
+// of a list item: lines of a multi-line value are indented deeper.
+func (c *checker) parentCol(path string) int {
+	if strings.HasSuffix(path, "]") {
+		if p, ok := c.d.pos[path[:strings.LastIndexByte(path, '[')]]; ok {
+			return p.col
+		}
+		return 1
+	}
+	if p, ok := c.d.keyPos[path]; ok {
+		return p.col
+	}
+	return 1
+}
+
+// byteOffset converts a 0-based rune column of s to a byte offset.
+func byteOffset(s string, col int) int {
+	for i := range s {
 		if col == 0 {
-			return pos{n.Line, n.Column}
+			return i
 		}
-		// Columns count runes; yaml's columns count runes too.
-		return pos{n.Line, n.Column + shift + col - 1}
+		col--
 	}
-	l := n.Line + line - 1
-	indent := 0
-	if l-1 < len(c.src) {
-		src := c.src[l-1]
-		indent = utf8.RuneCountInString(src) - utf8.RuneCountInString(strings.TrimLeft(src, " \t"))
-	}
-	return pos{l, indent + 1}
+	return len(s)
 }

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -98,7 +99,7 @@ func parseYAML(e *errs, data []byte) (*yaml.Node, bool) {
 			e.add(pos{}, "the file has no YAML document: a pipeline needs at least version, name and steps")
 			return nil, false
 		}
-		addYAMLError(e, err)
+		addYAMLError(e, err, data)
 		return nil, false
 	}
 	var next yaml.Node
@@ -106,7 +107,7 @@ func parseYAML(e *errs, data []byte) (*yaml.Node, bool) {
 		e.add(pos{next.Line, next.Column}, "a pipeline file holds one YAML document; remove the second one (after ---) or put it in its own file")
 		return nil, false
 	} else if !errors.Is(err, io.EOF) {
-		addYAMLError(e, err)
+		addYAMLError(e, err, data)
 		return nil, false
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
@@ -121,20 +122,74 @@ func parseYAML(e *errs, data []byte) (*yaml.Node, bool) {
 	return root, true
 }
 
-// addYAMLError reports a YAML syntax error at its line.
-func addYAMLError(e *errs, err error) {
+// yamlParserContexts are the messages of go-yaml's parser (not scanner)
+// errors, with the construct the line it reports belongs to. For these the
+// line in the message is 0-based and is where that construct starts, not
+// where the parser gave up.
+// When the construct starts on line 1, go-yaml reports the line where it
+// gave up instead; the opener, when the line lacks it, tells the two apart.
+var yamlParserContexts = map[string]struct{ what, opener string }{
+	"did not find expected '-' indicator": {"the list that starts on this line", "-"},
+	"did not find expected key":           {"the mapping that starts on this line", ""},
+	"did not find expected ',' or ']'":    {"the [...] list that starts on this line", "["},
+	"did not find expected ',' or '}'":    {"the {...} mapping that starts on this line", "{"},
+	"did not find expected node content":  {"the value that starts on this line", ""},
+}
+
+var yamlAnchorRe = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+
+// addYAMLError reports a YAML syntax error at its line. go-yaml gives a
+// line only when it is not the first, and 0-based for parser errors; a
+// message without a line is on line 1, and an unknown anchor is placed at
+// its first use.
+func addYAMLError(e *errs, err error, data []byte) {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		for _, m := range te.Errors {
-			e.add(pos{}, "%s", m)
+			e.add(pos{1, 1}, "%s", m)
 		}
 		return
 	}
-	msg := err.Error()
-	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		e.add(pos{line, 1}, "YAML syntax: %s", m[2])
-		return
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 1
+	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+		if _, ok := yamlParserContexts[msg]; ok {
+			line++
+		}
 	}
-	e.add(pos{}, "YAML syntax: %s", strings.TrimPrefix(msg, "yaml: "))
+	if ctx, ok := yamlParserContexts[msg]; ok {
+		lines := strings.Split(string(data), "\n")
+		if ctx.opener != "" && line <= len(lines) && !strings.Contains(lines[line-1], ctx.opener) {
+			line = 1
+		}
+		msg += " (in " + ctx.what + ")"
+	}
+	p := pos{line, 1}
+	if m := yamlAnchorRe.FindStringSubmatch(msg); m != nil {
+		if at, ok := findAlias(data, m[1]); ok {
+			p = at
+		}
+	}
+	e.add(p, "YAML syntax: %s", msg)
+}
+
+// findAlias returns the position of the first "*name" alias in data.
+func findAlias(data []byte, name string) (pos, bool) {
+	for i, l := range strings.Split(string(data), "\n") {
+		for off := 0; ; {
+			j := strings.Index(l[off:], "*"+name)
+			if j < 0 {
+				break
+			}
+			j += off
+			end := j + 1 + len(name)
+			if end == len(l) || strings.ContainsRune(" \t,]}#", rune(l[end])) {
+				return pos{i + 1, utf8.RuneCountInString(l[:j]) + 1}, true
+			}
+			off = j + 1
+		}
+	}
+	return pos{}, false
 }

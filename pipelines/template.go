@@ -410,10 +410,11 @@ func rootShape(sc tplScope) *shape {
 }
 
 // tplProblem is a problem in a template, at a line and column of its text
-// (1-based).
+// (1-based; col is 0 when only the line is known) and, when col is known,
+// at byte offset off of the text.
 type tplProblem struct {
-	line, col int
-	msg       string
+	line, col, off int
+	msg            string
 }
 
 // checkTemplate parses text and checks that it uses only what exists in the
@@ -472,7 +473,7 @@ func (c *tplChecker) report(p parse.Pos, msg string) {
 	before := c.text[:off]
 	line := strings.Count(before, "\n") + 1
 	col := utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:]) + 1
-	c.problems = append(c.problems, tplProblem{line: line, col: col, msg: msg})
+	c.problems = append(c.problems, tplProblem{line: line, col: col, off: off, msg: msg})
 }
 
 func copyVars(v map[string]*shape) map[string]*shape {
