@@ -105,8 +105,9 @@ func parseRangeTime(s string, loc *time.Location, now time.Time) (time.Time, err
 	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (YYYY-MM-DD) or now", s)
 }
 
-// loadScheduled finds the pipeline named by arg: a file, or a name in dir.
-func loadScheduled(arg, dir string, lookup func(string) (string, bool), stderr io.Writer) (*scheduler.Entry, error) {
+// loadScheduled finds the pipeline named by arg: a file, or a name in dir
+// (which came from source: a flag, a variable or the default).
+func loadScheduled(arg, dir, source string, lookup func(string) (string, bool), stderr io.Writer) (*scheduler.Entry, error) {
 	load := func(path string) (*pipelines.Pipeline, error) { return pipelines.Load(path, lookup) }
 	if ext := filepath.Ext(arg); ext == ".yaml" || ext == ".yml" || strings.ContainsRune(arg, os.PathSeparator) {
 		p, err := load(arg)
@@ -118,6 +119,9 @@ func loadScheduled(arg, dir string, lookup func(string) (string, bool), stderr i
 		}
 		return scheduler.EntryOf(p)
 	}
+	if err := checkPipelinesDir(dir, source); err != nil {
+		return nil, err
+	}
 	snap, err := scheduler.NewDir(dir, load).Scan()
 	if err != nil {
 		return nil, err
@@ -125,6 +129,11 @@ func loadScheduled(arg, dir string, lookup func(string) (string, bool), stderr i
 	for _, e := range snap.Entries {
 		if e.Name() == arg {
 			return e, nil
+		}
+	}
+	for _, path := range snap.Unscheduled {
+		if p, err := load(path); err == nil && p.Name == arg {
+			return nil, fmt.Errorf("pipeline %q (%s) has no schedule: nothing to backfill", arg, path)
 		}
 	}
 	for _, p := range snap.Problems {
@@ -151,7 +160,8 @@ func runBackfill(ctx context.Context, o *backfillOptions, stdout, stderr io.Writ
 		nowFn = o.Now
 	}
 	now := nowFn()
-	e, err := loadScheduled(o.Pipeline, o.Pipelines.resolve(lookup), lookup, stderr)
+	dir, source := o.Pipelines.resolve(lookup)
+	e, err := loadScheduled(o.Pipeline, dir, source, lookup, stderr)
 	if err != nil {
 		return err
 	}

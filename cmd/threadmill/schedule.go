@@ -94,7 +94,10 @@ func runScheduleLs(ctx context.Context, o *scheduleLsOptions, stdout, stderr io.
 	if o.Now != nil {
 		now = o.Now
 	}
-	dir := o.Pipelines.resolve(lookup)
+	dir, dirSource := o.Pipelines.resolve(lookup)
+	if err := checkPipelinesDir(dir, dirSource); err != nil {
+		return err
+	}
 	snap, err := scheduler.NewDir(dir, func(path string) (*pipelines.Pipeline, error) { return pipelines.Load(path, lookup) }).Scan()
 	if err != nil {
 		return err

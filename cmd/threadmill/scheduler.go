@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,15 +38,32 @@ func (p *pipelinesDirFlag) add(f *pflag.FlagSet) {
 	f.StringVar(&p.Dir, "pipelines", "", "directory of pipeline files (default: "+envPipelines+", else ./"+defaultPipelinesDir+")")
 }
 
-// resolve returns the directory from the flag, the environment or the default.
-func (p *pipelinesDirFlag) resolve(lookup func(string) (string, bool)) string {
+// resolve returns the directory from the flag, the environment or the
+// default, and where it came from ("--pipelines", the variable's name or
+// "default"), for error messages.
+func (p *pipelinesDirFlag) resolve(lookup func(string) (string, bool)) (dir, source string) {
 	if d := strings.TrimSpace(p.Dir); d != "" {
-		return d
+		return d, "--pipelines"
 	}
 	if v, ok := lookup(envPipelines); ok && strings.TrimSpace(v) != "" {
-		return strings.TrimSpace(v)
+		return strings.TrimSpace(v), envPipelines
 	}
-	return defaultPipelinesDir
+	return defaultPipelinesDir, "default"
+}
+
+// checkPipelinesDir reports whether dir, from source, is a readable directory, with an
+// error naming the flag or variable it came from.
+func checkPipelinesDir(dir, source string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case err != nil && source == "default":
+		return fmt.Errorf("pipelines directory ./%s: %w (give --pipelines DIR or set %s)", dir, err, envPipelines)
+	case err != nil:
+		return fmt.Errorf("pipelines directory %s (from %s): %w", dir, source, err)
+	case !st.IsDir():
+		return fmt.Errorf("pipelines directory %s (from %s) is not a directory", dir, source)
+	}
+	return nil
 }
 
 // schedulerOptions are the inputs of `threadmill scheduler`.
@@ -53,6 +72,8 @@ type schedulerOptions struct {
 	Redis      redisFlags
 	Queue      string
 	HealthAddr string
+	// MetricsAddr is --metrics-addr, another name for --health-addr.
+	MetricsAddr string
 	// SyncInterval is how often the directory is rescanned and catch-up
 	// runs even without file events.
 	SyncInterval time.Duration
@@ -73,7 +94,28 @@ func (o *schedulerOptions) validate() error {
 	if o.SyncInterval < time.Second {
 		return fmt.Errorf("--sync-interval must be at least 1s, got %s", o.SyncInterval)
 	}
+	if o.HealthAddr != "" && o.MetricsAddr != "" && o.HealthAddr != o.MetricsAddr {
+		return fmt.Errorf("--health-addr %s and --metrics-addr %s name the same server: give one of them", o.HealthAddr, o.MetricsAddr)
+	}
+	if o.HealthAddr == "" {
+		o.HealthAddr = o.MetricsAddr
+	}
+	if o.HealthAddr != "" {
+		if _, port, err := net.SplitHostPort(o.HealthAddr); err != nil {
+			return fmt.Errorf("%s %q: want host:port, e.g. :9090: %w", o.addrFlag(), o.HealthAddr, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("%s %q: port %q is not a number in 0..65535", o.addrFlag(), o.HealthAddr, port)
+		}
+	}
 	return o.Log.validate()
+}
+
+// addrFlag names the flag that gave the health server's address.
+func (o *schedulerOptions) addrFlag() string {
+	if o.MetricsAddr != "" && o.HealthAddr == o.MetricsAddr {
+		return "--metrics-addr"
+	}
+	return "--health-addr"
 }
 
 func newSchedulerCmd() *cobra.Command {
@@ -120,7 +162,7 @@ otherwise, with the reason), and /metrics serves Prometheus metrics.
 	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+")")
 	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue the workers serve (runs are enqueued there)")
 	f.StringVar(&o.HealthAddr, "health-addr", "", "serve /healthz, /readyz and /metrics on this address (host:port), e.g. :9090")
-	f.StringVar(&o.HealthAddr, "metrics-addr", "", "the same server as --health-addr (the name the worker uses)")
+	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "the same server as --health-addr (the name the worker uses)")
 	f.DurationVar(&o.SyncInterval, "sync-interval", time.Minute, "rescan the directory and catch up this often, even without file events")
 	f.BoolVar(&o.NoWatch, "no-watch", false, "do not watch the directory for changes; rescan every --sync-interval only")
 	o.Log.add(f, "info")
@@ -133,11 +175,9 @@ func runScheduler(ctx context.Context, o *schedulerOptions, stderr io.Writer) er
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	dir := o.Pipelines.resolve(lookup)
-	if st, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("pipelines directory: %w", err)
-	} else if !st.IsDir() {
-		return fmt.Errorf("pipelines directory %s is not a directory", dir)
+	dir, dirSource := o.Pipelines.resolve(lookup)
+	if err := checkPipelinesDir(dir, dirSource); err != nil {
+		return err
 	}
 	redisURL, source, err := o.Redis.required(lookup)
 	if err != nil {
@@ -179,7 +219,7 @@ func runScheduler(ctx context.Context, o *schedulerOptions, stderr io.Writer) er
 		mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 		hs, err := metrics.Listen(o.HealthAddr, mux, log)
 		if err != nil {
-			return fmt.Errorf("--health-addr: %w", err)
+			return fmt.Errorf("%s: %w", o.addrFlag(), err)
 		}
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

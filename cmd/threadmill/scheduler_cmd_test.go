@@ -144,7 +144,8 @@ func TestBackfillCmdErrors(t *testing.T) {
 		{[]string{"backfill", "nightly", "--to", "now"}, exitUsage, "--from is required"},
 		{[]string{"backfill", "nightly", "--from", "yesterday", "--to", "now"}, exitUsage, `--from: "yesterday" is not an RFC 3339 time`},
 		{[]string{"backfill", "nope", "--from", "2026-01-01", "--to", "now"}, exitFailure, `no scheduled pipeline "nope"`},
-		{[]string{"backfill", "manual", "--from", "2026-01-01", "--to", "now"}, exitFailure, "scheduled: nightly, weekly-brief"},
+		{[]string{"backfill", "manual", "--from", "2026-01-01", "--to", "now"}, exitFailure, `pipeline "manual" (` + filepath.Join(dir, "manual.yaml") + ") has no schedule"},
+		{[]string{"backfill", "nope", "--from", "2026-01-01", "--to", "now"}, exitFailure, "scheduled: nightly, weekly-brief"},
 		{[]string{"backfill", "nightly", "--from", "2026-01-01", "--to", "2099-01-01"}, exitUsage, "is in the future"},
 		{[]string{"backfill", "nightly", "--from", "2026-01-02", "--to", "2026-01-01"}, exitUsage, "is after --to"},
 		{[]string{"backfill", "nightly", "--from", "2020-01-01", "--to", "now"}, exitUsage, "more than 1000 fire times"},
@@ -175,7 +176,11 @@ func TestSchedulerCmdErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"scheduler", "--pipelines", dir}, exitFailure, "no Redis: give --redis URL or set THREADMILL_REDIS_URL"},
-		{[]string{"scheduler", "--pipelines", filepath.Join(dir, "missing")}, exitFailure, "pipelines directory: stat"},
+		{[]string{"scheduler", "--pipelines", filepath.Join(dir, "missing")}, exitFailure, "pipelines directory " + filepath.Join(dir, "missing") + " (from --pipelines): stat"},
+		{[]string{"scheduler", "--pipelines", dir, "--health-addr", "nope"}, exitUsage, `--health-addr "nope": want host:port`},
+		{[]string{"scheduler", "--pipelines", dir, "--metrics-addr", ":99999"}, exitUsage, `--metrics-addr ":99999": port "99999" is not a number`},
+		{[]string{"scheduler", "--pipelines", dir, "--metrics-addr", ":9", "--health-addr", ":8"}, exitUsage, "name the same server: give one of them"},
+		{[]string{"schedule", "ls", "--pipelines", filepath.Join(dir, "missing")}, exitFailure, "(from --pipelines): stat"},
 		{[]string{"scheduler", "--pipelines", dir, "--sync-interval", "10ms"}, exitUsage, "--sync-interval must be at least 1s"},
 		{[]string{"scheduler", "--pipelines", dir, "--log-level", "loud"}, exitUsage, "--log-level"},
 		{[]string{"scheduler", "--pipelines", dir, "--redis", "unix:///nonexistent/redis.sock"}, exitFailure, "does not answer"},
@@ -187,5 +192,10 @@ func TestSchedulerCmdErrors(t *testing.T) {
 		if code != c.code || !strings.Contains(errb, c.want) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", c.args, code, errb, c.code, c.want)
 		}
+	}
+	// The variable is named when the directory came from it.
+	t.Setenv(envPipelines, filepath.Join(dir, "gone"))
+	if code, _, errb := runCmdline(t, "scheduler"); code != exitFailure || !strings.Contains(errb, "(from "+envPipelines+"): stat") {
+		t.Errorf("scheduler with a missing %s: exit %d, stderr %q", envPipelines, code, errb)
 	}
 }
