@@ -185,7 +185,9 @@ func (d *decoder) scalar(n *yaml.Node, path string, p pos, want string) (string,
 		return "", true
 	}
 	d.raw[path] = n
-	d.secret.scanValue(n, path)
+	if d.secret.scanValue(n, path) {
+		d.markBad(path)
+	}
 	return d.env.expand(n.Value, path, p)
 }
 
@@ -294,6 +296,9 @@ func (d *decoder) entries(n *yaml.Node, path string) []entry {
 		}
 		if k.Kind != yaml.ScalarNode {
 			d.errs.add(nodePos(k), "%s: keys must be strings, got %s", fieldName(path), kindName(k))
+			continue
+		}
+		if d.secret.scanMapKey(k, path) {
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {

@@ -54,15 +54,19 @@ func Parse(filename string, data []byte, lookupEnv func(string) (string, bool)) 
 			p, err = nil, ErrorList{{File: filename, Msg: fmt.Sprintf("internal error while reading the file: %v", r)}}
 		}
 	}()
-	root, ok := parseYAML(e, data)
+	doc, ok := parseYAML(e, data)
 	if !ok {
 		return nil, e.err()
 	}
+	root := doc.Content[0]
+	src := strings.Split(string(data), "\n")
+	secret := &secretScanner{errs: e, reported: map[*yaml.Node]bool{}}
+	secret.scanComments(doc, src)
 	p = &Pipeline{}
 	d := &decoder{
 		errs:   e,
 		env:    &interpolator{lookup: lookupEnv, errs: e},
-		secret: &secretScanner{errs: e, reported: map[*yaml.Node]bool{}},
+		secret: secret,
 		pos:    map[string]pos{},
 		keyPos: map[string]pos{},
 		raw:    map[string]*yaml.Node{},
@@ -73,7 +77,7 @@ func Parse(filename string, data []byte, lookupEnv func(string) (string, bool)) 
 	if d.tooBig {
 		return nil, e.err()
 	}
-	c := &checker{p: p, d: d, e: e, src: strings.Split(string(data), "\n"), root: nodePos(root)}
+	c := &checker{p: p, d: d, e: e, src: src, root: nodePos(root)}
 	c.check()
 	if err := e.err(); err != nil {
 		return nil, err
@@ -86,7 +90,8 @@ func Parse(filename string, data []byte, lookupEnv func(string) (string, bool)) 
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// parseYAML parses exactly one YAML document whose root is a mapping.
+// parseYAML parses exactly one YAML document whose root is a mapping, and
+// returns the document node (its root is doc.Content[0]).
 func parseYAML(e *errs, data []byte) (*yaml.Node, bool) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		e.add(pos{}, "the file is empty: a pipeline needs at least version, name and steps")
@@ -114,12 +119,11 @@ func parseYAML(e *errs, data []byte) (*yaml.Node, bool) {
 		e.add(pos{}, "the file has no YAML document")
 		return nil, false
 	}
-	root := doc.Content[0]
-	if root.Kind != yaml.MappingNode {
+	if root := doc.Content[0]; root.Kind != yaml.MappingNode {
 		e.add(nodePos(root), "a pipeline is a mapping (version, name, steps, ...), got %s", kindName(root))
 		return nil, false
 	}
-	return root, true
+	return &doc, true
 }
 
 // yamlParserContexts are the messages of go-yaml's parser (not scanner)

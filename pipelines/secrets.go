@@ -4,12 +4,14 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
 
 // secretScanner refuses anything in a pipeline file that looks like a
-// credential. It looks at values as written, before interpolation:
+// credential. It looks at values, keys and comments as written, before
+// interpolation:
 //
 //   - a key named like a credential (token, api_key, secret, password,
 //     authorization, ...) with a literal value;
@@ -67,15 +69,74 @@ var (
 	wordRe       = regexp.MustCompile(`[A-Za-z0-9_+=-]{32,}`)
 )
 
-// scanValue reports a scalar whose text looks like a credential.
-func (s *secretScanner) scanValue(n *yaml.Node, path string) {
+// scanValue reports a scalar whose text looks like a credential, and
+// reports whether it did (or had already), so that no other message of
+// the file repeats the value.
+func (s *secretScanner) scanValue(n *yaml.Node, path string) bool {
 	if s.reported[n] {
-		return
+		return true
 	}
 	if looksLikeSecret(n.Value) {
 		s.reported[n] = true
 		s.errs.add(nodePos(n), "%s: this looks like an API token: %s", fieldName(path), secretAdvice)
+		return true
 	}
+	return false
+}
+
+// scanMapKey reports a mapping key that looks like a credential; the
+// message names the mapping, never the key.
+func (s *secretScanner) scanMapKey(k *yaml.Node, path string) bool {
+	if !looksLikeSecret(k.Value) {
+		return false
+	}
+	s.errs.add(nodePos(k), "%s: a key looks like an API token: %s", fieldName(path), secretAdvice)
+	return true
+}
+
+// scanComments reports the comments of the document that look like
+// credentials: a token pasted in a comment is as exposed as one in a value.
+// Each is reported once, at its place in src (the file's lines).
+func (s *secretScanner) scanComments(doc *yaml.Node, src []string) {
+	seen := map[pos]bool{}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		for _, c := range []string{n.HeadComment, n.LineComment, n.FootComment} {
+			for _, l := range strings.Split(c, "\n") {
+				l = strings.TrimSpace(l)
+				if l == "" || !looksLikeSecret(l) {
+					continue
+				}
+				p := locateComment(src, l)
+				if !seen[p] {
+					seen[p] = true
+					s.errs.add(p, "a comment looks like it holds an API token: %s", secretAdvice)
+				}
+			}
+		}
+		for _, c := range n.Content { // an alias's target is walked where it is defined
+			walk(c)
+		}
+	}
+	walk(doc)
+}
+
+// locateComment finds the comment text c (starting with #) in src.
+func locateComment(src []string, c string) pos {
+	for i, line := range src {
+		for from := 0; ; {
+			j := strings.Index(line[from:], c)
+			if j < 0 {
+				break
+			}
+			j += from
+			if j == 0 || line[j-1] == ' ' || line[j-1] == '\t' {
+				return pos{i + 1, utf8.RuneCountInString(line[:j]) + 1}
+			}
+			from = j + 1
+		}
+	}
+	return pos{}
 }
 
 // looksLikeSecret applies the value rules of secretScanner to a text.
