@@ -154,7 +154,7 @@ func (c *checker) check() {
 		c.add("version", "unsupported format version %d (this threadmill reads version %d)", p.Version, FormatVersion)
 	}
 	switch {
-	case c.d.typo["name"]:
+	case c.d.typo["name"], c.isBad("name"):
 	case p.Name == "":
 		c.e.add(c.at("name"), "name is required: it names the pipeline and its results directory")
 	case !fileNameRe.MatchString(p.Name) || len(p.Name) > maxNameLen:
@@ -184,6 +184,17 @@ func (c *checker) check() {
 	if c.has("output.dir") && strings.TrimSpace(p.Output.Dir) == "" {
 		c.add("output.dir", "must not be empty (leave it out for %q)", DefaultOutputDir)
 	}
+}
+
+// forEachSets maps the ids of the steps with for_each to their sets.
+func (c *checker) forEachSets() map[string]string {
+	m := map[string]string{}
+	for _, s := range c.p.Steps {
+		if s.ForEach != "" {
+			m[s.ID] = s.ForEach
+		}
+	}
+	return m
 }
 
 func (c *checker) stepIDs() []string {
@@ -353,7 +364,7 @@ func (c *checker) checkSteps() {
 	for i, s := range p.Steps {
 		base := fmt.Sprintf("steps[%d]", i)
 		switch {
-		case s.ID == "" && c.d.typo[base+".id"]:
+		case s.ID == "" && (c.d.typo[base+".id"] || c.isBad(base+".id")):
 		case s.ID == "":
 			c.e.add(c.at(base), "%s: id is required", base)
 		case !identRe.MatchString(s.ID):
@@ -469,7 +480,8 @@ func (c *checker) checkStepSettings(base string, s Step) {
 }
 
 func (c *checker) checkStepTemplates(base string, s Step) {
-	sc := tplScope{forEach: s.ForEach != "", needs: s.Needs, allSteps: c.stepIDs(), stepID: s.ID, vars: c.p.Vars}
+	sc := tplScope{forEach: s.ForEach != "", needs: s.Needs, allSteps: c.stepIDs(), stepID: s.ID, vars: c.p.Vars,
+		forEachSets: c.forEachSets()}
 	// needs that failed their own checks are still offered, so one mistake
 	// does not cascade into template errors.
 	c.checkTemplate(base+".prompt", s.Prompt, sc)

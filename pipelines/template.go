@@ -26,7 +26,11 @@ import (
 //	.Steps.<id>.Items                  a needed step's finished items, in plan
 //	                                   order; each has .Artifact, .Output and
 //	                                   .Usage (.InputTokens, .OutputTokens, .Total)
-//	.Steps.<id>.Output                 a needed step's output when it has one item
+//	.Steps.<id>.Output                 the output of a needed step that runs once
+//	                                   (no for_each; for one, range over .Items)
+//
+// The checker also reads {{ index .Vars "name" }} and {{ index .Steps "id" }}
+// with a constant key like the fields they stand for.
 //
 // The functions, besides text/template's built-ins:
 //
@@ -332,6 +336,9 @@ type tplScope struct {
 	// stepID names the step, for messages ("" for defaults).
 	stepID string
 	vars   map[string]string
+	// forEachSets maps the steps with for_each to their set: their
+	// .Output does not exist (they have one item per artifact).
+	forEachSets map[string]string
 }
 
 // rootShape is the shape of a template's data in a scope.
@@ -385,6 +392,10 @@ func rootShape(sc tplScope) *shape {
 	for _, id := range sc.needs {
 		st := fieldsShape(".Steps."+id, "Items", "Output")
 		st.fields["Output"].kind = shapeScalar
+		if set, ok := sc.forEachSets[id]; ok {
+			st.fields["Output"] = &shape{kind: shapeAbsent, name: ".Steps." + id + ".Output",
+				absent: fmt.Sprintf(".Steps.%s.Output is only for a step that runs once; step %s runs once per artifact of %s: range over .Steps.%s.Items, or use (outputs .Steps.%s)", id, id, set, id, id)}
+		}
 		item := fieldsShape(".Steps."+id+".Items[]", "Artifact", "Output", "Usage")
 		item.fields["Artifact"] = artifactShape(".Artifact")
 		item.fields["Output"].kind = shapeScalar
@@ -545,20 +556,33 @@ func (c *tplChecker) pipeNoDecl(p *parse.PipeNode, dot *shape, vars map[string]*
 	}
 	result := &shape{kind: shapeAny}
 	for i, cmd := range p.Cmds {
-		var first *shape
+		shapes := make([]*shape, len(cmd.Args))
 		for j, arg := range cmd.Args {
-			s := c.arg(arg, dot, vars)
-			if j == 0 {
-				first = s
-			}
+			shapes[j] = c.arg(arg, dot, vars)
 		}
-		if i == len(p.Cmds)-1 && len(cmd.Args) == 1 && first != nil {
-			result = first
-		} else if i == len(p.Cmds)-1 {
-			result = &shape{kind: shapeAny}
+		if i < len(p.Cmds)-1 {
+			continue
+		}
+		switch {
+		case len(cmd.Args) == 1:
+			result = shapes[0]
+		case isIndexOfKey(cmd):
+			// {{ index .Vars "name" }} returns "" for a missing key
+			// instead of failing: check the key like a field.
+			result = c.fields(cmd.Args[2].Position(), shapes[1], []string{cmd.Args[2].(*parse.StringNode).Text})
 		}
 	}
 	return result
+}
+
+// isIndexOfKey reports whether cmd is `index X "key"`, one constant key.
+func isIndexOfKey(cmd *parse.CommandNode) bool {
+	if len(cmd.Args) != 3 {
+		return false
+	}
+	id, ok := cmd.Args[0].(*parse.IdentifierNode)
+	_, str := cmd.Args[2].(*parse.StringNode)
+	return ok && id.Ident == "index" && str
 }
 
 // arg checks one argument and returns its shape.
