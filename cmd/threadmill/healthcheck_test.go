@@ -6,13 +6,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
 func TestHealthcheck(t *testing.T) {
-	ready := true
+	var ready atomic.Bool // written here, read by the server's goroutines
+	ready.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !ready {
+		if !ready.Load() {
 			http.Error(w, "fail redis: redis ping: connection refused", http.StatusServiceUnavailable)
 			return
 		}
@@ -29,7 +31,7 @@ func TestHealthcheck(t *testing.T) {
 	if code, out, _ := run(srv.URL + "/readyz"); code != exitOK || out != "ok redis\nok\n" {
 		t.Errorf("healthy: exit %d, stdout %q", code, out)
 	}
-	ready = false
+	ready.Store(false)
 	if code, _, errOut := run(srv.URL + "/readyz"); code != exitFailure || !strings.Contains(errOut, "503 Service Unavailable: fail redis: redis ping: connection refused") {
 		t.Errorf("unready: exit %d, stderr %q", code, errOut)
 	}
