@@ -7,9 +7,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,7 +56,7 @@ func (o *simulateOptions) validate() error {
 		{"--fault-lost-create", o.Faults.LostCreate},
 	}
 	for _, r := range rates {
-		if r.v < 0 || r.v > 1 {
+		if !(r.v >= 0 && r.v <= 1) { // NaN fails too
 			return fmt.Errorf("%s must be a rate in [0, 1], got %g", r.flag, r.v)
 		}
 	}
@@ -73,7 +75,7 @@ func (o *simulateOptions) validate() error {
 			return fmt.Errorf("%s must not be negative, got %s", d.flag, d.v)
 		}
 	}
-	if o.RateLimit < 0 {
+	if !(o.RateLimit >= 0) || math.IsInf(o.RateLimit, 1) {
 		return fmt.Errorf("--rate-limit must be >= 0 requests per second, got %g", o.RateLimit)
 	}
 	if o.RateBurst < 0 {
@@ -88,11 +90,27 @@ func (o *simulateOptions) validate() error {
 			return fmt.Errorf("--artifacts: %s is not a directory", o.Artifacts)
 		}
 	}
+	if err := checkListenAddr(o.Addr); err != nil {
+		return fmt.Errorf("--addr %q: %w", o.Addr, err)
+	}
 	if strings.TrimSpace(o.Project) == "" {
 		return errors.New("--project must not be empty")
 	}
 	if strings.TrimSpace(o.Org) == "" {
 		return errors.New("--org must not be empty")
+	}
+	return nil
+}
+
+// checkListenAddr checks the form of a host:port listen address, so that a
+// typo is a usage error rather than a failure to listen.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, e.g. 127.0.0.1:8080: %w", err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number in [0, 65535]", port)
 	}
 	return nil
 }
@@ -122,7 +140,7 @@ interactions and lost create responses. Counters are served at GET /_sim/counter
 		Example: `  threadmill simulate
   threadmill simulate --artifacts examples/artifacts --addr 127.0.0.1:8080
   threadmill simulate --async --latency 200ms --per-token 5ms --fault-5xx 0.1 --fault-429 0.05`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.tokenSet = cmd.Flags().Changed("token-env")
 			if err := o.validate(); err != nil {
@@ -203,6 +221,9 @@ func runSimulate(ctx context.Context, o *simulateOptions, stdout, stderr io.Writ
 	if err := sim.AddDir(fsys, "."); err != nil {
 		return fmt.Errorf("--artifacts %s: %w", source, err)
 	}
+	if !hasDocuments(sim) {
+		return withCode(exitUsage, fmt.Errorf("--artifacts %s: no .md, .markdown, .txt or .text files found; the project would be empty", source))
+	}
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", o.Addr)
@@ -245,6 +266,16 @@ func runSimulate(ctx context.Context, o *simulateOptions, stdout, stderr io.Writ
 	logger.Info("simulator: stopped", "requests", requests, "interactions", c.InteractionsCreated,
 		"chats", c.ChatsAnswered, "tokens_in", c.TokensIn, "tokens_out", c.TokensOut)
 	return nil
+}
+
+// hasDocuments reports whether the simulator holds any non-folder artifact.
+func hasDocuments(sim *simulator.Server) bool {
+	for _, a := range sim.Artifacts() {
+		if a.Type != workspace.ArtifactTypeFolder {
+			return true
+		}
+	}
+	return false
 }
 
 // displayAddr turns a listener address into one a client can dial.

@@ -181,6 +181,13 @@ func TestSimulateArtifactsDirAndKnobs(t *testing.T) {
 
 func TestSimulateFlagErrors(t *testing.T) {
 	t.Setenv("SIM_TEST_UNSET", "")
+	empty := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(empty, "Folder"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(empty, "Folder", "image.png"), []byte("png"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		msg  string
@@ -194,15 +201,18 @@ func TestSimulateFlagErrors(t *testing.T) {
 		{[]string{"--token-env", "SIM_TEST_UNSET"}, "environment variable SIM_TEST_UNSET is not set or empty"},
 		{[]string{"--latency", "soon"}, `invalid argument "soon" for "--latency"`},
 		{[]string{"extra"}, `unknown command "extra"`},
+		{[]string{"--fault-cut", "NaN"}, "--fault-cut must be a rate in [0, 1], got NaN"},
+		{[]string{"--rate-limit", "NaN"}, "--rate-limit must be >= 0 requests per second, got NaN"},
+		{[]string{"--addr", "bogus"}, `--addr "bogus": want host:port`},
+		{[]string{"--addr", "127.0.0.1:99999"}, `port "99999" is not a number in [0, 65535]`},
+		{[]string{"--artifacts", empty}, "no .md, .markdown, .txt or .text files found"},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer
-		code := execute(t.Context(), append([]string{"simulate", "--addr", "127.0.0.1:0"}, tc.args...), &stdout, &stderr)
-		if code == exitOK || !strings.Contains(stderr.String(), tc.msg) {
-			t.Errorf("%v: exit %d, stderr %q; want a failure mentioning %q", tc.args, code, stderr.String(), tc.msg)
-		}
-		if code != exitUsage && code != exitFailure {
-			t.Errorf("%v: exit %d", tc.args, code)
+		args := append([]string{"simulate", "--addr", "127.0.0.1:0"}, tc.args...)
+		code := execute(t.Context(), args, &stdout, &stderr)
+		if code != exitUsage || !strings.Contains(stderr.String(), tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr.String(), exitUsage, tc.msg)
 		}
 	}
 }
