@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -49,16 +48,8 @@ steps:
       {{ end }}
 `
 
-func obsFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
+// obsAddrRe finds the address metrics.Listen logs when it starts serving.
+var obsAddrRe = regexp.MustCompile(`"msg":"serving metrics and health","addr":"([^"]+)"`)
 
 // obsBuffer is a log sink shared by the worker's goroutines.
 type obsBuffer struct {
@@ -141,7 +132,6 @@ func TestWorkerMetricsAndNoTokenLeak(t *testing.T) {
 		}
 	}()
 
-	metricsAddr := obsFreeAddr(t)
 	logs := &obsBuffer{}
 	workerDone := make(chan error, 1)
 	go func() {
@@ -149,11 +139,17 @@ func TestWorkerMetricsAndNoTokenLeak(t *testing.T) {
 			Concurrency: 8, Queue: worker.DefaultQueue, ResultsDir: resultsDir,
 			ShutdownTimeout: 10 * time.Second,
 			Log:             logFlags{Level: "debug", Format: "json"},
-			Metrics:         metricsFlags{Addr: metricsAddr},
+			Metrics:         metricsFlags{Addr: "127.0.0.1:0"}, // a free port, read back from the log
 			LookupEnv:       lookup,
 		}, logs)
 	}()
-	base := "http://" + metricsAddr
+	var base string
+	obsWaitFor(t, 20*time.Second, "the worker to log its metrics address", func() bool {
+		if m := obsAddrRe.FindStringSubmatch(logs.String()); m != nil {
+			base = "http://" + m[1]
+		}
+		return base != ""
+	})
 	obsWaitFor(t, 20*time.Second, "the worker to be ready", func() bool {
 		code, _ := obsGet(base + "/readyz")
 		return code == http.StatusOK
