@@ -114,8 +114,15 @@ func TestValidateDirectoriesAndMissingPaths(t *testing.T) {
 		t.Errorf("--json problems: %+v", problems)
 	}
 
-	if code, _, _ := runCmdline(t, "validate"); code != exitUsage {
-		t.Errorf("validate with no path: exit %d, want %d", code, exitUsage)
+	code, out, errb = runCmdline(t, "validate", filepath.Join(dir, "missing.yaml"))
+	if code != exitFailure || !strings.Contains(out, "missing.yaml: no such file or directory") ||
+		!strings.Contains(errb, "1 problem found; no pipeline file was checked") {
+		t.Errorf("only a missing path: exit %d\nstdout %q\nstderr %q", code, out, errb)
+	}
+
+	code, _, errb = runCmdline(t, "validate")
+	if code != exitUsage || !strings.Contains(errb, "usage: threadmill validate PATH...") {
+		t.Errorf("validate with no path: exit %d, want %d; stderr %q", code, exitUsage, errb)
 	}
 }
 

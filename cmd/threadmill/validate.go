@@ -98,6 +98,9 @@ func runValidate(ctx context.Context, opts validateOptions, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "%s valid\n", plural(len(files), "pipeline file"))
 		return nil
 	}
+	if len(files) == 0 {
+		return withCode(exitFailure, fmt.Errorf("%s found; no pipeline file was checked", plural(len(problems), "problem")))
+	}
 	return withCode(exitFailure, fmt.Errorf("%s found; %d of %s invalid",
 		plural(len(problems), "problem"), invalid, plural(len(files), "pipeline file")))
 }
@@ -162,11 +165,12 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// usageArgs makes an argument-count error exit with the usage code.
+// usageArgs makes an argument-count error exit with the usage code, and
+// shows the command's usage line with it.
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			return withCode(exitUsage, err)
+			return withCode(exitUsage, fmt.Errorf("%s: %w (usage: %s)", cmd.Name(), err, cmd.UseLine()))
 		}
 		return nil
 	}
