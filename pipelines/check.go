@@ -61,8 +61,27 @@ func ParseCron(expr string) (cron.Schedule, error) {
 			return nil, fmt.Errorf("@every needs a whole number of seconds, at least 1s (such as @every 30m)")
 		}
 	}
-	return cronParser.Parse(expr)
+	s, err := cronParser.Parse(expr)
+	if err == nil {
+		return s, nil
+	}
+	// Say robfig/cron's two least readable errors in the file's terms.
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "failed to parse int from "); ok {
+		word, _, _ := strings.Cut(rest, ":")
+		return nil, fmt.Errorf("%q is neither a number nor a name (days are SUN to SAT, months JAN to DEC)", word)
+	}
+	if d, ok := strings.CutPrefix(msg, "unrecognized descriptor: "); ok {
+		if sg := suggest(d, cronDescriptors); sg != "" {
+			return nil, fmt.Errorf("unknown descriptor %s; did you mean %s?", d, sg)
+		}
+		return nil, fmt.Errorf("unknown descriptor %s", d)
+	}
+	return nil, err
 }
+
+// cronDescriptors are the descriptors ParseCron accepts besides @every.
+var cronDescriptors = []string{"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 // checker checks a decoded pipeline for meaning, before defaults apply.
 type checker struct {

@@ -57,7 +57,7 @@ func (in *interpolator) expand(s, path string, p pos) (string, bool) {
 		s = s[end+1:]
 		name, fallback, hasFallback := strings.Cut(expr, ":-")
 		if !validEnvName(name) {
-			in.errs.add(p, "%s: ${%s} is not a valid variable reference (use ${NAME} or ${NAME:-default})", fieldName(path), expr)
+			in.errs.add(p, "%s: ${%s} is not a valid variable reference (use ${NAME} or ${NAME:-default}; write $${ for a literal ${)", fieldName(path), expr)
 			ok = false
 			continue
 		}
