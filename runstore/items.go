@@ -121,7 +121,7 @@ func decodeCheckpoint(h map[string]string) Checkpoint {
 
 func (s *Store) hsetCkpt(ctx context.Context, runID, step, key string, values ...any) error {
 	k := s.ckptKey(runID, step, key)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, k, values...)
 		p.PExpire(ctx, k, s.retention)
 		return nil
@@ -134,9 +134,10 @@ func (s *Store) CheckpointValidated(ctx context.Context, runID, step, key string
 	return s.hsetCkpt(ctx, runID, step, key, "validated", "1")
 }
 
-// CheckpointThread records the thread the item's interactions go to.
+// CheckpointThread records the thread the item's interactions go to (and
+// that its requests were validated, which they are by then).
 func (s *Store) CheckpointThread(ctx context.Context, runID, step, key, threadID string) error {
-	return s.hsetCkpt(ctx, runID, step, key, "thread", threadID)
+	return s.hsetCkpt(ctx, runID, step, key, "thread", threadID, "validated", "1")
 }
 
 // CheckpointPending records the interaction created for a turn, before

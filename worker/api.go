@@ -19,7 +19,14 @@ const defaultPause = time.Second
 // asks to wait (429, or 503 with Retry-After) it pauses every worker for
 // that long, not only this one.
 func (w *Worker) call(ctx context.Context, rc *runCtx, fn func(context.Context) error) error {
-	waited, err := w.store.AcquireRequest(ctx, rc.spec.Pipeline.Name, rc.spec.Pipeline.Limits.RequestsPerMinute)
+	var waited time.Duration
+	var err error
+	if rpm := rc.spec.Pipeline.Limits.RequestsPerMinute; rpm > 0 {
+		// The shared limiter checks the pause in the same script.
+		waited, err = w.store.AcquireRequest(ctx, rc.spec.Pipeline.Name, rpm)
+	} else {
+		waited, err = w.waitPause(ctx)
+	}
 	w.cfg.Observer.RateLimitWaited(rc.spec.Pipeline.Name, LimiterRequests, waited)
 	if err != nil {
 		return err
@@ -42,12 +49,50 @@ func (w *Worker) call(ctx context.Context, rc *runCtx, fn func(context.Context) 
 	default:
 		return err
 	}
+	w.pausedUntil.Store(max(w.pausedUntil.Load(), time.Now().Add(ra).UnixNano()))
 	if perr := w.store.Pause(context.WithoutCancel(ctx), ra); perr != nil {
 		rc.log.Warn("could not set the fleet-wide pause", "error", perr)
 	} else {
 		rc.log.Info("API asked to wait: every worker pauses", "status", ae.StatusCode, "retry_after", ra)
 	}
 	return err
+}
+
+// pauseRefresh is how often a worker reads the fleet-wide pause from Redis.
+// Requests without a requests-per-minute limit check the worker's copy, so
+// another worker's pause reaches this one within pauseRefresh.
+const pauseRefresh = 50 * time.Millisecond
+
+// watchPause keeps the worker's copy of the fleet-wide pause fresh until ctx
+// is done.
+func (w *Worker) watchPause(ctx context.Context) {
+	t := time.NewTicker(pauseRefresh)
+	defer t.Stop()
+	for {
+		if d, err := w.store.Paused(ctx); err == nil && d > 0 {
+			w.pausedUntil.Store(max(w.pausedUntil.Load(), time.Now().Add(d).UnixNano()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// waitPause waits until the worker's copy of the fleet-wide pause is over
+// and returns the time it waited.
+func (w *Worker) waitPause(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	for {
+		d := time.Until(time.Unix(0, w.pausedUntil.Load()))
+		if d <= 0 {
+			return time.Since(start), nil
+		}
+		if err := sleep(ctx, d); err != nil {
+			return time.Since(start), err
+		}
+	}
 }
 
 // lister lists a run's artifacts page by page, each page an API request

@@ -22,7 +22,7 @@ const (
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultRetryBase       = time.Second
 	DefaultRetryMax        = 5 * time.Minute
-	DefaultPollInterval    = time.Second
+	DefaultPollInterval    = 100 * time.Millisecond
 )
 
 // Config configures a Worker. Zero values take the documented defaults.
@@ -63,7 +63,7 @@ type Config struct {
 	// PollInterval is how often waiting retries are moved back to the queue
 	// and idle queues are checked (asynq's DelayedTaskCheckInterval and
 	// TaskCheckInterval), and the first delay between polls of an
-	// interaction whose stream failed. Default 1s.
+	// interaction whose stream failed. Default 100ms.
 	PollInterval time.Duration
 	// Logger receives the worker's logs; every line about an item carries
 	// pipeline, run, step and item. Default: discard.

@@ -30,10 +30,14 @@ func (w *Worker) process(ctx context.Context, ir *itemRun) error {
 		if err := w.validate(ctx, ir); err != nil {
 			return err
 		}
-		if err := w.store.CheckpointValidated(ctx, ir.rc.id, ir.it.Step, ir.it.Key); err != nil {
-			return err
-		}
 		ir.ck.Validated = true
+		// Thread mode records validation with the thread id, one write
+		// less; a retry that finds neither validates again, which is free.
+		if ir.it.Mode == pipelines.ModeChat || ir.ck.ThreadID != "" {
+			if err := w.store.CheckpointValidated(ctx, ir.rc.id, ir.it.Step, ir.it.Key); err != nil {
+				return err
+			}
+		}
 	}
 	if ir.it.Mode == pipelines.ModeChat {
 		return w.chat(ctx, ir)
@@ -129,8 +133,13 @@ func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
 			return newInteractionError(in)
 		}
 		turn := runstore.Turn{InteractionID: id, Output: in.Output(), Usage: in.Usage(), StopReason: in.StopReason()}
-		if err := w.store.CheckpointTurn(ctx, rc.id, it.Step, it.Key, i, turn); err != nil {
-			return err
+		// The last turn needs no checkpoint: the item's record follows at
+		// once, and a retry in between finds the finished interaction by
+		// its pending id.
+		if i < len(it.Requests)-1 {
+			if err := w.store.CheckpointTurn(ctx, rc.id, it.Step, it.Key, i, turn); err != nil {
+				return err
+			}
 		}
 		ir.ck.Turns[i] = turn
 	}

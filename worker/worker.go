@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -35,7 +36,6 @@ type Worker struct {
 	cfg    Config
 	store  *runstore.Store
 	client *asynq.Client
-	srv    *asynq.Server
 	mux    *asynq.ServeMux
 	log    *slog.Logger
 
@@ -44,6 +44,8 @@ type Worker struct {
 
 	runsMu sync.Mutex
 	runs   map[string]*runCtx
+
+	pausedUntil atomic.Int64 // the fleet-wide pause as last read, in Unix ns
 
 	handlers sync.WaitGroup // handler goroutines, which may outlive asynq's shutdown by a moment
 	runOnce  sync.Once
@@ -112,42 +114,78 @@ func (w *Worker) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("worker: redis unreachable: %w", err)
 	}
-	acfg := asynq.Config{
-		Concurrency:              w.cfg.Concurrency,
-		Queues:                   map[string]int{w.cfg.Queue: 1},
-		RetryDelayFunc:           w.retryDelay,
-		ShutdownTimeout:          w.cfg.ShutdownTimeout,
-		TaskCheckInterval:        w.cfg.PollInterval,
-		DelayedTaskCheckInterval: w.cfg.PollInterval,
-		Logger:                   asynqLogger{w.log},
-		LogLevel:                 asynq.WarnLevel,
-	}
 	enqRedis := w.cfg.RDB
 	if w.cfg.Redis != nil {
-		w.srv = asynq.NewServer(w.cfg.Redis, acfg)
 		c, ok := w.cfg.Redis.MakeRedisClient().(redis.UniversalClient)
 		if !ok {
 			return fmt.Errorf("worker: unsupported Config.Redis type %T", w.cfg.Redis)
 		}
 		defer c.Close()
 		enqRedis = c
-	} else {
-		w.srv = asynq.NewServerFromRedisClient(w.cfg.RDB, acfg)
 	}
 	client, closeClient := newEnqueuer(enqRedis)
 	defer closeClient()
 	w.client = client
-	if err := w.srv.Start(w.mux); err != nil {
-		return fmt.Errorf("worker: start asynq server: %w", err)
+	pauseCtx, stopPause := context.WithCancel(context.WithoutCancel(ctx))
+	var pauseWG sync.WaitGroup
+	pauseWG.Go(func() { w.watchPause(pauseCtx) })
+	defer func() { stopPause(); pauseWG.Wait() }()
+
+	// An asynq server takes tasks off the queue one Redis round trip at a
+	// time, in one loop; at high concurrency that loop, not the API, is the
+	// bottleneck. The worker runs one server per fetchSlots slots.
+	n := fetchers(w.cfg.Concurrency)
+	srvs := make([]*asynq.Server, n)
+	for i := range srvs {
+		acfg := asynq.Config{
+			Concurrency:              w.cfg.Concurrency/n + btoi(i < w.cfg.Concurrency%n),
+			Queues:                   map[string]int{w.cfg.Queue: 1},
+			RetryDelayFunc:           w.retryDelay,
+			ShutdownTimeout:          w.cfg.ShutdownTimeout,
+			TaskCheckInterval:        w.cfg.PollInterval,
+			DelayedTaskCheckInterval: w.cfg.PollInterval,
+			Logger:                   asynqLogger{w.log},
+			LogLevel:                 asynq.WarnLevel,
+		}
+		if w.cfg.Redis != nil {
+			srvs[i] = asynq.NewServer(w.cfg.Redis, acfg)
+		} else {
+			srvs[i] = asynq.NewServerFromRedisClient(w.cfg.RDB, acfg)
+		}
+		if err := srvs[i].Start(w.mux); err != nil {
+			for _, s := range srvs[:i] {
+				s.Shutdown()
+			}
+			return fmt.Errorf("worker: start asynq server: %w", err)
+		}
 	}
-	w.log.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency)
+	w.log.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency, "fetchers", n)
 	<-ctx.Done()
 	w.log.Info("worker stopping: no new tasks; waiting for tasks in flight", "timeout", w.cfg.ShutdownTimeout)
-	w.srv.Stop()
-	w.srv.Shutdown()
+	for _, s := range srvs {
+		s.Stop()
+	}
+	var wg sync.WaitGroup
+	for _, s := range srvs {
+		wg.Go(s.Shutdown)
+	}
+	wg.Wait()
 	w.handlers.Wait()
 	w.log.Info("worker stopped")
 	return nil
+}
+
+// fetchSlots is the concurrency served by one asynq server (one fetch loop).
+const fetchSlots = 32
+
+// fetchers returns how many asynq servers serve a concurrency of c.
+func fetchers(c int) int { return min(max(1, (c+fetchSlots-1)/fetchSlots), 16) }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // newEnqueuer returns the asynq client the worker enqueues with, batching

@@ -15,6 +15,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(simulatorEnv) != "" {
+		serveSimulator() // the benchmark's child process
+		return
+	}
 	goleak.VerifyTestMain(m,
 		// httptest and net/http keep idle connections until the transport is
 		// closed; go-redis pools close in Cleanup.

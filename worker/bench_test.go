@@ -1,0 +1,303 @@
+package worker_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/threadmill/threadmill/internal/redistest"
+	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/runstore"
+	"github.com/threadmill/threadmill/worker"
+	"github.com/threadmill/threadmill/workspace"
+	"github.com/threadmill/threadmill/workspace/simulator"
+)
+
+// Benchmark knobs (environment variables):
+//
+//	THREADMILL_BENCH_ITEMS        N, items (default 5000)
+//	THREADMILL_BENCH_LATENCY      L, simulator latency per interaction (default 100ms)
+//	THREADMILL_BENCH_CONCURRENCY  C, worker concurrency and pipeline concurrency (default 64)
+//	THREADMILL_BENCH_RPM          pipeline requests_per_minute (default 0: none)
+//	THREADMILL_BENCH_ASYNC        1 (default): interactions complete in the
+//	                              background and are followed on their stream;
+//	                              0: create answers Completed after L
+//
+// Run with:
+//
+//	go test -run '^$' -bench Throughput -benchtime 1x ./worker/
+//
+// The simulator runs in a child process (this test binary, re-executed), so
+// the worker's heap figures are its own.
+const simulatorEnv = "THREADMILL_BENCH_SIMULATOR"
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// serveSimulator is the child process: a simulator with a folder of
+// THREADMILL_BENCH_ITEMS documents, serving until its stdin closes.
+func serveSimulator() {
+	sim := simulator.New(simulator.Config{
+		ProjectID: "proj_bench", Token: testToken,
+		Async:   os.Getenv("THREADMILL_BENCH_ASYNC") != "0",
+		Latency: envDuration("THREADMILL_BENCH_LATENCY", 100*time.Millisecond),
+	})
+	f := sim.AddArtifact(simulator.ArtifactSpec{Name: "Inbox", Type: workspace.ArtifactTypeFolder})
+	for i := range envInt("THREADMILL_BENCH_ITEMS", 5000) {
+		sim.AddArtifact(simulator.ArtifactSpec{Name: fmt.Sprintf("doc-%06d.md", i), ParentID: f.ID,
+			Content: fmt.Sprintf("Ticket %d: the export failed twice; the customer wants a refund of %d euros.", i, i%90+10)})
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	srv := &http.Server{Handler: sim}
+	go func() { _ = srv.Serve(ln) }()
+	fmt.Printf("ADDR http://%s\n", ln.Addr())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	_ = srv.Close()
+	sim.Close()
+}
+
+func startSimulatorProcess(b *testing.B) string {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), simulatorEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ADDR ") {
+		b.Fatalf("simulator process: %q, %v", line, err)
+	}
+	return strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
+}
+
+// heapSampler records the peak heap in use until stopped.
+type heapSampler struct {
+	stop chan struct{}
+	done chan struct{}
+	peak uint64
+}
+
+func sampleHeap() *heapSampler {
+	h := &heapSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			h.peak = max(h.peak, ms.HeapInuse)
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heapSampler) Stop() uint64 { close(h.stop); <-h.done; return h.peak }
+
+func BenchmarkThroughput(b *testing.B) {
+	n := envInt("THREADMILL_BENCH_ITEMS", 5000)
+	c := envInt("THREADMILL_BENCH_CONCURRENCY", 64)
+	lat := envDuration("THREADMILL_BENCH_LATENCY", 100*time.Millisecond)
+	rpm := envInt("THREADMILL_BENCH_RPM", 0)
+	for range b.N {
+		addr := startSimulatorProcess(b)
+		srv := redistest.Start(b)
+		timing := &routeTiming{base: http.DefaultTransport.(*http.Transport).Clone(), sum: map[string]time.Duration{}, n: map[string]int{}}
+		timing.base.(*http.Transport).MaxIdleConnsPerHost = 2 * c
+		api, err := workspace.New(addr, workspace.WithToken(testToken), workspace.WithOrg("default"),
+			workspace.WithHTTPClient(&http.Client{Transport: timing}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		opts := srv.Options()
+		opts.PoolSize = 2 * c
+		rdb := redis.NewClient(opts)
+		w, err := worker.New(worker.Config{
+			Redis:       asynq.RedisClientOpt{Network: "unix", Addr: srv.Socket, PoolSize: 2 * c},
+			RDB:         rdb,
+			API:         api,
+			Concurrency: c,
+			ResultsRoot: b.TempDir(),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil {
+				b.Error(err)
+			}
+		})
+		p, err := pipelines.Parse("bench.yaml", []byte(fmt.Sprintf(`
+version: 1
+name: bench
+workspace: { project: proj_bench }
+defaults: { max_tokens: 64 }
+limits: { concurrency: %d%s }
+artifacts:
+  docs: { folder: "Inbox" }
+steps:
+  - id: summarize
+    for_each: docs
+    prompt: "Summarize {{ .Artifact.Name }} in one sentence."
+`, c, rpmLimit(rpm))), func(string) (string, bool) { return "", false })
+		if err != nil {
+			b.Fatal(err)
+		}
+		q := asynq.NewClient(asynq.RedisClientOpt{Network: "unix", Addr: srv.Socket})
+		store := runstore.New(rdb, "")
+		runtime.GC()
+		heap := sampleHeap()
+		var ru0 syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+		start := time.Now()
+		if err := jobs.StartRun(ctx, q, store, p, pipelines.RunInfo{ID: "bench-1", Time: start}, asynq.Queue(worker.DefaultQueue)); err != nil {
+			b.Fatal(err)
+		}
+		st, err := store.Wait(ctx, "bench-1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		elapsed := time.Since(start)
+		var ru1 syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+		b.Logf("worker process CPU %v over %v (%.0f%% of one core)", cpu.Round(time.Millisecond), elapsed.Round(time.Millisecond), 100*cpu.Seconds()/elapsed.Seconds())
+		peak := heap.Stop()
+		_ = q.Close()
+		cancel()
+		wg.Wait()
+		_ = rdb.Close()
+		if st.Succeeded != n {
+			b.Fatalf("%d of %d items succeeded (status %s, %s)", st.Succeeded, n, st.Status, st.Error)
+		}
+		requests := simRequests(b, addr)
+		ideal := float64(c) / lat.Seconds()
+		if rpm > 0 {
+			ideal = min(ideal, float64(rpm)/60/(float64(requests)/float64(n)))
+		}
+		rate := float64(n) / elapsed.Seconds()
+		b.ReportMetric(rate, "items/s")
+		b.ReportMetric(rate/ideal, "ratio")
+		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+		b.Logf("API time per request by route (as the worker saw it): %s", timing)
+		b.Logf("N=%d C=%d L=%v rpm=%d: %d items in %v = %.1f items/s; ideal %.1f items/s; ratio %.3f; %.1f API requests/item; peak heap %.1f MB",
+			n, c, lat, rpm, n, elapsed.Round(time.Millisecond), rate, ideal, rate/ideal, float64(requests)/float64(n), float64(peak)/(1<<20))
+	}
+}
+
+func simRequests(b *testing.B, addr string) int {
+	resp, err := http.Get(addr + "/_sim/counters")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var c simulator.Counters
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+		b.Fatal(err)
+	}
+	total := 0
+	for _, n := range c.PerSecond {
+		total += n
+	}
+	return total
+}
+
+func rpmLimit(rpm int) string {
+	if rpm == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", requests_per_minute: %d", rpm)
+}
+
+// routeTiming sums the time of API requests by method and route shape.
+type routeTiming struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	sum  map[string]time.Duration
+	n    map[string]int
+}
+
+func (r *routeTiming) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := r.base.RoundTrip(req)
+	parts := strings.Split(req.URL.Path, "/")
+	for i, p := range parts {
+		if strings.Contains(p, "_") {
+			parts[i] = "{id}"
+		}
+	}
+	key := req.Method + " " + strings.Join(parts, "/")
+	if err != nil {
+		key += " (error)"
+	} else if resp.StatusCode >= 300 {
+		key += " (" + strconv.Itoa(resp.StatusCode) + ")"
+	}
+	r.mu.Lock()
+	r.sum[key] += time.Since(start)
+	r.n[key]++
+	r.mu.Unlock()
+	return resp, err
+}
+
+func (r *routeTiming) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var parts []string
+	for k, d := range r.sum {
+		parts = append(parts, fmt.Sprintf("%s %v×%d", k, (d/time.Duration(r.n[k])).Round(100*time.Microsecond), r.n[k]))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "; ")
+}
