@@ -2,6 +2,7 @@ package workspace_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -654,13 +655,15 @@ func TestInjectedFaults(t *testing.T) {
 	}
 	env.sim.SetFaults(simulator.Faults{})
 
-	env.sim.SetRateLimit(1, 1)
+	// One request per 10s: the second call, moments after the first, is
+	// over the limit even on a loaded machine.
+	env.sim.SetRateLimit(0.1, 1)
 	_, err1 := env.c.Me(ctx)
 	_, err2 := env.c.Me(ctx)
 	if err1 != nil {
 		t.Fatalf("first call under the rate limit: %v", err1)
 	}
-	if d, ok := workspace.RetryAfter(err2); !ok || d <= 0 || !workspace.IsRetryable(err2) {
+	if d, ok := workspace.RetryAfter(err2); !ok || d < 5*time.Second || !workspace.IsRetryable(err2) {
 		t.Errorf("second call over 1 rps: %v (retry after %v %v)", err2, d, ok)
 	}
 }
@@ -787,4 +790,49 @@ func BenchmarkGetInteraction(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestChatRequestFieldsRoundTrip sends every optional ChatRequest field of
+// workspace-api.md §6 and reads it back from the interaction's pgpt echo,
+// so a wrong JSON name cannot go unnoticed.
+func TestChatRequestFieldsRoundTrip(t *testing.T) {
+	env := newSim(t, simulator.Config{})
+	ctx := ctxT(t)
+	th, err := env.c.CreateThread(ctx, testProj, workspace.CreateThreadRequest{Name: "fields"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := func(v float64) *float64 { return &v }
+	n := func(v int) *int { return &v }
+	seed, off, yes := int64(7), false, true
+	req := ask("Summarize the refund policy.", 100)
+	req.System = &workspace.System{Text: "Be brief.", UseDefaultPrompt: &off, Citations: &workspace.Citations{Enabled: &yes}, Extensions: []string{"zylon"}}
+	req.Temperature, req.TopP, req.TopK, req.MinP = f(0.3), f(0.9), n(40), f(0.05)
+	req.RepetitionPenalty, req.PresencePenalty, req.FrequencyPenalty = f(1.1), f(0.2), f(0.4)
+	req.Seed, req.Priority, req.CorrelationID = &seed, n(3), "item-7"
+	req.ResponseFormat = &workspace.ResponseFormat{Type: "json_schema", JSONSchema: []byte(`{"type":"object"}`)}
+	req.Thinking = &workspace.Thinking{Enabled: true}
+	req.Tools = []workspace.Tool{{Name: "semantic_search", Type: "semantic_search_v1"}}
+	req.ToolChoice = &workspace.ToolChoice{Type: "tool", Name: "semantic_search", DisableParallelToolUse: &yes}
+	req.MCPServers = []byte(`[{"url":"https://mcp.example/sse","name":"docs"}]`)
+	req.ToolContext = []byte(`[{"type":"text","text":"extra"}]`)
+	in, err := env.c.CreateInteraction(ctx, th.ID, workspace.CreateInteractionRequest{PGPT: req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := env.c.GetInteraction(ctx, in.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(req)
+	echo, _ := json.Marshal(got.PGPT)
+	if string(echo) != string(want) {
+		t.Errorf("pgpt echo differs:\n got %s\nwant %s", echo, want)
+	}
+	for _, key := range []string{`"min_p":0.05`, `"repetition_penalty":1.1`, `"presence_penalty":0.2`, `"frequency_penalty":0.4`,
+		`"tool_choice":{"type":"tool","name":"semantic_search","disable_parallel_tool_use":true}`, `"mcp_servers":[`, `"tool_context":[`} {
+		if !strings.Contains(string(want), key) {
+			t.Errorf("request JSON lacks %s: %s", key, want)
+		}
+	}
 }

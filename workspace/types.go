@@ -183,23 +183,39 @@ type Tool struct {
 	InputSchema json.RawMessage `json:"inputSchema,omitempty"`
 }
 
+// ToolChoice constrains tool use: Type is auto, tool or none; Name names
+// the tool when Type is tool.
+type ToolChoice struct {
+	Type                   string `json:"type"`
+	Name                   string `json:"name,omitempty"`
+	DisableParallelToolUse *bool  `json:"disable_parallel_tool_use,omitempty"`
+}
+
 // ChatRequest is the model request (the `pgpt` object of interactions, and the
-// bare body of /app/chat and /app/chat/validate). Pointer fields are optional
-// and omitted when nil.
+// bare body of /app/chat and /app/chat/validate), with every field of
+// workspace-api.md §6. Pointer fields are optional and omitted when nil; the
+// union-typed mcp_servers and tool_context are kept as raw JSON.
 type ChatRequest struct {
-	Messages       []Message       `json:"messages"`
-	System         *System         `json:"system,omitempty"`
-	MaxTokens      *int            `json:"max_tokens,omitempty"`
-	Temperature    *float64        `json:"temperature,omitempty"`
-	TopP           *float64        `json:"top_p,omitempty"`
-	TopK           *int            `json:"top_k,omitempty"`
-	Seed           *int64          `json:"seed,omitempty"`
-	Stream         *bool           `json:"stream,omitempty"`
-	ResponseFormat *ResponseFormat `json:"response_format,omitempty"`
-	Thinking       *Thinking       `json:"thinking,omitempty"`
-	Tools          []Tool          `json:"tools,omitempty"`
-	Priority       *int            `json:"priority,omitempty"`
-	CorrelationID  string          `json:"correlation_id,omitempty"`
+	Messages          []Message       `json:"messages"`
+	System            *System         `json:"system,omitempty"`
+	MaxTokens         *int            `json:"max_tokens,omitempty"`
+	Temperature       *float64        `json:"temperature,omitempty"`
+	TopP              *float64        `json:"top_p,omitempty"`
+	TopK              *int            `json:"top_k,omitempty"`
+	MinP              *float64        `json:"min_p,omitempty"`
+	RepetitionPenalty *float64        `json:"repetition_penalty,omitempty"`
+	PresencePenalty   *float64        `json:"presence_penalty,omitempty"`
+	FrequencyPenalty  *float64        `json:"frequency_penalty,omitempty"`
+	Seed              *int64          `json:"seed,omitempty"`
+	Stream            *bool           `json:"stream,omitempty"`
+	ResponseFormat    *ResponseFormat `json:"response_format,omitempty"`
+	Thinking          *Thinking       `json:"thinking,omitempty"`
+	Tools             []Tool          `json:"tools,omitempty"`
+	ToolChoice        *ToolChoice     `json:"tool_choice,omitempty"`
+	MCPServers        json.RawMessage `json:"mcp_servers,omitempty"`
+	ToolContext       json.RawMessage `json:"tool_context,omitempty"`
+	Priority          *int            `json:"priority,omitempty"`
+	CorrelationID     string          `json:"correlation_id,omitempty"`
 }
 
 // CreateInteractionRequest is the body of POST /app/thread/{id}/interaction:
