@@ -309,7 +309,7 @@ func (c *Client) do(ctx context.Context, k call) error {
 		return c.transportError(ctx, callCtx, k.method, fullPath, err)
 	}
 	defer resp.Body.Close()
-	body, err := c.readBody(resp, k.method, fullPath, ctx, callCtx)
+	body, err := c.readBody(ctx, callCtx, resp, k.method, fullPath)
 	c.logger.LogAttrs(ctx, slog.LevelDebug, "workspace call",
 		slog.String("method", k.method), slog.String("path", fullPath),
 		slog.Int("status", resp.StatusCode), slog.Int("bytes", len(body)),
@@ -382,7 +382,7 @@ func (c *Client) transportError(ctx, callCtx context.Context, method, path strin
 
 // readBody reads the body through the size limit (a smaller one for error
 // answers, whose text is only kept truncated).
-func (c *Client) readBody(resp *http.Response, method, path string, ctx, callCtx context.Context) ([]byte, error) {
+func (c *Client) readBody(ctx, callCtx context.Context, resp *http.Response, method, path string) ([]byte, error) {
 	limit := c.maxBody
 	isErr := resp.StatusCode < 200 || resp.StatusCode > 299
 	if isErr {

@@ -3,6 +3,7 @@ package workspace
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -309,7 +310,7 @@ func (r *EventReader) build(name, id string, data []byte, line int) (Event, erro
 	case EventContentBlockStart, EventContentBlockDelta, EventContentBlockStop,
 		EventContentBlockSynthetic, EventMessageStart, EventMessageDelta:
 		if jsonErr != nil {
-			return Event{}, fmt.Errorf("sse: line %d: %s event: data is not a JSON object: %v; data starts %s", line, ev.Type, jsonErr, snippet(data))
+			return Event{}, fmt.Errorf("sse: line %d: %s event: data is not a JSON object: %w; data starts %s", line, ev.Type, jsonErr, snippet(data))
 		}
 	default:
 		return ev, nil // ping, message_stop, done and unknown types: no payload needed
@@ -323,7 +324,7 @@ func (r *EventReader) build(name, id string, data []byte, line int) (Event, erro
 	case EventContentBlockStart:
 		ev.Block = w.ContentBlock
 	case EventContentBlockSynthetic:
-		ev.Block = cmpOr(w.Block, w.ContentBlock)
+		ev.Block = cmp.Or(w.Block, w.ContentBlock)
 	case EventContentBlockDelta:
 		if w.Delta != nil {
 			d := w.Delta.Delta
@@ -337,8 +338,8 @@ func (r *EventReader) build(name, id string, data []byte, line int) (Event, erro
 	case EventMessageDelta:
 		ev.StopReason, ev.Usage = w.StopReason, w.Usage
 		if d := w.Delta; d != nil {
-			ev.StopReason = cmpOr(d.StopReason, w.StopReason)
-			ev.Usage = cmpOr(d.Usage, w.Usage)
+			ev.StopReason = cmp.Or(d.StopReason, w.StopReason)
+			ev.Usage = cmp.Or(d.Usage, w.Usage)
 		}
 	case EventError:
 		ev.Error = decodeStreamError(w.Error, data)
@@ -368,15 +369,6 @@ func decodeStreamError(raw json.RawMessage, data []byte) *ErrorDetail {
 	d.Message = truncate(d.Message, maxErrorMessage)
 	d.Type = truncate(d.Type, 128)
 	return &d
-}
-
-// cmpOr returns the first non-zero argument.
-func cmpOr[T comparable](a, b T) T {
-	var zero T
-	if a != zero {
-		return a
-	}
-	return b
 }
 
 // flexString decodes a JSON string or number as a string (an id that a

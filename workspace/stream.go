@@ -228,7 +228,7 @@ func (c *Client) StreamInteraction(ctx context.Context, id string, onEvent func(
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		body, err := c.readBody(resp, k.method, fullPath, ctx, streamCtx)
+		body, err := c.readBody(ctx, streamCtx, resp, k.method, fullPath)
 		if err != nil {
 			return nil, err
 		}
