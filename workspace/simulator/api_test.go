@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -399,6 +401,32 @@ func TestAddDir(t *testing.T) {
 	}
 	if err := sim.AddDir(fsys, "missing"); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("missing root: %v", err)
+	}
+}
+
+func TestAddDirSymlinks(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	target := filepath.Join(elsewhere, "shared-note.md")
+	if err := os.WriteFile(target, []byte("A note kept outside the corpus and linked into it."), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "linked.md")); err != nil {
+		t.Skipf("no symlinks here: %v", err)
+	}
+	if err := os.Symlink(dir, filepath.Join(dir, "loop")); err != nil { // a cycle if followed
+		t.Fatal(err)
+	}
+	sim := simulator.New(simulator.Config{})
+	defer sim.Close()
+	if err := sim.AddDir(os.DirFS(dir), "."); err != nil {
+		t.Fatal(err)
+	}
+	arts := sim.Artifacts()
+	if len(arts) != 1 || arts[0].Name != "linked.md" || arts[0].Type != "Document" {
+		t.Fatalf("artifacts = %+v, want only the linked file", arts)
+	}
+	if a, ok := sim.ArtifactByPath("linked.md"); !ok || !strings.Contains(a.Content, "linked into it") {
+		t.Fatalf("linked.md = %+v %v", a, ok)
 	}
 }
 

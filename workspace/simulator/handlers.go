@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
@@ -125,18 +126,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if allow := probe.header.Get("Allow"); allow != "" {
 			sw.Header().Set("Allow", allow)
 		}
-		status := cmpStatus(probe.status, http.StatusNotFound)
+		status := cmp.Or(probe.status, http.StatusNotFound)
 		writeError(sw, errorf(status, "no route for %s %s", r.Method, r.URL.Path))
 		return
 	}
 	s.mux.ServeHTTP(sw, r)
-}
-
-func cmpStatus(a, b int) int {
-	if a == 0 {
-		return b
-	}
-	return a
 }
 
 // probeWriter captures what the mux would answer for an unmatched request.

@@ -238,7 +238,8 @@ var textExtensions = map[string]bool{".md": true, ".markdown": true, ".txt": tru
 // .md, .markdown, .txt or .text file a Document artifact named after the
 // file (extension included) whose content is the file's text. Files and
 // directories whose names start with "." or "_" are skipped, as are files
-// with other extensions. root itself is not an artifact: its entries land at
+// with other extensions; a symlink to a file is followed, a symlink to a
+// directory is not. root itself is not an artifact: its entries land at
 // the project root. Artifacts are Published with ingest status Done (folders:
 // NotApplicable).
 //
@@ -283,7 +284,13 @@ func (s *Server) AddDir(fsys fs.FS, root string) error {
 			folders[p] = a.dto.ID
 			return nil
 		}
-		if !d.Type().IsRegular() || !textExtensions[strings.ToLower(path.Ext(name))] {
+		regular := d.Type().IsRegular()
+		if d.Type()&fs.ModeSymlink != 0 { // a symlinked file counts; a symlinked directory does not (no cycles)
+			if fi, err := fs.Stat(fsys, p); err == nil {
+				regular = fi.Mode().IsRegular()
+			}
+		}
+		if !regular || !textExtensions[strings.ToLower(path.Ext(name))] {
 			s.log.Debug("simulator: skipping non-text file", "path", p)
 			return nil
 		}
