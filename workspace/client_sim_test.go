@@ -287,7 +287,7 @@ func TestInteractionSync(t *testing.T) {
 }
 
 func TestStreamAsync(t *testing.T) {
-	env := newSim(t, simulator.Config{Async: true, Latency: 30 * time.Millisecond, PerOutputToken: 2 * time.Millisecond, PingInterval: 10 * time.Millisecond})
+	env := newSim(t, simulator.Config{Async: true, Latency: 30 * time.Millisecond, PerOutputToken: 5 * time.Millisecond, PingInterval: 10 * time.Millisecond})
 	ctx := ctxT(t)
 	_, docs := seedDocs(env.sim, 2)
 	th, err := env.c.CreateThread(ctx, testProj, workspace.CreateThreadRequest{Name: "async"})
