@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -109,4 +110,33 @@ func (p *Pipeline) ReportStep() string {
 // a for_each walks it.
 func (s ArtifactSet) UsesAllArtifacts() bool {
 	return s.All && s.Name == "" && s.Type == "" && s.Updated == ""
+}
+
+// Describe summarises the set's selectors for messages and listings:
+// `folder "Support/Tickets", name "TCK-*", updated within_run_window`.
+func (s ArtifactSet) Describe() string {
+	var parts []string
+	switch {
+	case len(s.IDs) == 1:
+		parts = append(parts, "1 id")
+	case len(s.IDs) > 1:
+		parts = append(parts, fmt.Sprintf("%d ids", len(s.IDs)))
+	case s.All:
+		parts = append(parts, "all artifacts")
+	case s.Folder != "":
+		parts = append(parts, fmt.Sprintf("folder %q", s.Folder))
+	}
+	if s.Name != "" {
+		parts = append(parts, fmt.Sprintf("name %q", s.Name))
+	}
+	if s.Type != "" {
+		parts = append(parts, "type "+s.Type)
+	}
+	if s.Updated != "" {
+		parts = append(parts, "updated "+s.Updated)
+	}
+	if s.AllowEmpty {
+		parts = append(parts, "allow_empty")
+	}
+	return strings.Join(parts, ", ")
 }

@@ -78,7 +78,7 @@ func Resolve(ctx context.Context, l ArtifactLister, p *Pipeline, run RunInfo) (m
 			continue
 		}
 		if len(refs) == 0 && !set.AllowEmpty {
-			problems = append(problems, fmt.Errorf("artifact set %q is empty in project %s (%s); add allow_empty: true if that is expected", name, r.project, describeSet(set)))
+			problems = append(problems, fmt.Errorf("artifact set %q is empty in project %s (%s); add allow_empty: true if that is expected", name, r.project, set.Describe()))
 			continue
 		}
 		if refs == nil {
@@ -90,29 +90,6 @@ func Resolve(ctx context.Context, l ArtifactLister, p *Pipeline, run RunInfo) (m
 		return nil, fmt.Errorf("resolve artifacts: %w", errors.Join(problems...))
 	}
 	return out, nil
-}
-
-// describeSet summarises a set's selectors for messages.
-func describeSet(s ArtifactSet) string {
-	var parts []string
-	switch {
-	case len(s.IDs) > 0:
-		parts = append(parts, fmt.Sprintf("%d ids", len(s.IDs)))
-	case s.All:
-		parts = append(parts, "all artifacts")
-	case s.Folder != "":
-		parts = append(parts, fmt.Sprintf("folder %q", s.Folder))
-	}
-	if s.Name != "" {
-		parts = append(parts, fmt.Sprintf("name %q", s.Name))
-	}
-	if s.Type != "" {
-		parts = append(parts, fmt.Sprintf("type %s", s.Type))
-	}
-	if s.Updated != "" {
-		parts = append(parts, fmt.Sprintf("updated %s", s.Updated))
-	}
-	return strings.Join(parts, ", ")
 }
 
 // resolver caches the listings one Resolve needs.

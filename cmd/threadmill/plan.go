@@ -276,7 +276,7 @@ func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
 				fmt.Fprintf(tw, "  %s\tevery artifact of the project (all_artifacts: true)\n", n)
 				continue
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", n, plural(len(si.Artifacts), "artifact"), describeSetDef(p.Artifacts[n]))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", n, plural(len(si.Artifacts), "artifact"), p.Artifacts[n].Describe())
 		}
 		tw.Flush()
 	}
@@ -332,29 +332,6 @@ func stepShape(s *pipelines.Step) string {
 		parts = append(parts, "with "+strings.Join(s.Artifacts, ", "))
 	}
 	parts = append(parts, s.Mode)
-	return strings.Join(parts, ", ")
-}
-
-// describeSetDef summarises a set's selectors.
-func describeSetDef(s pipelines.ArtifactSet) string {
-	var parts []string
-	switch {
-	case len(s.IDs) > 0:
-		parts = append(parts, plural(len(s.IDs), "id"))
-	case s.All:
-		parts = append(parts, "all")
-	case s.Folder != "":
-		parts = append(parts, "folder "+s.Folder)
-	}
-	if s.Name != "" {
-		parts = append(parts, "name "+s.Name)
-	}
-	if s.Type != "" {
-		parts = append(parts, "type "+s.Type)
-	}
-	if s.Updated != "" {
-		parts = append(parts, "updated "+s.Updated)
-	}
 	return strings.Join(parts, ", ")
 }
 
