@@ -539,11 +539,12 @@ func (c *checker) tplPos(path, text string, pr tplProblem) pos {
 		return c.at(path)
 	}
 	if n.Style&yaml.LiteralStyle != 0 {
+		lines := strings.Split(text, "\n")
 		l := n.Line + pr.line
-		if l-1 >= len(c.src) {
+		if pr.line < 1 || pr.line > len(lines) || l-1 >= len(c.src) {
 			return nodePos(n)
 		}
-		tl := strings.Split(text, "\n")[pr.line-1]
+		tl := lines[pr.line-1]
 		indent := max(0, leadingSpace(c.src[l-1])-leadingSpace(tl))
 		return pos{l, indent + max(pr.col, 1)}
 	}
