@@ -185,52 +185,77 @@ type Output struct {
 
 // RunInfo is the run a plan is made for; templates see it as .Run.
 type RunInfo struct {
-	ID          string    `json:"id"`
-	Time        time.Time `json:"time"`
+	// ID names the run; it is part of default thread names and result paths.
+	ID string `json:"id"`
+	// Time is the run's (scheduled or manual) time.
+	Time time.Time `json:"time"`
+	// WindowStart and WindowEnd bound the run's window, [previous fire
+	// time, fire time) for a scheduled run; zero for a manual run without
+	// one. `updated: within_run_window` selects by it.
 	WindowStart time.Time `json:"window_start,omitzero"`
 	WindowEnd   time.Time `json:"window_end,omitzero"`
 }
 
 // ArtifactRef is a resolved artifact; templates see it as .Artifact.
 type ArtifactRef struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Type      string    `json:"type"`
-	Folder    string    `json:"folder,omitempty"` // slash-separated path of folder names
+	// ID is the artifact's id, sent in artifact_ids.
+	ID string `json:"id"`
+	// Name is the artifact's name ("TCK-1041-login-loop.md").
+	Name string `json:"name"`
+	// Type is the artifact type (Document, InlineText, ...).
+	Type string `json:"type"`
+	// Folder is the slash-separated path of the folder names above it; ""
+	// at the project's top level.
+	Folder string `json:"folder,omitempty"`
+	// UpdatedAt is when the artifact last changed (its creation time when
+	// the API gives no update time).
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
 // ItemOutput is one finished item of an earlier step, as templates see it in
 // .Steps.<id>.Items.
 type ItemOutput struct {
-	Artifact *ArtifactRef    `json:"artifact,omitempty"`
-	Output   string          `json:"output"`
-	Usage    workspace.Usage `json:"usage"`
+	// Artifact is the item's for_each artifact, nil for a step that runs once.
+	Artifact *ArtifactRef `json:"artifact,omitempty"`
+	// Output is the text of the item's last answer.
+	Output string `json:"output"`
+	// Usage is the tokens the item used, all turns together.
+	Usage workspace.Usage `json:"usage"`
 }
 
 // StepOutput is an earlier step's results (.Steps.<id>): Items in plan order,
 // and Output, the text of a single-item step.
 type StepOutput struct {
-	Items  []ItemOutput `json:"items"`
-	Output string       `json:"output"`
+	// Items are the step's finished items, in plan order.
+	Items []ItemOutput `json:"items"`
+	// Output is the output of a step that runs once (no for_each).
+	Output string `json:"output"`
 }
 
 // Item is one unit of work: one Asynq task, one thread (or chat) and its turns.
 type Item struct {
 	// Key is deterministic: the same pipeline, run, step and inputs always give
 	// the same key, so a resumed run recognises its finished items.
-	Key  string `json:"key"`
+	Key string `json:"key"`
+	// Step is the id of the item's step.
 	Step string `json:"step"`
 	// Index is the item's position in its step's plan.
 	Index int `json:"index"`
 	// Artifact is the for_each artifact, nil for a step that runs once.
-	Artifact     *ArtifactRef `json:"artifact,omitempty"`
-	ArtifactIDs  []string     `json:"artifact_ids"`
-	AllArtifacts bool         `json:"all_artifacts,omitempty"`
+	Artifact *ArtifactRef `json:"artifact,omitempty"`
+	// ArtifactIDs are sent as the interaction's artifact_ids: the for_each
+	// artifact, then those of the step's artifacts sets (empty in chat mode).
+	ArtifactIDs []string `json:"artifact_ids"`
+	// AllArtifacts is sent as all_artifacts: a step's artifacts include a
+	// bare `all: true` set.
+	AllArtifacts bool `json:"all_artifacts,omitempty"`
 	// Mode is thread or chat.
-	Mode             string `json:"mode"`
-	Agent            string `json:"agent,omitempty"`
-	ThreadName       string `json:"thread_name,omitempty"`
+	Mode string `json:"mode"`
+	// Agent is the interaction's agent preset.
+	Agent string `json:"agent,omitempty"`
+	// ThreadName is the rendered thread name (thread mode).
+	ThreadName string `json:"thread_name,omitempty"`
+	// ThreadVisibility is Private or Public (thread mode).
 	ThreadVisibility string `json:"thread_visibility,omitempty"`
 	// ThreadPer is item or run.
 	ThreadPer string `json:"thread_per,omitempty"`

@@ -359,6 +359,7 @@ type errWriter struct {
 	err error
 }
 
+// Write writes b unless an earlier write failed.
 func (e *errWriter) Write(b []byte) (int, error) {
 	if e.err != nil {
 		return 0, e.err
@@ -368,4 +369,5 @@ func (e *errWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// printf formats to the writer; check e.err once at the end.
 func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
