@@ -250,7 +250,7 @@ func (r *resolver) resolve(s ArtifactSet) ([]ArtifactRef, error) {
 			return nil, err
 		}
 		if u.window && (r.run.WindowStart.IsZero() || r.run.WindowEnd.IsZero()) {
-			return nil, fmt.Errorf("updated: %s needs a run window, and run %q has none (scheduled runs have one; give a manual run a window)", UpdatedWithinRunWindow, r.run.ID)
+			return nil, fmt.Errorf("updated: %s needs a run window, and run %q has none (only a scheduled run has one; without a schedule, use a duration such as 168h)", UpdatedWithinRunWindow, r.run.ID)
 		}
 		upd = &u
 	}
