@@ -134,9 +134,13 @@ func (s *Store) CheckpointValidated(ctx context.Context, runID, step, key string
 	return s.hsetCkpt(ctx, runID, step, key, "validated", "1")
 }
 
-// CheckpointThread records the thread the item's interactions go to (and
-// that its requests were validated, which they are by then).
-func (s *Store) CheckpointThread(ctx context.Context, runID, step, key, threadID string) error {
+// CheckpointThread records the thread the item's interactions go to, that
+// its requests were validated (they are by then), and the first turn's
+// pending interaction (usually the "being created" marker) when not empty.
+func (s *Store) CheckpointThread(ctx context.Context, runID, step, key, threadID, firstPending string) error {
+	if firstPending != "" {
+		return s.hsetCkpt(ctx, runID, step, key, "thread", threadID, "validated", "1", "pending:0", firstPending)
+	}
 	return s.hsetCkpt(ctx, runID, step, key, "thread", threadID, "validated", "1")
 }
 

@@ -148,7 +148,7 @@ func TestCheckpointsSurviveAttempts(t *testing.T) {
 		u := workspace.Usage{InputTokens: 7, OutputTokens: 2}
 		for _, err := range []error{
 			s.CheckpointValidated(ctx, "r1", "map", "k"),
-			s.CheckpointThread(ctx, "r1", "map", "k", "thread_1"),
+			s.CheckpointThread(ctx, "r1", "map", "k", "thread_1", ""),
 			s.CheckpointPending(ctx, "r1", "map", "k", 0, "inter_a"),
 			s.CheckpointTurn(ctx, "r1", "map", "k", 0, Turn{InteractionID: "inter_a", Output: "one", Usage: u}),
 			s.CheckpointPending(ctx, "r1", "map", "k", 1, "inter_b"),

@@ -79,10 +79,13 @@ func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
 		if err != nil {
 			return err
 		}
-		if err := w.store.CheckpointThread(ctx, rc.id, it.Step, it.Key, id); err != nil {
+		// The first turn's interaction is created next: mark it in the same
+		// write (see creating).
+		if err := w.store.CheckpointThread(ctx, rc.id, it.Step, it.Key, id, creating); err != nil {
 			return err
 		}
 		ir.ck.ThreadID = id
+		ir.firstMarked = true
 	}
 	for i, base := range it.Requests {
 		if _, done := ir.ck.Turns[i]; done {
@@ -150,8 +153,10 @@ func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
 // before anyone waits on it.
 func (w *Worker) createInteraction(ctx context.Context, ir *itemRun, turn int, req workspace.ChatRequest) (*workspace.Interaction, error) {
 	rc, it := ir.rc, ir.it
-	if err := w.store.CheckpointPending(ctx, rc.id, it.Step, it.Key, turn, creating); err != nil {
-		return nil, err
+	if turn != 0 || !ir.firstMarked {
+		if err := w.store.CheckpointPending(ctx, rc.id, it.Step, it.Key, turn, creating); err != nil {
+			return nil, err
+		}
 	}
 	body := workspace.CreateInteractionRequest{
 		ThreadID:     ir.ck.ThreadID,

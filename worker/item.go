@@ -32,6 +32,9 @@ type itemRun struct {
 	step *pipelines.Step
 	ck   runstore.Checkpoint
 	log  *slog.Logger
+	// firstMarked: the first turn was marked "being created" together
+	// with the new thread's checkpoint.
+	firstMarked bool
 }
 
 // handleItem processes a step:item task: skip it when already recorded;

@@ -166,8 +166,7 @@ steps:
 	}
 	for _, step := range []error{
 		e.store.CheckpointValidated(ctx, run, it.Step, it.Key),
-		e.store.CheckpointThread(ctx, run, it.Step, it.Key, th.ID),
-		e.store.CheckpointPending(ctx, run, it.Step, it.Key, 0, "?"),
+		e.store.CheckpointThread(ctx, run, it.Step, it.Key, th.ID, "?"),
 	} {
 		if step != nil {
 			t.Fatal(step)
