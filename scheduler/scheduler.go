@@ -12,7 +12,9 @@
 //     fire time from that process's own clock, the clock the cron used
 //     (Schedule.Floor of the instant it fired), and adds it to the pipeline's
 //     pending set in Redis before asynq enqueues the fire task. A set: two
-//     schedulers firing record one fire time.
+//     schedulers firing record one fire time. robfig/cron drops the fire
+//     times that pass while its goroutine is starved; the few (maxSkipped)
+//     between two firings of one process are recorded too.
 //  3. Scheduler processes serve DefaultQueue. The fire task's handler starts a
 //     run for every pending fire time with the id RunID(pipeline, fire) and
 //     the window [previous fire time, fire time), through the Starter, which
@@ -188,7 +190,18 @@ type registered struct {
 	entry *Entry
 	id    string // asynq entry id
 	key   string
+	// lastFire is the fire time this process's cron last recorded for the
+	// entry (under Scheduler.mu); zero until it first fires.
+	lastFire time.Time
 }
+
+// maxSkipped is how many fire times a stalled cron may have skipped between
+// two of its firings and still have them recorded as fired. robfig/cron
+// drops the fire times that passed while its goroutine could not run (a
+// process starved of CPU, a long GC pause): an @every 1s entry late by 2.5s
+// fires once, for the latest. A longer gap (a suspended machine) is
+// downtime, which catch-up handles per the pipeline's policy.
+const maxSkipped = 3
 
 // New checks cfg and builds a Scheduler; nothing runs until Run.
 func New(cfg Config) (*Scheduler, error) {
@@ -491,15 +504,42 @@ func (s *Scheduler) onFire(task *asynq.Task, _ []asynq.Option) {
 		s.log.Error("fire task", logging.KeyError, err)
 		return
 	}
-	e := s.entry(f.Pipeline)
-	if e == nil {
-		return // unregistered while firing
-	}
-	fire := e.Schedule.Floor(at)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.st.addPending(ctx, f.Pipeline, fire); err != nil {
-		s.log.Error("record fire time", logging.KeyPipeline, f.Pipeline, logging.KeyError, err)
+	s.recordFire(ctx, f.Pipeline, at)
+}
+
+// recordFire adds to the pipeline's pending set the fire time that a cron
+// firing at instant at stands for, and the few fire times a stalled cron
+// skipped since this process last recorded one (see maxSkipped).
+func (s *Scheduler) recordFire(ctx context.Context, pipeline string, at time.Time) {
+	s.mu.Lock()
+	r := s.entries[pipeline]
+	if r == nil {
+		s.mu.Unlock()
+		return // unregistered while firing
+	}
+	sched := r.entry.Schedule
+	fire := sched.Floor(at)
+	fires := []time.Time{fire}
+	if last := r.lastFire; !last.IsZero() && last.Before(fire) {
+		if skipped := sched.Between(last, fire.Add(-time.Nanosecond), maxSkipped+1); len(skipped) <= maxSkipped {
+			fires = append(skipped, fire)
+		}
+	}
+	if r.lastFire.Before(fire) {
+		r.lastFire = fire
+	}
+	s.mu.Unlock()
+	for _, f := range fires {
+		if err := s.st.addPending(ctx, pipeline, f); err != nil {
+			s.log.Error("record fire time", logging.KeyPipeline, pipeline, logging.KeyError, err)
+			return
+		}
+	}
+	if len(fires) > 1 {
+		s.log.Warn("the cron fired late and skipped fire times; recorded them as fired", logging.KeyPipeline, pipeline,
+			"skipped", len(fires)-1, "fire", fire.Format(time.RFC3339))
 	}
 }
 

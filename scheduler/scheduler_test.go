@@ -135,6 +135,72 @@ func TestJobsStarterAfterEdit(t *testing.T) {
 	}
 }
 
+// A cron that fires late stands for the fire time before the instant it
+// fired; the few fire times a stalled cron skipped between two of its
+// firings are recorded too, a long gap (downtime) is left to catch-up.
+func TestRecordFireFillsSkipped(t *testing.T) {
+	e := newEnv(t)
+	e.write("tick.yaml", pipelineYAML("tick", "@every 1s", "UTC", "none", 0))
+	s := e.scheduler(nil)
+	if _, err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pending := func() []string {
+		t.Helper()
+		fs, err := s.st.pending(ctx, "tick")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rfc(fs)
+	}
+	at := func(s string) time.Time { return mustTime(t, s) }
+	s.recordFire(ctx, "tick", at("2026-05-01T10:00:00.300Z"))
+	if got := pending(); !slices.Equal(got, []string{"2026-05-01T10:00:00Z"}) {
+		t.Fatalf("first fire: pending %v", got)
+	}
+	// 2.4s late: 10:00:01 and 10:00:02 were skipped by the stalled cron.
+	s.recordFire(ctx, "tick", at("2026-05-01T10:00:03.400Z"))
+	want := []string{"2026-05-01T10:00:00Z", "2026-05-01T10:00:01Z", "2026-05-01T10:00:02Z", "2026-05-01T10:00:03Z"}
+	if got := pending(); !slices.Equal(got, want) {
+		t.Fatalf("late fire: pending %v, want %v", got, want)
+	}
+	// A second process firing for the same second changes nothing.
+	s.recordFire(ctx, "tick", at("2026-05-01T10:00:03.900Z"))
+	if got := pending(); !slices.Equal(got, want) {
+		t.Fatalf("repeat: pending %v, want %v", got, want)
+	}
+	// A minute of silence (a suspended machine) is downtime: only the
+	// fire time at hand is recorded.
+	s.recordFire(ctx, "tick", at("2026-05-01T10:01:03.100Z"))
+	if got := pending(); len(got) != len(want)+1 || got[len(got)-1] != "2026-05-01T10:01:03Z" {
+		t.Fatalf("after a gap: pending %v", got)
+	}
+	// A pipeline this process does not schedule records nothing.
+	s.recordFire(ctx, "other", at("2026-05-01T10:02:00Z"))
+	if n, err := e.rdb.Exists(ctx, DefaultPrefix+"sched:pending:other").Result(); err != nil || n != 0 {
+		t.Errorf("fire of an unknown pipeline recorded (%d, %v)", n, err)
+	}
+	if err := s.handleFire(ctx, mustFire(t, "tick")); err != nil {
+		t.Fatal(err)
+	}
+	if got := pending(); len(got) != 0 {
+		t.Errorf("pending after the fire task: %v", got)
+	}
+	if n := len(e.runsOf("tick")); n != 5 {
+		t.Errorf("%d runs, want 5", n)
+	}
+}
+
+func mustFire(t *testing.T, pipeline string) *asynq.Task {
+	t.Helper()
+	task, err := NewFire(Fire{Pipeline: pipeline, Cron: "@every 1s", Timezone: "UTC"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
 // A fire task for a pipeline this scheduler has not loaded (another
 // scheduler synced the new file first) is retried, not dropped.
 func TestFireTaskForUnknownPipelineRetries(t *testing.T) {
