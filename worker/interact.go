@@ -120,7 +120,8 @@ func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
 				if derr := w.store.CheckpointDiscard(ctx, rc.id, it.Step, it.Key, i, id, workspace.Usage{}); derr != nil {
 					return derr
 				}
-				return fmt.Errorf("interaction %s of turn %d disappeared: %w", id, i+1, err)
+				// Not %w: the 404 is the old interaction's, the retry is fine.
+				return fmt.Errorf("interaction %s of turn %d disappeared (%v); the retry creates a new one", id, i+1, err)
 			}
 			if err != nil {
 				return fmt.Errorf("wait for interaction %s (turn %d): %w", id, i+1, err)
