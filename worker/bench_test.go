@@ -243,6 +243,18 @@ steps:
 			ideal = min(ideal, float64(rpm)/60/(float64(requests)/float64(n)))
 		}
 		rate := float64(n) / elapsed.Seconds()
+		// The items phase, from the first item's start to the last one's
+		// end, leaves out resolving, planning and finalizing.
+		var first, last time.Time
+		for _, it := range readItems(b, resultsFile(st.ResultDir)) {
+			if first.IsZero() || it.StartedAt.Before(first) {
+				first = it.StartedAt
+			}
+			last = maxTime(last, it.FinishedAt)
+		}
+		itemsRate := float64(n) / last.Sub(first).Seconds()
+		b.ReportMetric(itemsRate/ideal, "items-phase-ratio")
+		b.Logf("items phase: %v, %.1f items/s, ratio %.3f", last.Sub(first).Round(time.Millisecond), itemsRate, itemsRate/ideal)
 		b.ReportMetric(rate, "items/s")
 		b.ReportMetric(rate/ideal, "ratio")
 		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
@@ -316,4 +328,11 @@ func (r *routeTiming) String() string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, "; ")
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
