@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,3 +228,52 @@ func (quietLogger) Info(...any)  {}
 func (quietLogger) Warn(...any)  {}
 func (quietLogger) Error(...any) {}
 func (quietLogger) Fatal(...any) {}
+
+// A client that writes a long pipeline before reading the replies must not
+// deadlock with the server (it did over unbuffered in-memory pipes).
+func TestLongPipeline(t *testing.T) {
+	s := start(t, embedded.Options{})
+	rdb := s.Client()
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	big := strings.Repeat("x", 1024)
+	if err := rdb.Set(ctx, "big", big, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for range 5000 {
+			p.Get(ctx, "big")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("pipeline of 5,000 GETs of 1 KiB: %v", err)
+	}
+	for _, c := range cmds {
+		if c.(*redis.StringCmd).Val() != big {
+			t.Fatal("wrong reply")
+		}
+	}
+}
+
+// Close removes the private socket and its directory.
+func TestCloseRemovesSocket(t *testing.T) {
+	s, err := embedded.Start(t.Context(), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.Options()
+	if o.Network != "unix" {
+		t.Skipf("no unix socket here (%s %s)", o.Network, o.Addr)
+	}
+	if _, err := os.Stat(o.Addr); err != nil {
+		t.Fatalf("socket: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(o.Addr)); !os.IsNotExist(err) {
+		t.Fatalf("socket directory left after Close: %v", err)
+	}
+}
