@@ -102,6 +102,7 @@ type lister struct {
 	rc *runCtx
 }
 
+// Artifacts yields the project's artifacts matching q, page by page.
 func (l lister) Artifacts(ctx context.Context, projectID string, q workspace.ArtifactQuery) iter.Seq2[workspace.Artifact, error] {
 	return func(yield func(workspace.Artifact, error) bool) {
 		if q.Page == 0 {

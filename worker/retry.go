@@ -16,7 +16,10 @@ import (
 // recorded as failed at once.
 type PermanentError struct{ Err error }
 
+// Error returns the cause's message.
 func (e *PermanentError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 func permanent(err error) error { return &PermanentError{Err: err} }
