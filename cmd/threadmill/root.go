@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -70,7 +71,19 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newScheduleCmd(),
 		newBackfillCmd(),
 	)
+	markUsageErrors(root)
 	return root
+}
+
+// markUsageErrors makes every positional-argument error in the tree exit with
+// exitUsage, whichever command defines it.
+func markUsageErrors(c *cobra.Command) {
+	if c.Args != nil {
+		c.Args = usageArgs(c.Args)
+	}
+	for _, sub := range c.Commands() {
+		markUsageErrors(sub)
+	}
 }
 
 // execute runs the command line and returns the process exit code.
@@ -85,6 +98,9 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
+	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		return exitUsage // cobra's own error, before any command runs
 	}
 	return exitFailure
 }

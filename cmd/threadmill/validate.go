@@ -170,6 +170,10 @@ func plural(n int, noun string) string {
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
+			var ee *exitError
+			if errors.As(err, &ee) {
+				return err // already a usage error
+			}
 			return withCode(exitUsage, fmt.Errorf("%s: %w (usage: %s)", cmd.Name(), err, cmd.UseLine()))
 		}
 		return nil
