@@ -221,9 +221,12 @@ func (w *Worker) enqueue(ctx context.Context, t *asynq.Task, err error, opts ...
 	return nil
 }
 
-// controlOpts are the options of run:start, step:advance and run:finalize.
+// controlOpts are the options of step:advance and run:finalize. Their
+// completed tasks are kept for a day, so that a late duplicate enqueue
+// (another finisher of the same step) meets a task id conflict instead of
+// running again; the handlers are idempotent besides.
 func controlOpts() []asynq.Option {
-	return []asynq.Option{asynq.MaxRetry(10), asynq.Timeout(time.Hour)}
+	return []asynq.Option{asynq.MaxRetry(10), asynq.Timeout(time.Hour), asynq.Retention(24 * time.Hour)}
 }
 
 // runCtx is what handlers know about a run: its spec (immutable) and a
