@@ -240,3 +240,48 @@ func TestWorkerSubprocessCrash(t *testing.T) {
 		}
 	}
 }
+
+// SIGINT stops `threadmill run` gracefully: the items in flight finish and
+// are journaled, the exit says how to resume, and the resume sends only the
+// items that never finished.
+func TestRunSubprocessInterruptAndResume(t *testing.T) {
+	e := startRunnerSim(t, simulator.Config{Latency: 300 * time.Millisecond})
+	dir := t.TempDir()
+	file := writeRunnerPipeline(t, dir, "intr", corpusPipeline("intr", 4))
+	root := filepath.Join(dir, "out")
+	jpath := results.JournalPath(root, "intr", "intr-1")
+
+	first := startThreadmill(t, e.vars(), "run", "--results", root, "--run-id", "intr-1", "--concurrency", "4", file)
+	pollUntil(t, "4 journaled items", time.Minute, func() bool { return countJournalLines(jpath) >= 4 })
+	if err := first.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := first.wait(t, time.Minute); code != exitFailure {
+		t.Fatalf("interrupted run: exit %d, want %d\nstderr:\n%s", code, exitFailure, first.stderr)
+	}
+	se := first.stderr.String()
+	if !strings.Contains(se, "interrupted: ") || !strings.Contains(se, "resume with: threadmill run --resume --run-id intr-1 "+file) {
+		t.Fatalf("interrupted run's stderr:\n%s", se)
+	}
+	// Everything that was sent finished and was journaled: nothing is paid twice.
+	journaled := readResultItems(t, jpath)
+	sent := e.sim.Counters().InteractionsCreated
+	if sent != len(journaled) {
+		t.Errorf("%d interactions created before the interrupt, %d items journaled", sent, len(journaled))
+	}
+
+	second := startThreadmill(t, e.vars(), "run", "--resume", "--run-id", "intr-1", "--results", root, file)
+	if code := second.wait(t, 2*time.Minute); code != exitOK {
+		t.Fatalf("resume: exit %d\nstderr:\n%s", code, second.stderr)
+	}
+	checkEachItemOnce(t, filepath.Join(root, "intr", "intr-1", results.ResultsFile), corpusDocs+1)
+	c := e.sim.Counters()
+	if c.InteractionsCreated != corpusDocs+1 {
+		t.Errorf("%d interactions for %d items across the interrupt", c.InteractionsCreated, corpusDocs+1)
+	}
+	for k, n := range c.Correlations {
+		if n != 1 {
+			t.Errorf("%s sent %d times", k, n)
+		}
+	}
+}
