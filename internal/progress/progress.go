@@ -227,6 +227,7 @@ func (r *rate) overall() float64 {
 // count and the tokens.
 type bar struct {
 	mu    sync.Mutex
+	w     io.Writer
 	b     *progressbar.ProgressBar
 	total int
 }
@@ -240,12 +241,12 @@ func newBar(w io.Writer) *bar {
 		progressbar.OptionSetItsString("items"),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionFullWidth(),
+		progressbar.OptionSetWidth(24),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSetRenderBlankState(true),
 		progressbar.OptionShowElapsedTimeOnFinish(),
 	)
-	return &bar{b: pb, total: -1}
+	return &bar{w: w, b: pb, total: -1}
 }
 
 func (b *bar) Update(s Snapshot) {
@@ -258,8 +259,12 @@ func (b *bar) Finish(s Snapshot) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.set(s)
-	_ = b.b.Finish()
-	_ = b.b.Exit()
+	if s.Total > 0 && s.Done >= s.Total {
+		_ = b.b.Finish() // draws the full bar, bypassing the throttle
+	} else {
+		_ = b.b.Exit() // keeps the bar as it stands (an interrupted run)
+	}
+	fmt.Fprintln(b.w) // what follows starts on a line of its own
 }
 
 func (b *bar) set(s Snapshot) {
