@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -87,7 +89,7 @@ func Create(root, pipeline, runID string) (*Writer, error) {
 	if err := os.MkdirAll(pipeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("results: create %s: %w", pipeDir, err)
 	}
-	tmp, err := os.MkdirTemp(pipeDir, "."+runID+".tmp-")
+	tmp, err := mkdirTemp(pipeDir, "."+runID+".tmp-")
 	if err != nil {
 		return nil, fmt.Errorf("results: create temporary directory in %s: %w", pipeDir, err)
 	}
@@ -349,6 +351,22 @@ func (w *Writer) removeStaleTemps() {
 			_ = os.RemoveAll(m)
 		}
 	}
+}
+
+// mkdirTemp is os.MkdirTemp with mode 0755 (less the umask) instead of 0700:
+// the directory becomes the run directory, an ordinary one.
+func mkdirTemp(dir, prefix string) (string, error) {
+	for range 100 {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36))
+		err := os.Mkdir(name, 0o755)
+		if err == nil {
+			return name, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no free temporary name in %s", dir)
 }
 
 // ReadRun reads dir/run.json.
