@@ -51,7 +51,7 @@ type Turn struct {
 	StopReason    string          `json:"stop_reason,omitempty"`
 }
 
-// ItemStart is the outcome of BeginItem.
+// ItemStart is the outcome of BeginItem and BeginItemSlot.
 type ItemStart struct {
 	// Done is true when the item already has a record: nothing to do.
 	Done bool
@@ -60,6 +60,10 @@ type ItemStart struct {
 	// Checkpoint is the item's progress so far, with Attempts counting
 	// this attempt.
 	Checkpoint Checkpoint
+	// Lease is the in-flight slot BeginItemSlot took with the item: nil
+	// when the item is done, the run is stopping or every slot is held
+	// (wait for one with AcquireSlot then).
+	Lease *Lease
 }
 
 // BeginItem takes an item: it reports whether the item is already recorded,
@@ -72,8 +76,45 @@ func (s *Store) BeginItem(ctx context.Context, runID, step, key string) (*ItemSt
 	if err != nil {
 		return nil, wrap("begin item "+step+"/"+key, runID, err)
 	}
+	return decodeItemStart(res), nil
+}
+
+// SlotRequest asks BeginItemSlot for a slot of a pipeline's in-flight limit.
+type SlotRequest struct {
+	// Pipeline names the limit (limits are per pipeline).
+	Pipeline string
+	// Limit is the number of slots.
+	Limit int
+	// Holder names the holder; the attempt number is appended
+	// ("<Holder>#<attempt>"), so each attempt holds a slot of its own.
+	Holder string
+	// TTL is the lease, renewed in the background until Release.
+	TTL time.Duration
+}
+
+// BeginItemSlot is BeginItem that also takes an in-flight slot for the
+// attempt in the same round trip (see AcquireSlot), when the item is not
+// recorded, the run is not stopping and a slot is free. ItemStart.Lease is
+// the slot, nil when none was taken.
+func (s *Store) BeginItemSlot(ctx context.Context, runID, step, key string, slot SlotRequest) (*ItemStart, error) {
+	zkey := s.inflightKey(slot.Pipeline)
+	res, err := scriptBeginItemSlot.Run(ctx, s.rdb,
+		[]string{s.doneKey(runID, step), s.ckptKey(runID, step, key), s.runKey(runID), zkey},
+		key, s.ttlMS(), fmtTime(time.Now()), slot.Limit, slot.Holder, slot.TTL.Milliseconds()).Slice()
+	if err != nil {
+		return nil, wrap("begin item "+step+"/"+key, runID, err)
+	}
+	st := decodeItemStart(res)
+	if !st.Done && len(res) > 3 && toInt(res[3]) == 1 {
+		st.Lease = s.newLease(zkey, slot.Holder+"#"+strconv.Itoa(st.Checkpoint.Attempts), slot.TTL)
+	}
+	return st, nil
+}
+
+// decodeItemStart reads the reply of scriptBeginItem or scriptBeginItemSlot.
+func decodeItemStart(res []any) *ItemStart {
 	if toInt(res[0]) == 1 {
-		return &ItemStart{Done: true}, nil
+		return &ItemStart{Done: true}
 	}
 	st := &ItemStart{Stop: toString(res[1])}
 	flat, _ := res[2].([]any)
@@ -82,7 +123,7 @@ func (s *Store) BeginItem(ctx context.Context, runID, step, key string) (*ItemSt
 		h[toString(flat[i])] = toString(flat[i+1])
 	}
 	st.Checkpoint = decodeCheckpoint(h)
-	return st, nil
+	return st
 }
 
 func decodeCheckpoint(h map[string]string) Checkpoint {
@@ -208,18 +249,39 @@ func (r Recorded) Complete() bool { return r.Total >= 0 && r.Done >= r.Total }
 // Later calls for the same key change nothing. Either way it returns the
 // step's progress, so the caller can tell whether the step is complete.
 func (s *Store) Record(ctx context.Context, runID string, it results.Item, reserved int64) (Recorded, error) {
+	return s.RecordAndRelease(ctx, runID, it, reserved, nil)
+}
+
+// RecordAndRelease is Record that also gives back the item's in-flight slot
+// (when l is not nil) in the same round trip. A slot that could not be given
+// back is left to l.Release (or to its expiry); the error is the record's.
+func (s *Store) RecordAndRelease(ctx context.Context, runID string, it results.Item, reserved int64, l *Lease) (Recorded, error) {
 	b, err := json.Marshal(it)
 	if err != nil {
 		return Recorded{}, fmt.Errorf("runstore: encode item %s/%s: %w", it.Step, it.Key, err)
 	}
-	delta := it.Usage.Total() - reserved
-	res, err := scriptRecord.Run(ctx, s.rdb,
-		[]string{
-			s.doneKey(runID, it.Step), s.resKey(runID, it.Step), s.stepKey(runID, it.Step),
-			s.runKey(runID), s.budgetKey(runID), s.ckptKey(runID, it.Step, it.Key),
-		},
-		it.Key, it.Index, b, it.State,
-		int64(it.Usage.InputTokens), int64(it.Usage.OutputTokens), delta, s.ttlMS()).Slice()
+	keys := []string{
+		s.doneKey(runID, it.Step), s.resKey(runID, it.Step), s.stepKey(runID, it.Step),
+		s.runKey(runID), s.budgetKey(runID), s.ckptKey(runID, it.Step, it.Key),
+	}
+	args := []any{it.Key, it.Index, b, it.State,
+		int64(it.Usage.InputTokens), int64(it.Usage.OutputTokens), it.Usage.Total() - reserved, s.ttlMS()}
+	var res []any
+	if l != nil && l.stopRenewal() {
+		pipe := s.rdb.Pipeline()
+		rec := scriptRecord.EvalSha(ctx, pipe, keys, args...)
+		rel := pipe.ZRem(ctx, l.key, l.id)
+		_, _ = pipe.Exec(ctx) // each command carries its own error
+		if rel.Err() == nil {
+			l.released.Store(true)
+		}
+		res, err = rec.Slice()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			res, err = scriptRecord.Run(ctx, s.rdb, keys, args...).Slice()
+		}
+	} else {
+		res, err = scriptRecord.Run(ctx, s.rdb, keys, args...).Slice()
+	}
 	if err != nil {
 		return Recorded{}, wrap("record item "+it.Step+"/"+it.Key, runID, err)
 	}

@@ -3,6 +3,8 @@ package runstore
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -89,12 +91,21 @@ func (s *Store) SettleTokens(ctx context.Context, pipeline string, tokensPerMinu
 // Lease is a slot of a pipeline's in-flight limit. It expires unless
 // renewed, so a worker that dies does not keep its slot.
 type Lease struct {
-	s     *Store
-	key   string
-	id    string
-	ttl   time.Duration
-	stop  chan struct{}
-	ended chan struct{}
+	s        *Store
+	key      string
+	id       string
+	ttl      time.Duration
+	stop     chan struct{}
+	ended    chan struct{}
+	stopOnce sync.Once
+	released atomic.Bool
+}
+
+// newLease returns the lease of a slot just taken and starts renewing it.
+func (s *Store) newLease(key, id string, ttl time.Duration) *Lease {
+	l := &Lease{s: s, key: key, id: id, ttl: ttl, stop: make(chan struct{}), ended: make(chan struct{})}
+	go l.renew()
+	return l
 }
 
 // AcquireSlot waits for one of the limit in-flight slots of pipeline and
@@ -109,9 +120,7 @@ func (s *Store) AcquireSlot(ctx context.Context, pipeline string, limit int, id 
 			return nil, wrap("acquire in-flight slot", "", err)
 		}
 		if ok == 1 {
-			l := &Lease{s: s, key: key, id: id, ttl: ttl, stop: make(chan struct{}), ended: make(chan struct{})}
-			go l.renew()
-			return l, nil
+			return s.newLease(key, id, ttl), nil
 		}
 		if err := sleep(ctx, backoff); err != nil {
 			return nil, err
@@ -136,9 +145,23 @@ func (l *Lease) renew() {
 	}
 }
 
-// Release gives the slot back.
-func (l *Lease) Release(ctx context.Context) error {
-	close(l.stop)
+// stopRenewal stops renewing the lease and waits for the renewer to end; it
+// reports false once the slot has been given back.
+func (l *Lease) stopRenewal() bool {
+	l.stopOnce.Do(func() { close(l.stop) })
 	<-l.ended
-	return wrap("release in-flight slot", "", l.s.rdb.ZRem(ctx, l.key, l.id).Err())
+	return !l.released.Load()
+}
+
+// Release gives the slot back. Calling it again, or after
+// RecordAndRelease gave the slot back, does nothing.
+func (l *Lease) Release(ctx context.Context) error {
+	if !l.stopRenewal() {
+		return nil
+	}
+	if err := l.s.rdb.ZRem(ctx, l.key, l.id).Err(); err != nil {
+		return wrap("release in-flight slot", "", err)
+	}
+	l.released.Store(true)
+	return nil
 }

@@ -144,18 +144,48 @@ if wait < 0 then wait = 0 end
 return math.floor(wait)
 `)
 
+// takeSlot is the Lua body shared by scriptAcquireSlot and
+// scriptBeginItemSlot: it takes a slot of the in-flight zset `zkey` for
+// `holder` (a retaken slot is renewed) unless `limit` slots are held, and
+// sets `slot` to 1 when it did. Expired leases are dropped first.
+const takeSlot = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now)
+if redis.call('ZSCORE', zkey, holder) or redis.call('ZCARD', zkey) < limit then
+  redis.call('ZADD', zkey, now + ttl, holder)
+  redis.call('PEXPIRE', zkey, ttl * 10)
+  slot = 1
+end
+`
+
 // scriptAcquireSlot: KEYS: in-flight zset (member: holder, score: lease end
 // in ms). ARGV: limit, holder, ttl (ms). Returns 1 when the slot is held.
 var scriptAcquireSlot = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 10)
-  return 1
+local zkey, limit, holder, ttl = KEYS[1], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local slot = 0
+` + takeSlot + `
+return slot
+`)
+
+// scriptBeginItemSlot is scriptBeginItem that also takes an in-flight slot
+// for the attempt, unless the item is recorded or the run is stopping.
+// KEYS: done set, checkpoint, run, in-flight zset. ARGV: item key, ttl (ms),
+// now, slot limit, holder prefix (the attempt number is appended after a
+// '#'), slot ttl (ms). Returns {1} when the item is recorded, else {0, stop
+// reason, checkpoint fields, slot taken (0/1)}.
+var scriptBeginItemSlot = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {1} end
+local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+redis.call('HSETNX', KEYS[2], 'started_at', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local stop = redis.call('HGET', KEYS[3], 'stop') or ''
+local slot = 0
+if stop == '' then
+  local zkey, limit, holder, ttl = KEYS[4], tonumber(ARGV[4]), ARGV[5] .. '#' .. attempts, tonumber(ARGV[6])
+` + takeSlot + `
 end
-return 0
+return {0, stop, redis.call('HGETALL', KEYS[2]), slot}
 `)
 
 // scriptRenewSlot: KEYS: in-flight zset. ARGV: holder, ttl (ms).

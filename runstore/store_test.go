@@ -489,3 +489,79 @@ func TestKeysExpire(t *testing.T) {
 		}
 	}
 }
+
+func TestBeginItemSlotAndRecordAndRelease(t *testing.T) {
+	backends(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		req := func(holder string) SlotRequest {
+			return SlotRequest{Pipeline: "pipe", Limit: 1, Holder: holder, TTL: time.Minute}
+		}
+		holders := func() []string {
+			h, err := s.rdb.ZRange(ctx, s.inflightKey("pipe"), 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+		a, err := s.BeginItemSlot(ctx, "r1", "map", "a", req("task-a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Done || a.Lease == nil || a.Checkpoint.Attempts != 1 {
+			t.Fatalf("first item: done %v, lease %v, attempts %d; want a slot on attempt 1", a.Done, a.Lease, a.Checkpoint.Attempts)
+		}
+		if h := holders(); len(h) != 1 || h[0] != "task-a#1" {
+			t.Fatalf("slot holders %q, want [task-a#1]", h)
+		}
+		b, err := s.BeginItemSlot(ctx, "r1", "map", "b", req("task-b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Lease != nil || b.Checkpoint.Attempts != 1 {
+			t.Fatalf("second item with a limit of 1: lease %v, attempts %d; want no slot, attempt counted", b.Lease, b.Checkpoint.Attempts)
+		}
+
+		// A script cache flushed under the pipeline (a restarted Redis) falls
+		// back to loading the script; the record is written either way.
+		if err := s.rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := s.RecordAndRelease(ctx, "r1", results.Item{Step: "map", Key: "a", State: results.StateSucceeded}, 0, a.Lease)
+		if err != nil || !rec.New || rec.Done != 1 {
+			t.Fatalf("record and release: %+v, %v", rec, err)
+		}
+		if h := holders(); len(h) != 0 {
+			t.Fatalf("slot holders after the record %q, want none", h)
+		}
+		if err := a.Lease.Release(ctx); err != nil {
+			t.Fatalf("releasing a lease given back with the record: %v", err)
+		}
+
+		b, err = s.BeginItemSlot(ctx, "r1", "map", "b", req("task-b"))
+		if err != nil || b.Lease == nil || b.Checkpoint.Attempts != 2 {
+			t.Fatalf("retried item once the slot is free: %+v, %v; want a slot on attempt 2", b, err)
+		}
+		if h := holders(); len(h) != 1 || h[0] != "task-b#2" {
+			t.Fatalf("slot holders %q, want [task-b#2]", h)
+		}
+		if err := b.Lease.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		// A recorded item, and any item of a stopping run, takes no slot.
+		done, err := s.BeginItemSlot(ctx, "r1", "map", "a", req("task-a2"))
+		if err != nil || !done.Done || done.Lease != nil {
+			t.Fatalf("recorded item: %+v, %v; want done without a slot", done, err)
+		}
+		if err := s.rdb.HSet(ctx, s.runKey("r1"), "stop", "cancelled").Err(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.BeginItemSlot(ctx, "r1", "map", "c", req("task-c"))
+		if err != nil || st.Stop != "cancelled" || st.Lease != nil {
+			t.Fatalf("item of a stopping run: %+v, %v; want the stop reason without a slot", st, err)
+		}
+		if h := holders(); len(h) != 0 {
+			t.Fatalf("slot holders %q, want none", h)
+		}
+	})
+}

@@ -101,7 +101,7 @@ func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
 			}
 			id = found
 			if id != "" {
-				ir.log.Info("resuming an interaction created by an earlier attempt", "interaction", id, "turn", i)
+				ir.logger().Info("resuming an interaction created by an earlier attempt", "interaction", id, "turn", i)
 			}
 		}
 		var in *workspace.Interaction
@@ -178,7 +178,7 @@ func (w *Worker) createInteraction(ctx context.Context, ir *itemRun, turn int, r
 		if _, answered := errors.AsType[*workspace.APIError](err); answered {
 			// The server answered with an error: nothing was created.
 			if cerr := w.store.CheckpointPending(context.WithoutCancel(ctx), rc.id, it.Step, it.Key, turn, ""); cerr != nil {
-				ir.log.Warn("could not clear the interaction checkpoint", "error", cerr)
+				ir.logger().Warn("could not clear the interaction checkpoint", "error", cerr)
 			}
 		}
 		return nil, fmt.Errorf("create interaction (turn %d): %w", turn+1, err)

@@ -31,10 +31,31 @@ type itemRun struct {
 	it   pipelines.Item
 	step *pipelines.Step
 	ck   runstore.Checkpoint
-	log  *slog.Logger
+	// lease is the item's in-flight slot, nil without a concurrency limit.
+	lease *runstore.Lease
+	log   *slog.Logger // see logger
 	// firstMarked: the first turn was marked "being created" together
 	// with the new thread's checkpoint.
 	firstMarked bool
+}
+
+// logger returns the item's logger (the run's, with the step and item key),
+// built on first use: most items log nothing at the levels enabled.
+func (ir *itemRun) logger() *slog.Logger {
+	if ir.log == nil {
+		ir.log = ir.rc.log.With("step", ir.it.Step, "item", ir.it.Key)
+	}
+	return ir.log
+}
+
+// releaseSlot gives the item's in-flight slot back, unless its record
+// already did.
+func (w *Worker) releaseSlot(ctx context.Context, ir *itemRun) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := ir.lease.Release(rctx); err != nil {
+		ir.logger().Warn("could not release the in-flight slot (it expires by itself)", "error", err)
+	}
 }
 
 // handleItem processes a step:item task: skip it when already recorded;
@@ -58,15 +79,29 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("worker: run %s: pipeline has no step %q: %w", rc.id, p.Item.Step, asynq.SkipRetry)
 	}
 	defer w.cfg.Observer.ItemStarted(rc.spec.Pipeline.Name)()
-	ir := &itemRun{rc: rc, it: p.Item, step: step,
-		log: rc.log.With("step", p.Item.Step, "item", p.Item.Key)}
+	ir := &itemRun{rc: rc, it: p.Item, step: step}
 
-	start, err := w.store.BeginItem(ctx, rc.id, ir.it.Step, ir.it.Key)
+	// The in-flight slot is taken with the item, in the same round trip,
+	// when one is free; otherwise the item waits for one below.
+	limits := rc.spec.Pipeline.Limits
+	var start *runstore.ItemStart
+	taskID, _ := asynq.GetTaskID(ctx)
+	if limits.Concurrency > 0 {
+		start, err = w.store.BeginItemSlot(ctx, rc.id, ir.it.Step, ir.it.Key, runstore.SlotRequest{
+			Pipeline: rc.spec.Pipeline.Name, Limit: limits.Concurrency, Holder: taskID, TTL: slotTTL})
+	} else {
+		start, err = w.store.BeginItem(ctx, rc.id, ir.it.Step, ir.it.Key)
+	}
 	if err != nil {
 		return err
 	}
+	if start.Lease != nil {
+		ir.lease = start.Lease
+		w.cfg.Observer.RateLimitWaited(rc.spec.Pipeline.Name, LimiterConcurrency, 0)
+		defer w.releaseSlot(ctx, ir)
+	}
 	if start.Done {
-		ir.log.Debug("item already recorded; counting it")
+		ir.logger().Debug("item already recorded; counting it")
 		done, total, err := w.store.StepProgress(ctx, rc.id, ir.it.Step)
 		if err != nil {
 			return err
@@ -78,7 +113,6 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 		return w.finish(ctx, ir, results.StateSkipped, "run stopped: "+start.Stop, ir.ck.Reserved)
 	}
 
-	limits := rc.spec.Pipeline.Limits
 	var reserved int64
 	if limits.MaxTotalTokens > 0 {
 		est := ir.it.EstimatedTokens
@@ -96,21 +130,15 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 
-	if limits.Concurrency > 0 {
-		taskID, _ := asynq.GetTaskID(ctx)
+	if limits.Concurrency > 0 && ir.lease == nil {
 		slotStart := time.Now()
 		lease, err := w.store.AcquireSlot(ctx, rc.spec.Pipeline.Name, limits.Concurrency, taskID+"#"+strconv.Itoa(ir.ck.Attempts), slotTTL)
 		w.cfg.Observer.RateLimitWaited(rc.spec.Pipeline.Name, LimiterConcurrency, time.Since(slotStart))
 		if err != nil {
 			return err
 		}
-		defer func() {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-			defer cancel()
-			if err := lease.Release(rctx); err != nil {
-				ir.log.Warn("could not release the in-flight slot (it expires by itself)", "error", err)
-			}
-		}()
+		ir.lease = lease
+		defer w.releaseSlot(ctx, ir)
 	}
 	if limits.TokensPerMinute > 0 && ir.ck.TPMReserved == 0 {
 		waited, err := w.store.AcquireTokens(ctx, rc.spec.Pipeline.Name, limits.TokensPerMinute, ir.it.EstimatedTokens)
@@ -129,22 +157,22 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 		return w.finish(ctx, ir, results.StateSucceeded, "", reserved)
 	}
 	if shuttingDown(ctx) {
-		ir.log.Info("item interrupted by shutdown; it resumes from its checkpoint", "error", perr)
+		ir.logger().Info("item interrupted by shutdown; it resumes from its checkpoint", "error", perr)
 		return perr
 	}
 	if isPermanent(perr) || lastAttempt(ctx) {
-		ir.log.Warn("item failed", "attempts", ir.ck.Attempts, "error", perr)
+		ir.logger().Warn("item failed", "attempts", ir.ck.Attempts, "error", perr)
 		if err := w.finish(ctx, ir, results.StateFailed, perr.Error(), reserved); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: %w", perr, asynq.SkipRetry)
 	}
-	ir.log.Info("item attempt failed; retrying", "attempt", ir.ck.Attempts, "error", perr)
+	ir.logger().Info("item attempt failed; retrying", "attempt", ir.ck.Attempts, "error", perr)
 	w.cfg.Observer.ItemRetried(rc.spec.Pipeline.Name, ir.it.Step, retryReason(perr))
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if err := w.store.AddRetries(rctx, rc.id, 1); err != nil {
-		ir.log.Warn("could not count the retry", "error", err)
+		ir.logger().Warn("could not count the retry", "error", err)
 	}
 	return perr
 }
@@ -158,10 +186,11 @@ func (w *Worker) finish(ctx context.Context, ir *itemRun, state, errMsg string, 
 	limits := ir.rc.spec.Pipeline.Limits
 	if limits.TokensPerMinute > 0 && ir.ck.TPMReserved > 0 {
 		if err := w.store.SettleTokens(rctx, ir.rc.spec.Pipeline.Name, limits.TokensPerMinute, item.Usage.Total()-ir.ck.TPMReserved); err != nil {
-			ir.log.Warn("could not settle the tokens-per-minute reservation", "error", err)
+			ir.logger().Warn("could not settle the tokens-per-minute reservation", "error", err)
 		}
 	}
-	rec, err := w.store.Record(rctx, ir.rc.id, item, reserved)
+	// The item's in-flight slot is given back with the record.
+	rec, err := w.store.RecordAndRelease(rctx, ir.rc.id, item, reserved, ir.lease)
 	if err != nil {
 		return err
 	}
@@ -171,7 +200,7 @@ func (w *Worker) finish(ctx context.Context, ir *itemRun, state, errMsg string, 
 			return err
 		}
 	}
-	ir.log.Debug("item recorded", "state", state, "attempts", item.Attempts,
+	ir.logger().Debug("item recorded", "state", state, "attempts", item.Attempts,
 		"input_tokens", int64(item.Usage.InputTokens), "output_tokens", int64(item.Usage.OutputTokens))
 	return w.afterRecord(rctx, ir, rec, &item)
 }
@@ -194,7 +223,7 @@ func (w *Worker) afterRecord(ctx context.Context, ir *itemRun, rec runstore.Reco
 	if !rec.Complete() {
 		return nil
 	}
-	ir.log.Debug("step complete", "items", rec.Total)
+	ir.logger().Debug("step complete", "items", rec.Total)
 	t, err := jobs.NewAdvance(jobs.Advance{RunID: ir.rc.id, Step: ir.it.Step}, controlOpts()...)
 	return w.enqueue(ctx, t, err)
 }
