@@ -122,11 +122,47 @@ func startEmbeddedRedis(ctx context.Context, poolSize int) (*redisConn, error) {
 	return &redisConn{RDB: srv.Client(), Embedded: srv, Display: "embedded (in-process)"}, nil
 }
 
-// newRedisClient parses a Redis URL (see redisURLHelp) into a client.
+// newRedisClient parses a Redis URL (see redisURLHelp) into a client. Its
+// errors never show the URL's password.
 func newRedisClient(rawURL string, poolSize int) (redis.UniversalClient, string, error) {
+	c, pw, err := parseRedisURL(rawURL, poolSize)
+	if err != nil {
+		if secret := rawPassword(rawURL); secret != "" {
+			msg := strings.ReplaceAll(err.Error(), secret, "xxxxx")
+			msg = strings.ReplaceAll(msg, url.PathEscape(secret), "xxxxx")
+			err = errors.New(msg)
+		}
+		return nil, "", err
+	}
+	return c, pw, nil
+}
+
+// rawPassword returns the password part of a URL's userinfo by plain string
+// search, so that it can be hidden even when the URL does not parse.
+func rawPassword(raw string) string {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		rest = raw
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return ""
+	}
+	_, pw, ok := strings.Cut(rest[:at], ":")
+	if !ok {
+		return ""
+	}
+	return pw
+}
+
+func parseRedisURL(rawURL string, poolSize int) (redis.UniversalClient, string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, "", fmt.Errorf("%q is not a URL: %w", redactURL(rawURL), err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the whole URL
+		}
+		return nil, "", fmt.Errorf("%s is not a URL: %w", redactURL(rawURL), err)
 	}
 	password, _ := u.User.Password()
 	explicitPool := u.Query().Has("pool_size")

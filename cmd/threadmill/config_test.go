@@ -109,3 +109,26 @@ func TestConnectRedis(t *testing.T) {
 		t.Fatalf("dead server: %v", err)
 	}
 }
+
+// Whatever follows the password in a Redis URL, an error about the URL
+// never shows the password, and no input panics.
+func FuzzRedisURLNeverShowsPassword(f *testing.F) {
+	for _, s := range []string{"h:6379/0", "h:6379?master_name=m", "h:1/x/y", "h%zz:1", "[::1]:6379?pool_size=x", "h?addr=%"} {
+		f.Add("redis", s)
+		f.Add("redis+cluster", s)
+	}
+	f.Fuzz(func(t *testing.T, scheme, rest string) {
+		raw := scheme + "://:t0psecretpw@" + rest
+		c, _, err := newRedisClient(raw, 4)
+		if err != nil {
+			if strings.Contains(err.Error(), "t0psecretpw") {
+				t.Fatalf("error shows the password: %v", err)
+			}
+			return
+		}
+		_ = c.Close()
+		if strings.Contains(redactURL(raw), "t0psecretpw") {
+			t.Fatalf("redactURL(%q) shows the password", raw)
+		}
+	})
+}

@@ -601,15 +601,15 @@ func printSummary(w io.Writer, st *runstore.RunState) {
 	fmt.Fprintf(w, "  %-14s %s\n", results.RunFile, "counts, usage per step, window, timing")
 }
 
-// urlPassword returns the password of a URL, "" when none.
+// urlPassword returns the password of a URL, "" when none, for the log
+// redactor (decoded when the URL parses, as written otherwise).
 func urlPassword(raw string) string {
 	if raw == "" {
 		return ""
 	}
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return ""
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		pw, _ := u.User.Password()
+		return pw
 	}
-	pw, _ := u.User.Password()
-	return pw
+	return rawPassword(raw)
 }

@@ -38,12 +38,17 @@ func startRunnerSim(t testing.TB, cfg simulator.Config) *runnerSim {
 	if err := sim.AddDir(examples.Artifacts, "."); err != nil {
 		t.Fatal(err)
 	}
+	return &runnerSim{sim: sim, srv: httptestServer(t, sim)}
+}
+
+// httptestServer serves sim over HTTP until the test ends.
+func httptestServer(t testing.TB, sim *simulator.Server) *httptest.Server {
 	srv := httptest.NewServer(sim)
 	t.Cleanup(func() {
 		sim.Close()
 		srv.Close()
 	})
-	return &runnerSim{sim: sim, srv: srv}
+	return srv
 }
 
 // vars are the WORKSPACE_* variables for the simulator.
