@@ -15,8 +15,11 @@ import (
 	"github.com/threadmill/threadmill/workspace"
 )
 
-// enqueueWorkers is how many goroutines enqueue a step's items.
-const enqueueWorkers = 64
+// enqueueWorkers is how many goroutines enqueue a step's items. Each waits
+// for its own enqueue, and the batching client (see batchingClient) packs
+// the calls waiting at once into one pipeline, so this bounds the pipelines'
+// size: enough to fill batchers pipelines of maxBatch commands.
+const enqueueWorkers = batchers * maxBatch / 2
 
 // handleRunStart resolves the run's artifact sets (once; later steps and
 // retries reuse them), then plans and enqueues the first step.
