@@ -202,10 +202,11 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if c.http == nil {
 		// A batch runner talks to one host from many goroutines: keep
 		// enough idle connections to reuse them (net/http keeps 2 per host
-		// by default).
+		// by default). A worker runs up to one request per slot at once,
+		// and its slots may exceed 64: keep as many per host as in all.
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConns = 256
-		tr.MaxIdleConnsPerHost = 64
+		tr.MaxIdleConnsPerHost = 256
 		c.http = &http.Client{
 			Transport: tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
