@@ -200,6 +200,7 @@ func (s *Store) Finish(ctx context.Context, runID, status, resultDir string) err
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, "status", status, "result_dir", resultDir, "finished_at", fmtTime(time.Now()))
 		p.PExpire(ctx, key, s.retention)
+		p.Publish(ctx, s.endedChannel(runID), status)
 		return nil
 	})
 	return wrap("finish run", runID, err)
@@ -211,6 +212,7 @@ func (s *Store) Fail(ctx context.Context, runID string, reason error) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, "status", StatusError, "error", reason.Error(), "finished_at", fmtTime(time.Now()))
 		p.PExpire(ctx, key, s.retention)
+		p.Publish(ctx, s.endedChannel(runID), StatusError)
 		return nil
 	})
 	return wrap("fail run", runID, err)
@@ -399,10 +401,22 @@ func (s *Store) Runs(ctx context.Context) ([]RunState, error) {
 	return out, nil
 }
 
-// Wait polls the run until it reaches a terminal status and returns its
-// final state; it returns early with ctx's error.
+// Wait waits until the run reaches a terminal status and returns its final
+// state; it returns early with ctx's error. Finish and Fail publish the end,
+// so Wait returns at once; it also polls, in case the subscription fails or
+// misses the message.
 func (s *Store) Wait(ctx context.Context, runID string) (*RunState, error) {
 	const poll = 100 * time.Millisecond
+	var ended <-chan *redis.Message
+	// Subscribed before the first look at the status, so an end published
+	// after it is not missed.
+	ps := s.rdb.Subscribe(ctx, s.endedChannel(runID))
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err == nil {
+		ended = ps.Channel()
+	}
+	t := time.NewTimer(poll)
+	defer t.Stop()
 	for {
 		status, _, err := s.Status(ctx, runID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -411,8 +425,15 @@ func (s *Store) Wait(ctx context.Context, runID string) (*RunState, error) {
 		if Terminal(status) {
 			return s.Run(ctx, runID)
 		}
-		if err := sleep(ctx, poll); err != nil {
-			return nil, fmt.Errorf("runstore: wait for run %s: %w", runID, err)
+		t.Reset(poll)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("runstore: wait for run %s: %w", runID, context.Cause(ctx))
+		case <-t.C:
+		case _, ok := <-ended:
+			if !ok {
+				ended = nil
+			}
 		}
 	}
 }

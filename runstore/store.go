@@ -92,6 +92,10 @@ func (s *Store) runThreadKey(id, step string) string { return s.runKey(id) + ":t
 func (s *Store) runThreadLockKey(id, step string) string {
 	return s.runKey(id) + ":threadlock:" + step
 }
+
+// endedChannel is the pub/sub channel a run's terminal status is published
+// on, for Wait.
+func (s *Store) endedChannel(id string) string  { return s.runKey(id) + ":ended" }
 func (s *Store) pauseKey() string               { return s.prefix + "pause" }
 func (s *Store) reqLimitKey(pipe string) string { return s.prefix + "limit:{" + pipe + "}:requests" }
 func (s *Store) tokLimitKey(pipe string) string { return s.prefix + "limit:{" + pipe + "}:tokens" }

@@ -565,3 +565,46 @@ func TestBeginItemSlotAndRecordAndRelease(t *testing.T) {
 		}
 	})
 }
+
+// Finish and Fail publish the run's end, so Wait returns without waiting for
+// its next poll.
+func TestRunEndIsPublished(t *testing.T) {
+	backends(t, func(t *testing.T, s *Store) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ps := s.rdb.Subscribe(ctx, s.endedChannel("r1"), s.endedChannel("r2"))
+		defer ps.Close()
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"r1", "r2"} {
+			if _, err := s.CreateRun(ctx, testPipeline("map"), pipelines.RunInfo{ID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Finish(ctx, "r1", StatusSucceeded, "/results/pipe/r1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Fail(ctx, "r2", errors.New("artifact sets: folder gone")); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []struct{ channel, status string }{
+			{s.endedChannel("r1"), StatusSucceeded}, {s.endedChannel("r2"), StatusError},
+		} {
+			msg, err := ps.ReceiveMessage(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg.Channel != want.channel || msg.Payload != want.status {
+				t.Errorf("published %s on %s, want %s on %s", msg.Payload, msg.Channel, want.status, want.channel)
+			}
+		}
+		st, err := s.Wait(ctx, "r2")
+		if err != nil || st.Status != StatusError || st.Error != "artifact sets: folder gone" {
+			t.Errorf("Wait on an ended run: %+v, %v", st, err)
+		}
+	})
+}

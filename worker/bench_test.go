@@ -254,7 +254,9 @@ steps:
 		}
 		itemsRate := float64(n) / last.Sub(first).Seconds()
 		b.ReportMetric(itemsRate/ideal, "items-phase-ratio")
-		b.Logf("items phase: %v, %.1f items/s, ratio %.3f", last.Sub(first).Round(time.Millisecond), itemsRate, itemsRate/ideal)
+		b.Logf("items phase: %v, %.1f items/s, ratio %.3f; before it (start, resolve, plan) %v, after it (advance, finalize) %v",
+			last.Sub(first).Round(time.Millisecond), itemsRate, itemsRate/ideal,
+			first.Sub(start).Round(time.Millisecond), start.Add(elapsed).Sub(last).Round(time.Millisecond))
 		b.ReportMetric(rate, "items/s")
 		b.ReportMetric(rate/ideal, "ratio")
 		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
