@@ -62,7 +62,14 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if t.Failed() { // the server's own log helps explain a failed test
+			if b, err := os.ReadFile(filepath.Join(dir, "redis.log")); err == nil && len(b) > 0 {
+				t.Logf("redistest: redis-server log:\n%s", b)
+			}
+		}
+		_ = os.RemoveAll(dir)
+	})
 	sock := filepath.Join(dir, "redis.sock")
 	cmd := exec.Command(bin,
 		"--port", "0",
@@ -72,8 +79,8 @@ func Start(t testing.TB) *Server {
 		"--appendonly", "no",
 		"--dir", dir,
 		"--loglevel", "warning",
+		"--logfile", filepath.Join(dir, "redis.log"),
 	)
-	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redistest: start %s: %v", bin, err)
