@@ -298,21 +298,18 @@ func (s *Store) Enqueued(ctx context.Context, runID, step string) (bool, error) 
 // StepProgress returns the number of finished items of a step and its
 // planned total (-1 when not planned).
 func (s *Store) StepProgress(ctx context.Context, runID, step string) (done, total int, err error) {
-	var card *redis.IntCmd
-	var tot *redis.StringCmd
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		card = p.SCard(ctx, s.doneKey(runID, step))
-		tot = p.HGet(ctx, s.stepKey(runID, step), "total")
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	vals, err := s.rdb.HMGet(ctx, s.stepKey(runID, step), "done", "total").Result()
+	if err != nil {
 		return 0, 0, wrap("read step "+step, runID, err)
 	}
 	total = -1
-	if v, e := tot.Result(); e == nil {
+	if v, ok := vals[1].(string); ok {
 		total = atoi(v)
 	}
-	return int(card.Val()), total, nil
+	if v, ok := vals[0].(string); ok {
+		done = atoi(v)
+	}
+	return done, total, nil
 }
 
 // Run returns a run's state.
@@ -341,12 +338,10 @@ func (s *Store) Run(ctx context.Context, runID string) (*RunState, error) {
 	var ids []string
 	_ = json.Unmarshal([]byte(h["steps"]), &ids)
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	cards := make([]*redis.IntCmd, len(ids))
 	if len(ids) > 0 {
 		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, id := range ids {
 				cmds[i] = p.HGetAll(ctx, s.stepKey(runID, id))
-				cards[i] = p.SCard(ctx, s.doneKey(runID, id))
 			}
 			return nil
 		})
@@ -358,7 +353,7 @@ func (s *Store) Run(ctx context.Context, runID string) (*RunState, error) {
 		sh := cmds[i].Val()
 		st := StepState{
 			ID:        id,
-			Done:      int(cards[i].Val()),
+			Done:      atoi(sh["done"]),
 			Succeeded: atoi(sh[results.StateSucceeded]),
 			Failed:    atoi(sh[results.StateFailed]),
 			Skipped:   atoi(sh[results.StateSkipped]),

@@ -75,7 +75,9 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {1, used + est}
 `)
 
-// scriptRecord writes an item record exactly once.
+// scriptRecord writes an item record exactly once. The done set decides who
+// records; the step hash's done field counts it (O(1), where SCARD is O(n) on
+// the embedded miniredis).
 // KEYS: done set, records, step, run, budget, checkpoint.
 // ARGV: key, index, record, state, input tokens, output tokens, budget delta,
 // ttl (ms). Returns {new, done, total (-1 when unplanned)}.
@@ -84,6 +86,7 @@ local new = redis.call('SADD', KEYS[1], ARGV[1])
 if new == 1 then
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
   redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+  redis.call('HINCRBY', KEYS[3], 'done', 1)
   redis.call('HINCRBY', KEYS[3], 'input_tokens', ARGV[5])
   redis.call('HINCRBY', KEYS[3], 'output_tokens', ARGV[6])
   if tonumber(ARGV[7]) ~= 0 then
@@ -95,7 +98,7 @@ if new == 1 then
 end
 local total = redis.call('HGET', KEYS[3], 'total')
 if total then total = tonumber(total) else total = -1 end
-return {new, redis.call('SCARD', KEYS[1]), total}
+return {new, tonumber(redis.call('HGET', KEYS[3], 'done') or '0'), total}
 `)
 
 // scriptPause extends the fleet-wide pause to ARGV[1] ms from now.

@@ -11,9 +11,10 @@
 //
 // Effects are exactly-once although tasks are delivered at least once: an
 // item record is written only by the first finisher (SADD on the step's done
-// set decides, in the same script), and step completion is SCARD of that set
-// compared with the step's planned total, never a counter that a retry could
-// bump twice.
+// set decides, in the same script), and step completion compares with the
+// step's planned total a counter that the same script increments only for a
+// new member of that set, so a retry or a duplicate delivery cannot bump it
+// twice.
 package runstore
 
 import (
