@@ -139,7 +139,7 @@ func (s *Server) serve(ln net.Listener) {
 			if err != nil {
 				return
 			}
-			s.srv.ServeConn(conn)
+			s.srv.ServeConn(newOutputBufferedConn(conn))
 		}
 	}()
 }
