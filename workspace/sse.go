@@ -149,7 +149,7 @@ func NewEventReader(r io.Reader, l Limits) *EventReader {
 	l = l.withDefaults()
 	er := &EventReader{lim: l, cr: &countingReader{r: r, max: l.MaxTotal}}
 	er.sc = bufio.NewScanner(er.cr)
-	er.sc.Buffer(make([]byte, 0, min(l.MaxLine+2, 64<<10)), l.MaxLine+2)
+	er.sc.Buffer(make([]byte, 0, min(l.MaxLine+2, 4<<10)), l.MaxLine+2) // grows on demand up to MaxLine
 	er.sc.Split(er.splitLines)
 	return er
 }
