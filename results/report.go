@@ -3,9 +3,10 @@ package results
 import (
 	"bytes"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/threadmill/threadmill/internal/numfmt"
 )
 
 // renderReport writes report.md: a header with the run's facts, the report
@@ -27,10 +28,10 @@ func renderReport(b *bytes.Buffer, run *Run, report string, failures []Item, fai
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(b, "- Tokens: %s (%s in, %s out)", thousands(run.Usage.Total()),
-		thousands(int64(run.Usage.InputTokens)), thousands(int64(run.Usage.OutputTokens)))
+	fmt.Fprintf(b, "- Tokens: %s (%s in, %s out)", numfmt.Thousands(run.Usage.Total()),
+		numfmt.Thousands(int64(run.Usage.InputTokens)), numfmt.Thousands(int64(run.Usage.OutputTokens)))
 	if run.Retries > 0 {
-		fmt.Fprintf(b, ", %s retries", thousands(int64(run.Retries)))
+		fmt.Fprintf(b, ", %s retries", numfmt.Thousands(int64(run.Retries)))
 	}
 	b.WriteString("\n\n")
 
@@ -51,13 +52,13 @@ func renderReport(b *bytes.Buffer, run *Run, report string, failures []Item, fai
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range run.Steps {
 		n := s.Items[StateSucceeded] + s.Items[StateFailed] + s.Items[StateSkipped]
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(s.Step), thousands(int64(n)),
-			thousands(int64(s.Items[StateSucceeded])), thousands(int64(s.Items[StateFailed])), thousands(int64(s.Items[StateSkipped])),
-			thousands(int64(s.Usage.InputTokens)), thousands(int64(s.Usage.OutputTokens)), thousands(s.Usage.Total()))
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(s.Step), numfmt.Thousands(int64(n)),
+			numfmt.Thousands(int64(s.Items[StateSucceeded])), numfmt.Thousands(int64(s.Items[StateFailed])), numfmt.Thousands(int64(s.Items[StateSkipped])),
+			numfmt.Thousands(int64(s.Usage.InputTokens)), numfmt.Thousands(int64(s.Usage.OutputTokens)), numfmt.Thousands(s.Usage.Total()))
 	}
-	fmt.Fprintf(b, "| **total** | %s | %s | %s | %s | %s | %s | %s |\n", thousands(int64(run.Total)),
-		thousands(int64(run.Counts[StateSucceeded])), thousands(int64(run.Counts[StateFailed])), thousands(int64(run.Counts[StateSkipped])),
-		thousands(int64(run.Usage.InputTokens)), thousands(int64(run.Usage.OutputTokens)), thousands(run.Usage.Total()))
+	fmt.Fprintf(b, "| **total** | %s | %s | %s | %s | %s | %s | %s |\n", numfmt.Thousands(int64(run.Total)),
+		numfmt.Thousands(int64(run.Counts[StateSucceeded])), numfmt.Thousands(int64(run.Counts[StateFailed])), numfmt.Thousands(int64(run.Counts[StateSkipped])),
+		numfmt.Thousands(int64(run.Usage.InputTokens)), numfmt.Thousands(int64(run.Usage.OutputTokens)), numfmt.Thousands(run.Usage.Total()))
 
 	if failed > 0 {
 		b.WriteString("\n## Failures\n\n")
@@ -79,10 +80,10 @@ func renderReport(b *bytes.Buffer, run *Run, report string, failures []Item, fai
 }
 
 func countsLine(run *Run) string {
-	parts := []string{fmt.Sprintf("%s items", thousands(int64(run.Total)))}
+	parts := []string{fmt.Sprintf("%s items", numfmt.Thousands(int64(run.Total)))}
 	for _, st := range []string{StateSucceeded, StateFailed, StateSkipped} {
 		if n := run.Counts[st]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%s %s", thousands(int64(n)), st))
+			parts = append(parts, fmt.Sprintf("%s %s", numfmt.Thousands(int64(n)), st))
 		}
 	}
 	return strings.Join(parts, ", ")
@@ -90,26 +91,6 @@ func countsLine(run *Run) string {
 
 // cell escapes a value for a Markdown table cell.
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
-
-// thousands formats n with comma thousand separators.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	if neg {
-		s = s[1:]
-	}
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
 
 func roundDuration(d time.Duration) time.Duration {
 	switch {

@@ -8,13 +8,13 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/threadmill/threadmill/internal/numfmt"
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/scheduler"
 )
@@ -282,9 +282,9 @@ func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
 	}
 	for _, sp := range rep.Steps {
 		s, _ := p.StepByID(sp.ID)
-		bw.printf("\nstep %s: %s, %s, ~%s tokens", sp.ID, stepShape(s), plural(len(sp.Items), "item"), thousands(sp.EstimatedTokens))
+		bw.printf("\nstep %s: %s, %s, ~%s tokens", sp.ID, stepShape(s), plural(len(sp.Items), "item"), numfmt.Thousands(sp.EstimatedTokens))
 		if sp.PriorOutputBound > 0 {
-			bw.printf(" + up to %s from the outputs of %s", thousands(sp.PriorOutputBound), strings.Join(s.Needs, ", "))
+			bw.printf(" + up to %s from the outputs of %s", numfmt.Thousands(sp.PriorOutputBound), strings.Join(s.Needs, ", "))
 		}
 		bw.printf("\n")
 		tw := tabwriter.NewWriter(bw, 2, 4, 2, ' ', 0)
@@ -301,12 +301,12 @@ func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
 			case len(it.ArtifactIDs) > 0:
 				art = fmt.Sprintf("(%s)", plural(len(it.ArtifactIDs), "artifact"))
 			}
-			fmt.Fprintf(tw, "  %3d\t%s\t%s\t%5d\t%8s\n", it.Index+1, it.Key, art, len(it.Requests), thousands(it.EstimatedTokens))
+			fmt.Fprintf(tw, "  %3d\t%s\t%s\t%5d\t%8s\n", it.Index+1, it.Key, art, len(it.Requests), numfmt.Thousands(it.EstimatedTokens))
 		}
 		tw.Flush()
 	}
 	bw.printf("\ntotal: %s, ~%s tokens (estimate; limit max_total_tokens %s)\n", plural(rep.TotalItems, "item"),
-		thousands(rep.TotalEstimatedTokens), limitText(p.Limits.MaxTotalTokens))
+		numfmt.Thousands(rep.TotalEstimatedTokens), limitText(p.Limits.MaxTotalTokens))
 	return bw.err
 }
 
@@ -314,7 +314,7 @@ func limitText(n int64) string {
 	if n <= 0 {
 		return "unset"
 	}
-	return thousands(n)
+	return numfmt.Thousands(n)
 }
 
 // stepShape describes how a step runs.
@@ -333,24 +333,6 @@ func stepShape(s *pipelines.Step) string {
 	}
 	parts = append(parts, s.Mode)
 	return strings.Join(parts, ", ")
-}
-
-// thousands formats n with thin separators: 12,345.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }
 
 // errWriter keeps the first write error.

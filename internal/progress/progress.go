@@ -18,6 +18,8 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/threadmill/threadmill/internal/numfmt"
 )
 
 // Snapshot is the progress of a run at one moment.
@@ -149,15 +151,15 @@ func (l *lines) line(s Snapshot, now time.Time, final bool) string {
 	case s.Step != "":
 		fmt.Fprintf(&b, "step %s, ", s.Step)
 	}
-	fmt.Fprintf(&b, "%s/%s items", thousands(int64(s.Done)), thousands(int64(s.Total)))
+	fmt.Fprintf(&b, "%s/%s items", numfmt.Thousands(int64(s.Done)), numfmt.Thousands(int64(s.Total)))
 	if s.Total > 0 {
 		fmt.Fprintf(&b, " (%d%%)", s.Done*100/s.Total)
 	}
-	fmt.Fprintf(&b, ", %s failed", thousands(int64(s.Failed)))
+	fmt.Fprintf(&b, ", %s failed", numfmt.Thousands(int64(s.Failed)))
 	if s.Skipped > 0 {
-		fmt.Fprintf(&b, ", %s skipped", thousands(int64(s.Skipped)))
+		fmt.Fprintf(&b, ", %s skipped", numfmt.Thousands(int64(s.Skipped)))
 	}
-	fmt.Fprintf(&b, ", %s tokens", thousands(s.Tokens))
+	fmt.Fprintf(&b, ", %s tokens", numfmt.Thousands(s.Tokens))
 	if final {
 		if r := l.rate.overall(); r > 0 {
 			fmt.Fprintf(&b, ", %s items/s overall", formatRate(r))
@@ -283,11 +285,11 @@ func describe(s Snapshot) string {
 	} else if s.Step != "" {
 		parts = append(parts, s.Step)
 	}
-	parts = append(parts, thousands(int64(s.Failed))+" failed")
+	parts = append(parts, numfmt.Thousands(int64(s.Failed))+" failed")
 	if s.Skipped > 0 {
-		parts = append(parts, thousands(int64(s.Skipped))+" skipped")
+		parts = append(parts, numfmt.Thousands(int64(s.Skipped))+" skipped")
 	}
-	parts = append(parts, thousands(s.Tokens)+" tokens")
+	parts = append(parts, numfmt.Thousands(s.Tokens)+" tokens")
 	return strings.Join(parts, " · ")
 }
 
@@ -307,23 +309,4 @@ func formatETA(d time.Duration) string {
 	default:
 		return d.Round(time.Minute).String()
 	}
-}
-
-// thousands formats n with comma thousand separators.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	start := 0
-	if n < 0 {
-		start = 1
-	}
-	var b strings.Builder
-	b.WriteString(s[:start])
-	digits := s[start:]
-	for i, c := range digits {
-		if i > 0 && (len(digits)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }
