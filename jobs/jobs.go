@@ -45,6 +45,8 @@ type Payload interface {
 	// same payload twice while the first task is still known to asynq fails
 	// with asynq.ErrTaskIDConflict instead of running the work twice.
 	TaskID() string
+	// Run is the id of the run the task belongs to.
+	Run() string
 	validate() error
 }
 
@@ -58,6 +60,9 @@ func (RunStart) Kind() string { return KindRunStart }
 
 // TaskID returns "<run>/start".
 func (p RunStart) TaskID() string { return p.RunID + "/start" }
+
+// Run returns RunID.
+func (p RunStart) Run() string { return p.RunID }
 
 func (p RunStart) validate() error { return need("run_id", p.RunID) }
 
@@ -73,6 +78,9 @@ func (Item) Kind() string { return KindItem }
 
 // TaskID returns "<run>/<step>/<item key>".
 func (p Item) TaskID() string { return p.RunID + "/" + p.Item.Step + "/" + p.Item.Key }
+
+// Run returns RunID.
+func (p Item) Run() string { return p.RunID }
 
 func (p Item) validate() error {
 	if err := need("run_id", p.RunID); err != nil {
@@ -106,6 +114,9 @@ func (Advance) Kind() string { return KindAdvance }
 // TaskID returns "<run>/advance/<step>".
 func (p Advance) TaskID() string { return p.RunID + "/advance/" + p.Step }
 
+// Run returns RunID.
+func (p Advance) Run() string { return p.RunID }
+
 func (p Advance) validate() error {
 	if err := need("run_id", p.RunID); err != nil {
 		return err
@@ -123,6 +134,9 @@ func (Finalize) Kind() string { return KindFinalize }
 
 // TaskID returns "<run>/finalize".
 func (p Finalize) TaskID() string { return p.RunID + "/finalize" }
+
+// Run returns RunID.
+func (p Finalize) Run() string { return p.RunID }
 
 func (p Finalize) validate() error { return need("run_id", p.RunID) }
 

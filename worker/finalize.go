@@ -20,12 +20,7 @@ import (
 // with thread.delete_after, and closes the run. It is idempotent: a finished
 // run is left alone, and a rerun after a crash replaces the directory.
 func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
-	p, err := jobs.DecodeFinalize(t)
-	if err != nil {
-		w.log.Error("dropping malformed task", "type", t.Type(), "error", err)
-		return err
-	}
-	rc, err := w.loadRun(ctx, p.RunID)
+	_, rc, err := taskRun(ctx, w, t, jobs.DecodeFinalize)
 	if err != nil {
 		return err
 	}

@@ -65,12 +65,7 @@ func (w *Worker) releaseSlot(ctx context.Context, ir *itemRun) {
 // checkpoint makes the retry resume); permanent ones, and the last attempt,
 // are recorded as failed and archived.
 func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
-	p, err := jobs.DecodeItem(t)
-	if err != nil {
-		w.log.Error("dropping malformed task", "type", t.Type(), "error", err)
-		return err
-	}
-	rc, err := w.loadRun(ctx, p.RunID)
+	p, rc, err := taskRun(ctx, w, t, jobs.DecodeItem)
 	if err != nil {
 		return err
 	}

@@ -24,12 +24,7 @@ const enqueueWorkers = batchers * maxBatch / 2
 // handleRunStart resolves the run's artifact sets (once; later steps and
 // retries reuse them), then plans and enqueues the first step.
 func (w *Worker) handleRunStart(ctx context.Context, t *asynq.Task) error {
-	p, err := jobs.DecodeRunStart(t)
-	if err != nil {
-		w.log.Error("dropping malformed task", "type", t.Type(), "error", err)
-		return err
-	}
-	rc, err := w.loadRun(ctx, p.RunID)
+	_, rc, err := taskRun(ctx, w, t, jobs.DecodeRunStart)
 	if err != nil {
 		return err
 	}
@@ -153,12 +148,7 @@ func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items []pipelines
 // enqueues the next step or, after the last step (or when the run is
 // stopping), enqueues the finalize task.
 func (w *Worker) handleAdvance(ctx context.Context, t *asynq.Task) error {
-	p, err := jobs.DecodeAdvance(t)
-	if err != nil {
-		w.log.Error("dropping malformed task", "type", t.Type(), "error", err)
-		return err
-	}
-	rc, err := w.loadRun(ctx, p.RunID)
+	p, rc, err := taskRun(ctx, w, t, jobs.DecodeAdvance)
 	if err != nil {
 		return err
 	}

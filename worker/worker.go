@@ -240,6 +240,18 @@ type runCtx struct {
 // maxCachedRuns bounds the run cache; it is cleared when full.
 const maxCachedRuns = 256
 
+// taskRun decodes a task's payload with decode and loads the run it belongs
+// to. A malformed payload is logged and its (permanent) error returned.
+func taskRun[P jobs.Payload](ctx context.Context, w *Worker, t *asynq.Task, decode func(*asynq.Task) (P, error)) (P, *runCtx, error) {
+	p, err := decode(t)
+	if err != nil {
+		w.log.Error("dropping malformed task", "type", t.Type(), "error", err)
+		return p, nil, err
+	}
+	rc, err := w.loadRun(ctx, p.Run())
+	return p, rc, err
+}
+
 // loadRun returns the cached context of a run, reading it from the store the
 // first time. A run the store does not know is a permanent error.
 func (w *Worker) loadRun(ctx context.Context, runID string) (*runCtx, error) {
