@@ -151,10 +151,7 @@ func loadScheduled(arg, dir, source string, lookup func(string) (string, bool), 
 }
 
 func runBackfill(ctx context.Context, o *backfillOptions, stdout, stderr io.Writer) error {
-	lookup := o.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := envLookup(o.LookupEnv)
 	nowFn := time.Now
 	if o.Now != nil {
 		nowFn = o.Now

@@ -33,6 +33,15 @@ const redisURLHelp = `Redis (--redis, else THREADMILL_REDIS_URL):
   redis+cluster://host1:6379?addr=host2:6379 a Redis Cluster
 Query parameters set client options (dial_timeout=5s, pool_size=50, ...).`
 
+// envLookup returns lookup, or os.LookupEnv when it is nil: commands read
+// the environment through their options' LookupEnv, which tests set.
+func envLookup(lookup func(string) (string, bool)) func(string) (string, bool) {
+	if lookup == nil {
+		return os.LookupEnv
+	}
+	return lookup
+}
+
 // redisFlags are the flags of commands that use Redis.
 type redisFlags struct {
 	URL string

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -102,10 +101,7 @@ workers hold the Workspace URL and token.
 }
 
 func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer) error {
-	lookup := o.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := envLookup(o.LookupEnv)
 	p, err := pipelines.Load(o.File, lookup)
 	if err != nil {
 		return loadFailure(err, stderr)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -151,10 +150,7 @@ type planSetInfo struct {
 
 // runPlan loads, resolves and plans a pipeline and prints the plan.
 func runPlan(ctx context.Context, opts planOptions, stdout, stderr io.Writer) error {
-	lookup := opts.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := envLookup(opts.LookupEnv)
 	p, err := pipelines.Load(opts.File, lookup)
 	if err != nil {
 		return loadFailure(err, stderr)

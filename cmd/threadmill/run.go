@@ -184,10 +184,7 @@ func metaPath(journal string) string { return strings.TrimSuffix(journal, ".json
 
 // runRun runs a pipeline to its end.
 func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error {
-	lookup := o.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := envLookup(o.LookupEnv)
 	p, err := pipelines.Load(o.File, lookup)
 	if err != nil {
 		return loadFailure(err, stderr)

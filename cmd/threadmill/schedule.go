@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -86,10 +85,7 @@ type scheduleListing struct {
 }
 
 func runScheduleLs(ctx context.Context, o *scheduleLsOptions, stdout, stderr io.Writer) error {
-	lookup := o.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := envLookup(o.LookupEnv)
 	now := time.Now
 	if o.Now != nil {
 		now = o.Now

@@ -171,10 +171,7 @@ otherwise, with the reason), and /metrics serves Prometheus metrics.
 
 // runScheduler schedules until ctx ends.
 func runScheduler(ctx context.Context, o *schedulerOptions, stderr io.Writer) error {
-	lookup := o.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := envLookup(o.LookupEnv)
 	dir, dirSource := o.Pipelines.resolve(lookup)
 	if err := checkPipelinesDir(dir, dirSource); err != nil {
 		return err

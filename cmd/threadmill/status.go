@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -90,10 +89,7 @@ exits as ` + "`run`" + ` does (0, 3 for failed items, 1 for an error).
 
 // runStatus prints one run or all of them.
 func runStatus(ctx context.Context, o *statusOptions, stdout, stderr io.Writer) error {
-	lookup := o.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := envLookup(o.LookupEnv)
 	now := o.Now
 	if now == nil {
 		now = time.Now

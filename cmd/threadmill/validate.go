@@ -56,10 +56,7 @@ Exit status: 0 when every file is valid, 1 when any file has a problem.`,
 
 // runValidate validates every pipeline file under opts.Paths.
 func runValidate(ctx context.Context, opts validateOptions, stdout, stderr io.Writer) error {
-	lookup := opts.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := envLookup(opts.LookupEnv)
 	files, problems := pipelineFiles(opts.Paths)
 	invalid := 0
 	for _, f := range files {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -84,10 +83,7 @@ the run, under --results (default: the pipeline's output.dir).
 
 // runWorker serves until ctx ends, then drains.
 func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
-	lookup := o.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	lookup := envLookup(o.LookupEnv)
 	env, err := readWorkspaceEnv(lookup)
 	if err != nil {
 		return err
