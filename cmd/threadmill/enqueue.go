@@ -76,12 +76,9 @@ workers hold the Workspace URL and token.
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.File = args[0]
-			if at != "" {
-				t, err := parseAt(at)
-				if err != nil {
-					return withCode(exitUsage, fmt.Errorf("--at: %w", err))
-				}
-				o.At = t
+			var err error
+			if o.At, err = atFlag(at); err != nil {
+				return err
 			}
 			if err := o.validate(); err != nil {
 				return withCode(exitUsage, err)
@@ -113,11 +110,7 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	at := o.At
-	if at.IsZero() {
-		at = time.Now()
-	}
-	run, err := planRun(p, at, "")
+	run, err := planRun(p, o.At, "")
 	if err != nil {
 		return err
 	}
@@ -134,15 +127,15 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 		_, _, err := store.Status(ctx, run.ID)
 		existed = err == nil
 	} else {
-		base := p.Name + "-" + time.Now().UTC().Format("20060102T150405Z")
-		run.ID = base
-		for i := 2; ; i++ {
-			if _, _, err := store.Status(ctx, run.ID); errors.Is(err, runstore.ErrNotFound) {
-				break
-			} else if err != nil {
-				return err
+		run.ID, err = freshRunID(p.Name, func(id string) (bool, error) {
+			_, _, err := store.Status(ctx, id)
+			if errors.Is(err, runstore.ErrNotFound) {
+				return false, nil
 			}
-			run.ID = fmt.Sprintf("%s-%d", base, i)
+			return err == nil, err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	q := asynqClient(rc.RDB)

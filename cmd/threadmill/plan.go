@@ -64,12 +64,9 @@ Artifact content is not counted (the server retrieves from it).
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.File = args[0]
-			if at != "" {
-				t, err := parseAt(at)
-				if err != nil {
-					return withCode(exitUsage, fmt.Errorf("--at: %w", err))
-				}
-				opts.At = t
+			var err error
+			if opts.At, err = atFlag(at); err != nil {
+				return err
 			}
 			return runPlan(cmd.Context(), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -80,6 +77,19 @@ Artifact content is not counted (the server retrieves from it).
 	f.StringVar(&at, "at", "", "plan the run at this time: RFC 3339 (2026-06-15T09:00:00+02:00) or a date (2026-06-15, UTC); default now")
 	f.StringVar(&opts.RunID, "run-id", "", "the run id templates see as .Run.ID (default: the scheduled run's id, or <pipeline>-<UTC time>)")
 	return cmd
+}
+
+// atFlag reads the --at flag of plan, run and enqueue: the zero time when it
+// is empty, else parseAt's time; a bad value is a usage error.
+func atFlag(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := parseAt(s)
+	if err != nil {
+		return t, withCode(exitUsage, fmt.Errorf("--at: %w", err))
+	}
+	return t, nil
 }
 
 // parseAt reads an RFC 3339 time or a date.
@@ -94,8 +104,11 @@ func parseAt(s string) (time.Time, error) {
 }
 
 // planRun returns the run `plan` plans: the next scheduled run at or after
-// at, or a manual run at at.
+// at (the zero time: now), or a manual run at at.
 func planRun(p *pipelines.Pipeline, at time.Time, runID string) (pipelines.RunInfo, error) {
+	if at.IsZero() {
+		at = time.Now()
+	}
 	var run pipelines.RunInfo
 	if p.Schedule != nil {
 		s, err := scheduler.ScheduleOf(p)
@@ -109,7 +122,7 @@ func planRun(p *pipelines.Pipeline, at time.Time, runID string) (pipelines.RunIn
 		run = scheduler.RunInfo(p.Name, s, fire)
 	} else {
 		at = at.UTC().Truncate(time.Second)
-		run = pipelines.RunInfo{ID: p.Name + "-" + at.Format("20060102T150405Z"), Time: at}
+		run = pipelines.RunInfo{ID: p.Name + "-" + at.Format(runIDTime), Time: at}
 	}
 	if runID != "" {
 		run.ID = runID
@@ -155,11 +168,7 @@ func runPlan(ctx context.Context, opts planOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return loadFailure(err, stderr)
 	}
-	at := opts.At
-	if at.IsZero() {
-		at = time.Now()
-	}
-	run, err := planRun(p, at, opts.RunID)
+	run, err := planRun(p, opts.At, opts.RunID)
 	if err != nil {
 		return err
 	}

@@ -111,12 +111,9 @@ failed or skipped items, 1 when it could not start or was interrupted,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.File = args[0]
-			if at != "" {
-				t, err := parseAt(at)
-				if err != nil {
-					return withCode(exitUsage, fmt.Errorf("--at: %w", err))
-				}
-				o.At = t
+			var err error
+			if o.At, err = atFlag(at); err != nil {
+				return err
 			}
 			if err := o.validate(); err != nil {
 				return withCode(exitUsage, err)
@@ -151,6 +148,23 @@ func progressMode(s string) (progress.Mode, error) {
 		return progress.Quiet, nil
 	}
 	return 0, fmt.Errorf("--progress must be auto, bar, lines or none, got %q", s)
+}
+
+// runIDTime is the layout of the time in a run id: <pipeline>-<UTC time>.
+const runIDTime = "20060102T150405Z"
+
+// freshRunID returns <pipeline>-<UTC time now>, with a -2, -3, ... suffix
+// while taken says the id is in use.
+func freshRunID(pipeline string, taken func(id string) (bool, error)) (string, error) {
+	base := pipeline + "-" + time.Now().UTC().Format(runIDTime)
+	id := base
+	for i := 2; ; i++ {
+		used, err := taken(id)
+		if err != nil || !used {
+			return id, err
+		}
+		id = fmt.Sprintf("%s-%d", base, i)
+	}
 }
 
 // checkRunID rejects run ids that cannot name a result directory.
@@ -332,11 +346,7 @@ func pollInterval(rc *redisConn) time.Duration {
 // newRun picks the run window as plan does, and the run id: --run-id, else
 // <pipeline>-<UTC time> (with a suffix if that id already has results here).
 func newRun(o *runOptions, p *pipelines.Pipeline, root string) (pipelines.RunInfo, error) {
-	at := o.At
-	if at.IsZero() {
-		at = time.Now()
-	}
-	run, err := planRun(p, at, "")
+	run, err := planRun(p, o.At, "")
 	if err != nil {
 		return run, err
 	}
@@ -353,12 +363,8 @@ func newRun(o *runOptions, p *pipelines.Pipeline, root string) (pipelines.RunInf
 		}
 		return run, nil
 	}
-	base := p.Name + "-" + time.Now().UTC().Format("20060102T150405Z")
-	run.ID = base
-	for i := 2; exists(run.ID); i++ {
-		run.ID = fmt.Sprintf("%s-%d", base, i)
-	}
-	return run, nil
+	run.ID, err = freshRunID(p.Name, func(id string) (bool, error) { return exists(id), nil })
+	return run, err
 }
 
 // resumeRun finds the run to resume (--run-id, else the pipeline's newest

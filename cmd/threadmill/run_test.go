@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -315,5 +316,30 @@ func TestRunResumeRefusesAChangedPipeline(t *testing.T) {
 	code, _, stderr = runnerCLI(t.Context(), "run", "--resume", "--run-id", "chg-1", "--results", root, "--progress", "none", file)
 	if code != exitFailure || !strings.Contains(stderr, "run chg-1 was started with --simulate: resume it the same way") {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+func TestFreshRunID(t *testing.T) {
+	asked := []string{}
+	id, err := freshRunID("brief", func(id string) (bool, error) {
+		asked = append(asked, id)
+		return len(asked) < 3, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 3 || !strings.HasPrefix(asked[0], "brief-") || asked[1] != asked[0]+"-2" || asked[2] != asked[0]+"-3" {
+		t.Fatalf("ids tried: %q, want <base>, <base>-2, <base>-3", asked)
+	}
+	if id != asked[2] {
+		t.Errorf("id = %q, want the first free one, %q", id, asked[2])
+	}
+	if _, err := time.Parse(runIDTime, strings.TrimPrefix(asked[0], "brief-")); err != nil {
+		t.Errorf("base %q is not <pipeline>-<UTC time>: %v", asked[0], err)
+	}
+
+	boom := errors.New("redis down")
+	if _, err := freshRunID("brief", func(string) (bool, error) { return false, boom }); !errors.Is(err, boom) {
+		t.Errorf("err = %v, want the lookup's error", err)
 	}
 }
