@@ -11,7 +11,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
-	"github.com/threadmill/threadmill/internal/progress"
 	"github.com/threadmill/threadmill/jobs"
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/runstore"
@@ -43,11 +42,8 @@ func (o *enqueueOptions) validate() error {
 	if strings.TrimSpace(o.Queue) == "" {
 		return errors.New("--queue must not be empty")
 	}
-	if _, err := progressMode(o.Progress); err != nil {
+	if err := checkProgress(o.Progress, o.ProgressInterval); err != nil {
 		return err
-	}
-	if o.ProgressInterval <= 0 {
-		return fmt.Errorf("--progress-interval must be positive, got %s", o.ProgressInterval)
 	}
 	return nil
 }
@@ -152,8 +148,7 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 	if !o.Wait {
 		return nil
 	}
-	mode, _ := progressMode(o.Progress)
-	rep := progress.New(stderr, progress.Options{Mode: mode, Interval: o.ProgressInterval, Label: run.ID})
+	rep := newReporter(stderr, o.Progress, o.ProgressInterval, run.ID)
 	st, err := follow(ctx, store, run.ID, rep, nil)
 	if err != nil {
 		if ctx.Err() != nil {

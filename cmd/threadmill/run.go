@@ -60,11 +60,8 @@ func (o *runOptions) validate() error {
 	if o.Concurrency < 0 || o.Concurrency > 10000 {
 		return fmt.Errorf("--concurrency must be in 1..10000 (or 0 for the pipeline's limit), got %d", o.Concurrency)
 	}
-	if _, err := progressMode(o.Progress); err != nil {
+	if err := checkProgress(o.Progress, o.ProgressInterval); err != nil {
 		return err
-	}
-	if o.ProgressInterval <= 0 {
-		return fmt.Errorf("--progress-interval must be positive, got %s", o.ProgressInterval)
 	}
 	if o.ShutdownTimeout < 0 {
 		return fmt.Errorf("--shutdown-timeout must not be negative, got %s", o.ShutdownTimeout)
@@ -136,6 +133,26 @@ failed or skipped items, 1 when it could not start or was interrupted,
 	return cmd
 }
 
+// checkProgress validates the --progress and --progress-interval flags of
+// run, enqueue and status.
+func checkProgress(mode string, interval time.Duration) error {
+	if _, err := progressMode(mode); err != nil {
+		return err
+	}
+	if interval <= 0 {
+		return fmt.Errorf("--progress-interval must be positive, got %s", interval)
+	}
+	return nil
+}
+
+// newReporter returns the progress display of a run labelled label, as the
+// --progress and --progress-interval flags (checked by checkProgress) ask.
+func newReporter(w io.Writer, mode string, interval time.Duration, label string) progress.Reporter {
+	m, _ := progressMode(mode)
+	return progress.New(w, progress.Options{Mode: m, Interval: interval, Label: label})
+}
+
+// progressMode reads the --progress flag.
 func progressMode(s string) (progress.Mode, error) {
 	switch s {
 	case "auto", "":
@@ -309,8 +326,7 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(wctx) }()
 
-	mode, _ := progressMode(o.Progress)
-	rep := progress.New(stderr, progress.Options{Mode: mode, Interval: o.ProgressInterval, Label: run.ID})
+	rep := newReporter(stderr, o.Progress, o.ProgressInterval, run.ID)
 	st, followErr := follow(ctx, store, run.ID, rep, workerDone)
 
 	stopWorker()

@@ -13,7 +13,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
-	"github.com/threadmill/threadmill/internal/progress"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
 )
@@ -40,11 +39,8 @@ func (o *statusOptions) validate() error {
 	if o.Watch && o.JSON {
 		return errors.New("--watch and --json do not go together")
 	}
-	if _, err := progressMode(o.Progress); err != nil {
+	if err := checkProgress(o.Progress, o.ProgressInterval); err != nil {
 		return err
-	}
-	if o.ProgressInterval <= 0 {
-		return fmt.Errorf("--progress-interval must be positive, got %s", o.ProgressInterval)
 	}
 	return nil
 }
@@ -133,8 +129,7 @@ func runStatus(ctx context.Context, o *statusOptions, stdout, stderr io.Writer) 
 		return err
 	}
 	if o.Watch {
-		mode, _ := progressMode(o.Progress)
-		rep := progress.New(stderr, progress.Options{Mode: mode, Interval: o.ProgressInterval, Label: o.RunID})
+		rep := newReporter(stderr, o.Progress, o.ProgressInterval, o.RunID)
 		if st, err = follow(ctx, store, o.RunID, rep, nil); err != nil {
 			return err
 		}
