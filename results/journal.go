@@ -135,10 +135,26 @@ func (j *Journal) Close() error {
 // without its newline is an unfinished append and is ignored. An item may
 // appear more than once (a retried append): callers key on Item.Key.
 func ReadJournal(path string) iter.Seq2[Item, error] {
+	return readItemLines(path, "journal", true)
+}
+
+// ReadItems yields the items of a committed results.jsonl or errors.jsonl
+// in order, streaming, for programs that consume a run's results. A missing
+// file is an error wrapping fs.ErrNotExist; a malformed line, an item
+// without a key, or a last line without its newline (the file was not
+// written by a committed run) is yielded as an error naming path:line.
+func ReadItems(path string) iter.Seq2[Item, error] {
+	return readItemLines(path, "items", false)
+}
+
+// readItemLines yields one Item per JSON line of path; what names the file
+// kind in errors, and torn says whether a last line without a newline is an
+// unfinished append to ignore (a journal) or an error (a committed file).
+func readItemLines(path, what string, torn bool) iter.Seq2[Item, error] {
 	return func(yield func(Item, error) bool) {
 		f, err := os.Open(path)
 		if err != nil {
-			yield(Item{}, fmt.Errorf("results: journal: %w", err))
+			yield(Item{}, fmt.Errorf("results: %s: %w", what, err))
 			return
 		}
 		defer f.Close()
@@ -146,10 +162,13 @@ func ReadJournal(path string) iter.Seq2[Item, error] {
 		for n := 1; ; n++ {
 			line, err := r.ReadBytes('\n')
 			if errors.Is(err, io.EOF) {
-				return // a torn last line (no newline) is ignored
+				if !torn && len(bytes.TrimSpace(line)) > 0 {
+					yield(Item{}, fmt.Errorf("results: %s %s:%d: last line has no newline (file not complete)", what, path, n))
+				}
+				return
 			}
 			if err != nil {
-				yield(Item{}, fmt.Errorf("results: journal %s:%d: %w", path, n, err))
+				yield(Item{}, fmt.Errorf("results: %s %s:%d: %w", what, path, n, err))
 				return
 			}
 			line = bytes.TrimSpace(line)
@@ -158,13 +177,13 @@ func ReadJournal(path string) iter.Seq2[Item, error] {
 			}
 			var it Item
 			if err := json.Unmarshal(line, &it); err != nil {
-				if !yield(Item{}, fmt.Errorf("results: journal %s:%d: %w", path, n, err)) {
+				if !yield(Item{}, fmt.Errorf("results: %s %s:%d: %w", what, path, n, err)) {
 					return
 				}
 				continue
 			}
 			if it.Key == "" {
-				if !yield(Item{}, fmt.Errorf("results: journal %s:%d: item without a key", path, n)) {
+				if !yield(Item{}, fmt.Errorf("results: %s %s:%d: item without a key", what, path, n)) {
 					return
 				}
 				continue

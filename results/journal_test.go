@@ -186,3 +186,42 @@ func journalKeys(t *testing.T, path string) string {
 	}
 	return fmt.Sprint(keys)
 }
+
+func TestReadItemsIsStrict(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	read := func(path string) (keys []string, errs []string) {
+		for it, err := range ReadItems(path) {
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			keys = append(keys, it.Key)
+		}
+		return keys, errs
+	}
+
+	ok := write("ok.jsonl", "{\"step\":\"s\",\"key\":\"s/a\"}\n\n{\"step\":\"s\",\"key\":\"s/b\"}\n")
+	if keys, errs := read(ok); len(errs) != 0 || len(keys) != 2 || keys[0] != "s/a" || keys[1] != "s/b" {
+		t.Fatalf("ok file: keys %v, errors %v", keys, errs)
+	}
+	for _, c := range []struct{ name, body, want string }{
+		{"torn.jsonl", "{\"key\":\"s/a\"}\n{\"key\":\"s/b\"", "torn.jsonl:2: last line has no newline"},
+		{"bad.jsonl", "{\"key\":\"s/a\"}\nnot json\n", "bad.jsonl:2: invalid character"},
+		{"nokey.jsonl", "{\"step\":\"s\"}\n", "nokey.jsonl:1: item without a key"},
+	} {
+		_, errs := read(write(c.name, c.body))
+		if len(errs) != 1 || !strings.Contains(errs[0], c.want) {
+			t.Errorf("%s: errors %v, want one containing %q", c.name, errs, c.want)
+		}
+	}
+	if _, errs := read(filepath.Join(dir, "missing.jsonl")); len(errs) != 1 || !strings.Contains(errs[0], "no such file") {
+		t.Errorf("missing file: errors %v", errs)
+	}
+}

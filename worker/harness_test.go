@@ -1,9 +1,7 @@
 package worker_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -274,23 +272,12 @@ func (e *env) wait(runID string, d time.Duration) *runstore.RunState {
 // readItems reads a results.jsonl or errors.jsonl file.
 func readItems(t testing.TB, path string) []results.Item {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var out []results.Item
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var it results.Item
-		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
-			t.Fatalf("%s: %v", path, err)
+	for it, err := range results.ReadItems(path) {
+		if err != nil {
+			t.Fatal(err)
 		}
 		out = append(out, it)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -137,23 +135,12 @@ func writeRunnerPipeline(t testing.TB, dir, name, body string) string {
 // readResultItems reads a results.jsonl (or a journal).
 func readResultItems(t testing.TB, path string) []results.Item {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var out []results.Item
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
-	for sc.Scan() {
-		var it results.Item
-		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
-			t.Fatalf("%s: %v", path, err)
+	for it, err := range results.ReadItems(path) {
+		if err != nil {
+			t.Fatal(err)
 		}
 		out = append(out, it)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
