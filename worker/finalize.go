@@ -134,7 +134,7 @@ func (w *Worker) deleteThreads(ctx context.Context, rc *runCtx) {
 			rc.log.Warn("could not list the threads to delete", "error", err)
 			return
 		}
-		err := w.call(ctx, rc, func(ctx context.Context) error { return w.cfg.API.DeleteThread(ctx, id) })
+		err := w.api.DeleteThread(withRun(ctx, rc), id)
 		if err != nil && !errorsIsNotFound(err) {
 			rc.log.Warn("could not delete thread", "thread", id, "error", err)
 			continue

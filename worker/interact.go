@@ -49,11 +49,8 @@ func (w *Worker) process(ctx context.Context, ir *itemRun) error {
 // a permanent failure carrying the server's message.
 func (w *Worker) validate(ctx context.Context, ir *itemRun) error {
 	for i, req := range ir.it.Requests {
-		err := w.call(ctx, ir.rc, func(ctx context.Context) error {
-			return w.cfg.API.ValidateChat(ctx, req)
-		})
-		if err != nil {
-			err = fmt.Errorf("validate request %d of %d: %w", i+1, len(ir.it.Requests), err)
+		if err := w.api.ValidateChat(withRun(ctx, ir.rc), req); err != nil {
+			err := fmt.Errorf("validate request %d of %d: %w", i+1, len(ir.it.Requests), err)
 			if ae, ok := errors.AsType[*workspace.APIError](err); ok && ae.StatusCode == 400 {
 				return permanent(err)
 			}
@@ -95,14 +92,11 @@ func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
 		req.CorrelationID = CorrelationID(rc.id, it.Key, i)
 		id := ir.ck.Pending[i]
 		if id == creating {
-			found, err := w.findInteraction(ctx, ir, req.CorrelationID)
+			found, err := w.lookUp(ctx, ir, i, req.CorrelationID)
 			if err != nil {
 				return err
 			}
 			id = found
-			if id != "" {
-				ir.logger().Info("resuming an interaction created by an earlier attempt", "interaction", id, "turn", i)
-			}
 		}
 		var in *workspace.Interaction
 		if id == "" {
@@ -113,15 +107,9 @@ func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
 			in, id = created, created.ID
 		}
 		if in == nil || !in.Terminal() {
-			got, err := w.wait(ctx, rc, id)
+			got, err := w.api.WaitInteraction(withRun(ctx, rc), id)
 			if errorsIsNotFound(err) {
-				// The interaction is gone: forget it, and let the retry create
-				// a new one.
-				if derr := w.store.CheckpointDiscard(ctx, rc.id, it.Step, it.Key, i, id, workspace.Usage{}); derr != nil {
-					return derr
-				}
-				// Not %w: the 404 is the old interaction's, the retry is fine.
-				return fmt.Errorf("interaction %s of turn %d disappeared (%v); the retry creates a new one", id, i+1, err)
+				return w.vanished(ctx, ir, i, id, req.CorrelationID, err)
 			}
 			if err != nil {
 				return fmt.Errorf("wait for interaction %s (turn %d): %w", id, i+1, err)
@@ -169,19 +157,30 @@ func (w *Worker) createInteraction(ctx context.Context, ir *itemRun, turn int, r
 	if body.ArtifactIDs == nil {
 		body.ArtifactIDs = []string{}
 	}
-	var in *workspace.Interaction
-	err := w.call(ctx, rc, func(ctx context.Context) (err error) {
-		in, err = w.cfg.API.CreateInteraction(ctx, ir.ck.ThreadID, body)
-		return err
-	})
+	in, err := w.api.CreateInteraction(withRun(ctx, rc), ir.ck.ThreadID, body)
 	if err != nil {
-		if _, answered := errors.AsType[*workspace.APIError](err); answered {
-			// The server answered with an error: nothing was created.
+		err = fmt.Errorf("create interaction (turn %d): %w", turn+1, err)
+		if workspace.IsDefiniteRejection(err) {
+			// The server answered and created nothing: forget the mark.
 			if cerr := w.store.CheckpointPending(context.WithoutCancel(ctx), rc.id, it.Step, it.Key, turn, ""); cerr != nil {
 				ir.logger().Warn("could not clear the interaction checkpoint", "error", cerr)
 			}
+			return nil, err
 		}
-		return nil, fmt.Errorf("create interaction (turn %d): %w", turn+1, err)
+		// Ambiguous (a proxy's 5xx, a timeout, a reset, a cut body): the
+		// interaction may exist. The mark stays, so that no attempt creates
+		// again before looking it up; look now.
+		ir.logger().Warn("create interaction got no clear answer; looking it up by correlation id", "turn", turn, "error", err)
+		if shuttingDown(ctx) {
+			return nil, err
+		}
+		id, lerr := w.lookUp(ctx, ir, turn, req.CorrelationID)
+		if lerr != nil || id == "" {
+			// Not (yet) visible: the next attempt looks again before it
+			// creates.
+			return nil, err
+		}
+		return &workspace.Interaction{ID: id, State: workspace.StateProcessing}, nil
 	}
 	if err := w.store.CheckpointPending(ctx, rc.id, it.Step, it.Key, turn, in.ID); err != nil {
 		return nil, err
@@ -190,29 +189,49 @@ func (w *Worker) createInteraction(ctx context.Context, ir *itemRun, turn int, r
 	return in, nil
 }
 
-// findInteraction looks through the item's thread for an interaction with
-// the given correlation id; "" when there is none.
-func (w *Worker) findInteraction(ctx context.Context, ir *itemRun, corr string) (string, error) {
-	params := workspace.PageParams{Page: 1, PageSize: 100}
-	for {
-		var page *workspace.Page[workspace.Interaction]
-		err := w.call(ctx, ir.rc, func(ctx context.Context) (err error) {
-			page, err = w.cfg.API.ListInteractions(ctx, ir.ck.ThreadID, params)
-			return err
-		})
-		if err != nil {
-			return "", fmt.Errorf("look for an interaction created by an earlier attempt: %w", err)
-		}
-		for _, in := range page.Data {
-			if in.PGPT != nil && in.PGPT.CorrelationID == corr {
-				return in.ID, nil
-			}
-		}
-		if !page.HasNextPage || len(page.Data) == 0 {
-			return "", nil
-		}
-		params.Page++
+// lookUp looks through the item's thread for the interaction of a turn by
+// its correlation id, for a turn marked as being created by an attempt that
+// got no clear answer. A found interaction is checkpointed as the turn's
+// pending one; "" means there is none, and the turn may be created.
+func (w *Worker) lookUp(ctx context.Context, ir *itemRun, turn int, corr string) (string, error) {
+	rc, it := ir.rc, ir.it
+	in, found, err := w.api.FindInteraction(withRun(ctx, rc), ir.ck.ThreadID, corr)
+	if err != nil {
+		return "", fmt.Errorf("look for the interaction of turn %d created by an earlier attempt: %w", turn+1, err)
 	}
+	if !found {
+		return "", nil
+	}
+	ir.logger().Info("resuming an interaction created by an earlier attempt", "interaction", in.ID, "turn", turn)
+	if err := w.store.CheckpointPending(ctx, rc.id, it.Step, it.Key, turn, in.ID); err != nil {
+		return "", err
+	}
+	ir.ck.Pending[turn] = in.ID
+	return in.ID, nil
+}
+
+// vanished handles an interaction that still answers 404 after the client's
+// lag grace: if the thread lists an interaction with the turn's correlation
+// id, the item resumes that one on its next attempt; otherwise the
+// interaction is gone for good, its id is kept in the item's record (it may
+// have been paid for) and the next attempt creates a new one.
+func (w *Worker) vanished(ctx context.Context, ir *itemRun, turn int, id, corr string, cause error) error {
+	rc, it := ir.rc, ir.it
+	found, err := w.lookUp(ctx, ir, turn, corr)
+	if err != nil {
+		return fmt.Errorf("interaction %s of turn %d not found (%v), and %w", id, turn+1, cause, err)
+	}
+	if found != "" {
+		// Not %w: the 404 is not the item's verdict; the retry resumes.
+		return fmt.Errorf("interaction %s of turn %d answers 404 but is listed in its thread as %s; the retry resumes it", id, turn+1, found)
+	}
+	if err := w.store.CheckpointDiscard(ctx, rc.id, it.Step, it.Key, turn, id, workspace.Usage{}); err != nil {
+		return err
+	}
+	ir.ck.Discarded = append(ir.ck.Discarded, id)
+	ir.logger().Warn("interaction vanished: not found and not listed in its thread; the retry creates a new one", "interaction", id, "turn", turn)
+	// Not %w: the 404 is the old interaction's, the retry is fine.
+	return fmt.Errorf("interaction %s of turn %d disappeared (%v); the retry creates a new one", id, turn+1, cause)
 }
 
 // threadFor returns the thread of an item: a new one per item, or the step's
@@ -228,11 +247,7 @@ func (w *Worker) threadFor(ctx context.Context, ir *itemRun) (string, error) {
 		if req.Visibility == "" {
 			req.Visibility = workspace.VisibilityPrivate
 		}
-		var th *workspace.Thread
-		err := w.call(ctx, rc, func(ctx context.Context) (err error) {
-			th, err = w.cfg.API.CreateThread(ctx, rc.spec.Pipeline.Workspace.Project, req)
-			return err
-		})
+		th, err := w.api.CreateThread(withRun(ctx, rc), rc.spec.Pipeline.Workspace.Project, req)
 		if err != nil {
 			return "", fmt.Errorf("create thread: %w", err)
 		}
@@ -265,11 +280,7 @@ func (w *Worker) chat(ctx context.Context, ir *itemRun) error {
 		req := base
 		req.CorrelationID = CorrelationID(rc.id, it.Key, i)
 		req.Messages = append(append([]workspace.Message{}, history...), base.Messages...)
-		var resp *workspace.ChatResponse
-		err := w.call(ctx, rc, func(ctx context.Context) (err error) {
-			resp, err = w.cfg.API.Chat(ctx, req)
-			return err
-		})
+		resp, err := w.api.Chat(withRun(ctx, rc), req)
 		if err != nil {
 			return fmt.Errorf("chat (turn %d): %w", i+1, err)
 		}

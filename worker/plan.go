@@ -45,7 +45,7 @@ func (w *Worker) handleRunStart(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if sets == nil {
-		resolved, err := pipelines.Resolve(ctx, lister{w, rc}, rc.spec.Pipeline, rc.spec.Info)
+		resolved, err := pipelines.Resolve(withRun(ctx, rc), w.api, rc.spec.Pipeline, rc.spec.Info)
 		if err != nil {
 			return w.runError(ctx, rc, fmt.Errorf("resolve artifact sets: %w", err))
 		}

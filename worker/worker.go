@@ -29,11 +29,13 @@ import (
 	"github.com/threadmill/threadmill/jobs"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
+	"github.com/threadmill/threadmill/workspace"
 )
 
 // Worker processes threadmill tasks. Create it with New, start it with Run.
 type Worker struct {
 	cfg    Config
+	api    *workspace.Client // cfg.API under the pacing transport
 	store  *runstore.Store
 	client *asynq.Client
 	mux    *asynq.ServeMux
@@ -64,6 +66,7 @@ func New(cfg Config) (*Worker, error) {
 		onItem: cfg.OnItemDone,
 		runs:   map[string]*runCtx{},
 	}
+	w.api = w.pacedClient(cfg.API)
 	w.mux = asynq.NewServeMux()
 	w.mux.Use(w.track)
 	w.mux.HandleFunc(jobs.KindRunStart, w.handleRunStart)

@@ -39,6 +39,9 @@ const (
 	// WaitInteraction polls.
 	DefaultPollMin = 200 * time.Millisecond
 	DefaultPollMax = 5 * time.Second
+	// DefaultLagGrace is how long WaitInteraction takes a 404 for replica
+	// lag (see WithLagGrace).
+	DefaultLagGrace = 15 * time.Second
 )
 
 // apiPrefix is the path prefix of the Workspace API.
@@ -57,6 +60,7 @@ type Client struct {
 	idleTimeout time.Duration
 	pollMin     time.Duration
 	pollMax     time.Duration
+	lagGrace    time.Duration
 	logger      *slog.Logger
 	now         func() time.Time
 	errs        []error // option errors, reported by New
@@ -181,6 +185,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		idleTimeout: DefaultStreamIdleTimeout,
 		pollMin:     DefaultPollMin,
 		pollMax:     DefaultPollMax,
+		lagGrace:    DefaultLagGrace,
 		logger:      slog.New(slog.DiscardHandler),
 		now:         time.Now,
 	}

@@ -284,8 +284,10 @@ const maxPollFailures = 5
 // not supported, not SSE), it falls back to polling GET with exponential
 // backoff and jitter (WithPollInterval), tolerating up to 5 transient
 // failures in a row. Usage, stop reason or output that the final GET lacks
-// are filled in from the stream. A 401/403 on the stream, a permanent error
-// on GET, or the end of ctx ends the wait with that error.
+// are filled in from the stream. A 404 is polled again for the lag grace
+// (WithLagGrace), as replica lag. A 401/403 on the stream, a permanent error
+// on GET (a 404 past the grace), or the end of ctx ends the wait with that
+// error.
 func (c *Client) WaitInteraction(ctx context.Context, id string) (*Interaction, error) {
 	res, serr := c.StreamInteraction(ctx, id, nil)
 	if serr != nil {
@@ -333,6 +335,7 @@ func fillFromStream(in *Interaction, res *StreamResult) {
 func (c *Client) pollInteraction(ctx context.Context, id string) (*Interaction, error) {
 	delay := c.pollMin
 	failures := 0
+	start := c.now()
 	for {
 		in, err := c.GetInteraction(ctx, id)
 		wait := delay
@@ -342,6 +345,10 @@ func (c *Client) pollInteraction(ctx context.Context, id string) (*Interaction, 
 			if in.Terminal() {
 				return in, nil
 			}
+		case errors.Is(err, ErrNotFound) && ctx.Err() == nil && c.now().Sub(start) < c.lagGrace:
+			// Replica lag until proven otherwise: poll on, with backoff.
+			c.logger.LogAttrs(ctx, slog.LevelDebug, "workspace interaction not found yet; polling",
+				slog.String("interaction", id), slog.Duration("since", c.now().Sub(start)))
 		case ctx.Err() != nil || IsPermanent(err):
 			return nil, err
 		default:
