@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/threadmill/threadmill/internal/hostile"
 	"github.com/threadmill/threadmill/internal/redistest"
 	"github.com/threadmill/threadmill/jobs"
 	"github.com/threadmill/threadmill/pipelines"
@@ -37,6 +38,7 @@ type env struct {
 	t       testing.TB
 	redis   *redistest.Server
 	sim     *simulator.Server
+	front   *hostile.Front // between the workers and the simulator; no rules by default
 	http    *httptest.Server
 	api     *workspace.Client
 	store   *runstore.Store
@@ -126,10 +128,12 @@ func newEnv(t testing.TB, cfg simulator.Config) *env {
 	cfg.Token = testToken
 	e.sim = simulator.New(cfg)
 	t.Cleanup(e.sim.Close)
+	e.front = hostile.New(e.sim)
+	t.Cleanup(e.front.Close)
 	e.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrived := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		e.sim.ServeHTTP(rec, r)
+		e.front.ServeHTTP(rec, r)
 		e.log.mu.Lock()
 		e.log.reqs = append(e.log.reqs, loggedRequest{
 			Method: r.Method, Path: r.URL.Path, Arrived: arrived, Answered: time.Now(),
@@ -138,16 +142,24 @@ func newEnv(t testing.TB, cfg simulator.Config) *env {
 		e.log.mu.Unlock()
 	}))
 	t.Cleanup(e.http.Close)
-	var err error
 	e.sent = &sendLog{base: http.DefaultTransport}
-	e.api, err = workspace.New(e.http.URL, workspace.WithToken(testToken), workspace.WithOrg("default"),
-		workspace.WithHTTPClient(&http.Client{Transport: e.sent}),
-		workspace.WithPollInterval(20*time.Millisecond, 200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.client()
 	e.store = runstore.New(e.rdb(), "")
 	return e
+}
+
+// client (re)builds the env's Workspace client, with extra options; workers
+// started afterwards use it.
+func (e *env) client(opts ...workspace.Option) {
+	e.t.Helper()
+	base := []workspace.Option{workspace.WithToken(testToken), workspace.WithOrg("default"),
+		workspace.WithHTTPClient(&http.Client{Transport: e.sent}),
+		workspace.WithPollInterval(20*time.Millisecond, 200*time.Millisecond)}
+	api, err := workspace.New(e.http.URL, append(base, opts...)...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.api = api
 }
 
 // rdb returns a new Redis client (its own connection pool).

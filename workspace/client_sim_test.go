@@ -411,10 +411,46 @@ func TestWaitInteraction(t *testing.T) {
 		}
 	})
 
-	t.Run("unknown interaction", func(t *testing.T) {
-		_, err := env.c.WaitInteraction(ctx, "inter_missing")
+	t.Run("unknown interaction answers 404 after the lag grace", func(t *testing.T) {
+		c := newClient(t, env.srv, workspace.WithLagGrace(300*time.Millisecond), workspace.WithPollInterval(20*time.Millisecond, 50*time.Millisecond))
+		before := env.sim.Counters().Total("GET /api/v1/app/interaction/{interactionId}")
+		start := time.Now()
+		_, err := c.WaitInteraction(ctx, "inter_missing")
 		if !errors.Is(err, workspace.ErrNotFound) {
 			t.Errorf("err %v, want ErrNotFound", err)
+		}
+		if d := time.Since(start); d < 300*time.Millisecond {
+			t.Errorf("gave up after %s, within the 300ms grace", d)
+		}
+		if gets := env.sim.Counters().Total("GET /api/v1/app/interaction/{interactionId}") - before; gets < 2 {
+			t.Errorf("%d GETs: a 404 within the grace was not polled again", gets)
+		}
+	})
+
+	t.Run("replica lag after create is waited out", func(t *testing.T) {
+		env.sim.SetFaults(simulator.Faults{ReplicaLag: 1, LagDuration: 200 * time.Millisecond})
+		defer env.sim.SetFaults(simulator.Faults{})
+		in := create()
+		if _, err := env.c.GetInteraction(ctx, in.ID); !errors.Is(err, workspace.ErrNotFound) {
+			t.Fatalf("GET right after the 201: %v, want a lagging 404", err)
+		}
+		got, err := env.c.WaitInteraction(ctx, in.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != in.ID || got.State != workspace.StateCompleted {
+			t.Errorf("waited: %s %s", got.ID, got.State)
+		}
+	})
+
+	t.Run("no grace: the first 404 ends the wait", func(t *testing.T) {
+		c := newClient(t, env.srv, workspace.WithLagGrace(0))
+		before := env.sim.Counters().Total("GET /api/v1/app/interaction/{interactionId}")
+		if _, err := c.WaitInteraction(ctx, "inter_missing"); !errors.Is(err, workspace.ErrNotFound) {
+			t.Errorf("err %v, want ErrNotFound", err)
+		}
+		if gets := env.sim.Counters().Total("GET /api/v1/app/interaction/{interactionId}") - before; gets != 1 {
+			t.Errorf("%d GETs, want 1", gets)
 		}
 	})
 

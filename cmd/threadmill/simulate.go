@@ -53,7 +53,7 @@ func (o *simulateOptions) validate() error {
 		{"--fault-5xx", o.Fault5xx}, {"--fault-500", o.Faults.Error500}, {"--fault-502", o.Faults.Error502},
 		{"--fault-503", o.Faults.Error503}, {"--fault-429", o.Faults.TooMany429}, {"--fault-cut", o.Faults.CutStream},
 		{"--fault-slow", o.Faults.Slow}, {"--fault-interaction-error", o.Faults.InteractionError},
-		{"--fault-lost-create", o.Faults.LostCreate},
+		{"--fault-lost-create", o.Faults.LostCreate}, {"--fault-replica-lag", o.Faults.ReplicaLag},
 	}
 	for _, r := range rates {
 		if !(r.v >= 0 && r.v <= 1) { // NaN fails too
@@ -68,7 +68,7 @@ func (o *simulateOptions) validate() error {
 		v    time.Duration
 	}{
 		{"--latency", o.Latency}, {"--per-token", o.PerToken}, {"--jitter", o.Jitter}, {"--ping", o.Ping},
-		{"--retry-after", o.Faults.RetryAfter}, {"--slow-delay", o.Faults.SlowDelay},
+		{"--retry-after", o.Faults.RetryAfter}, {"--slow-delay", o.Faults.SlowDelay}, {"--lag-duration", o.Faults.LagDuration},
 	}
 	for _, d := range durs {
 		if d.v < 0 {
@@ -173,6 +173,8 @@ interactions and lost create responses. Counters are served at GET /_sim/counter
 	f.DurationVar(&o.Faults.SlowDelay, "slow-delay", 2*time.Second, "delay of a slow request")
 	f.Float64Var(&o.Faults.InteractionError, "fault-interaction-error", 0, "rate of interactions that end in state Error")
 	f.Float64Var(&o.Faults.LostCreate, "fault-lost-create", 0, "rate of interactions created but answered 504, as by a proxy that timed out")
+	f.Float64Var(&o.Faults.ReplicaLag, "fault-replica-lag", 0, "rate of created interactions that answer 404 for --lag-duration after their 201, as a lagging read replica")
+	f.DurationVar(&o.Faults.LagDuration, "lag-duration", simulator.DefaultLagDuration, "how long a lagging interaction answers 404")
 	f.Uint64Var(&o.Faults.Seed, "seed", 1, "seed of the fault and jitter random source")
 	f.BoolVar(&o.Verbose, "verbose", false, "log every request to stderr")
 	return cmd

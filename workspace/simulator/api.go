@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -223,6 +224,8 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 	}
 	fails := s.rng.Float64() < s.faults.InteractionError
 	lost := s.rng.Float64() < s.faults.LostCreate
+	lagging := s.rng.Float64() < s.faults.ReplicaLag
+	lag := cmp.Or(s.faults.LagDuration, DefaultLagDuration)
 	s.knobMu.Unlock()
 
 	s.mu.Lock()
@@ -262,6 +265,10 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 	}
 	if in.artIDs == nil {
 		in.artIDs = []string{}
+	}
+	if lagging {
+		in.hiddenUntil = in.start.Add(lag)
+		s.counters.Faults["replica_lag"]++
 	}
 	for i := len(body.PGPT.Messages) - 1; i >= 0; i-- {
 		if m := body.PGPT.Messages[i]; m.Role == workspace.RoleUser {
@@ -365,8 +372,9 @@ func (s *Server) handleListInteractions(w http.ResponseWriter, r *http.Request) 
 	t, e := s.threadLocked(r)
 	var list []workspace.Interaction
 	if e == nil {
+		now := time.Now()
 		for _, in := range t.interactions {
-			if !in.deleted {
+			if !in.deleted && !now.Before(in.hiddenUntil) {
 				list = append(list, s.viewLocked(in))
 			}
 		}
@@ -387,7 +395,7 @@ func (s *Server) handleListInteractions(w http.ResponseWriter, r *http.Request) 
 func (s *Server) interactionLocked(r *http.Request) (*interaction, *httpError) {
 	id := r.PathValue("interactionId")
 	in := s.store.interactions[id]
-	if in == nil || in.deleted {
+	if in == nil || in.deleted || time.Now().Before(in.hiddenUntil) {
 		return nil, errorf(http.StatusNotFound, "interaction %q not found", id)
 	}
 	return in, nil

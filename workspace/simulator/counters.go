@@ -38,7 +38,8 @@ type Counters struct {
 	// RateLimited counts 429 answers of the server-side rate limiter.
 	RateLimited int `json:"rate_limited"`
 	// Faults counts injected faults by kind: "500", "502", "503", "429",
-	// "slow", "cut_stream", "interaction_error", "lost_create".
+	// "slow", "cut_stream", "interaction_error", "lost_create",
+	// "replica_lag".
 	Faults map[string]int `json:"faults"`
 	// PerSecond counts /api/v1/app/* requests by the Unix second they
 	// arrived in (before rate limiting and faults), for the last hour.

@@ -31,6 +31,9 @@ type interaction struct {
 	timer   *time.Timer   // completion timer, nil when finished
 	done    chan struct{} // closed when the interaction reaches a final state
 	deleted bool
+	// hiddenUntil (real clock) is when a lagging replica first shows the
+	// interaction: before it, reads answer 404 (Faults.ReplicaLag).
+	hiddenUntil time.Time
 
 	// Final state, set once by finishLocked.
 	state      string

@@ -76,6 +76,10 @@ const DefaultOrgID = "5d0f3c2a-8e41-4b7a-9c6e-1f2a3b4c5d6e"
 // Model is the model name the simulator reports in answers.
 const Model = "default"
 
+// DefaultLagDuration is how long an interaction created under
+// Faults.ReplicaLag stays invisible to reads.
+const DefaultLagDuration = time.Second
+
 // DefaultMaxTokens is the answer budget when a request sets no max_tokens.
 const DefaultMaxTokens = 1024
 
@@ -133,9 +137,9 @@ type Config struct {
 // Faults are per-request failure rates in [0, 1]. The four status faults
 // (Error500, Error502, Error503, TooMany429) are disjoint outcomes of one draw
 // per /api/v1/app/* request: their sum should not exceed 1. Slow,
-// CutStream, InteractionError and LostCreate are independent draws;
-// CutStream applies to stream requests only, InteractionError and LostCreate
-// to interaction creation only.
+// CutStream, InteractionError, LostCreate and ReplicaLag are independent
+// draws; CutStream applies to stream requests only, InteractionError,
+// LostCreate and ReplicaLag to interaction creation only.
 type Faults struct {
 	// Error500 answers 500 with a JSON error body.
 	Error500 float64
@@ -163,6 +167,15 @@ type Faults struct {
 	// that blindly re-creates pays twice; one that looks the interaction up
 	// (by pgpt.correlation_id) does not.
 	LostCreate float64
+	// ReplicaLag makes a created interaction invisible to reads for
+	// LagDuration after the 201 that created it, as a read replica that has
+	// not caught up: GET, stream, cancel and delete answer 404 and the
+	// thread's list omits it. A client that forgets the interaction on the
+	// first 404 creates (and pays for) another.
+	ReplicaLag float64
+	// LagDuration is how long a lagging interaction stays invisible.
+	// Default DefaultLagDuration.
+	LagDuration time.Duration
 	// Seed seeds the random source of faults and jitter. The same seed and
 	// the same request sequence give the same faults.
 	Seed uint64
@@ -181,6 +194,7 @@ func (c Config) Validate() error {
 		{"Faults.Error500", f.Error500}, {"Faults.Error502", f.Error502}, {"Faults.Error503", f.Error503},
 		{"Faults.TooMany429", f.TooMany429}, {"Faults.CutStream", f.CutStream}, {"Faults.Slow", f.Slow},
 		{"Faults.InteractionError", f.InteractionError}, {"Faults.LostCreate", f.LostCreate},
+		{"Faults.ReplicaLag", f.ReplicaLag},
 	} {
 		if !(r.v >= 0 && r.v <= 1) {
 			return fmt.Errorf("simulator: %s must be a rate in [0, 1], got %g", r.name, r.v)
@@ -195,6 +209,7 @@ func (c Config) Validate() error {
 	}{
 		{"Latency", c.Latency}, {"PerOutputToken", c.PerOutputToken}, {"Jitter", c.Jitter},
 		{"PingInterval", c.PingInterval}, {"Faults.RetryAfter", f.RetryAfter}, {"Faults.SlowDelay", f.SlowDelay},
+		{"Faults.LagDuration", f.LagDuration},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("simulator: %s must not be negative, got %s", d.name, d.v)
