@@ -67,6 +67,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newWorkerCmd(),
 		newEnqueueCmd(),
 		newStatusCmd(),
+		newRunsCmd(),
 		newSchedulerCmd(),
 		newScheduleCmd(),
 		newBackfillCmd(),
