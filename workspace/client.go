@@ -22,6 +22,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/threadmill/threadmill/internal/secret"
 )
 
 // Defaults of the client's options.
@@ -257,7 +259,7 @@ func (c *Client) BaseURL() string { return c.base.String() }
 func (c *Client) String() string {
 	tok := "none"
 	if c.token != "" {
-		tok = "[REDACTED]"
+		tok = secret.Mask
 	}
 	return fmt.Sprintf("workspace.Client{base: %s, org: %q, token: %s}", c.base, c.org, tok)
 }
