@@ -11,6 +11,7 @@ package workspace
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,7 +31,9 @@ import (
 const (
 	// DefaultTimeout is the per-call timeout of every call except streams.
 	DefaultTimeout = 2 * time.Minute
-	// DefaultMaxBodyBytes caps a response body (32 MiB).
+	// DefaultMaxBodyBytes is the largest default cap of a response body
+	// (32 MiB), that of one artifact with its content; every other kind of
+	// answer has a smaller one (see DefaultBodyLimits).
 	DefaultMaxBodyBytes = 32 << 20
 	// DefaultStreamIdleTimeout ends a stream that sends nothing, not even a
 	// ping, for this long.
@@ -54,7 +57,8 @@ type Client struct {
 	http        *http.Client
 	userAgent   string
 	timeout     time.Duration
-	maxBody     int64
+	maxBody     int64 // ceiling over bodyLimits; 0: none
+	bodyLimits  BodyLimits
 	limits      Limits
 	idleTimeout time.Duration
 	pollMin     time.Duration
@@ -106,8 +110,9 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
-// WithMaxBodyBytes caps the size of a response body (default
-// DefaultMaxBodyBytes). A larger body fails with an error matching
+// WithMaxBodyBytes caps the decoded size of every response body at n, on
+// top of the per-kind limits (WithBodyLimits): a kind whose limit is larger
+// is lowered to n. A larger body fails with an error matching
 // ErrBodyTooLarge that names the endpoint.
 func WithMaxBodyBytes(n int64) Option {
 	return func(c *Client) {
@@ -116,6 +121,19 @@ func WithMaxBodyBytes(n int64) Option {
 			return
 		}
 		c.maxBody = n
+	}
+}
+
+// WithBodyLimits sets the decoded size limit of a 2xx answer for each kind
+// of call (default DefaultBodyLimits; zero fields keep their defaults).
+// Use it to raise one kind, e.g. Page for pages of very long interactions.
+func WithBodyLimits(l BodyLimits) Option {
+	return func(c *Client) {
+		if err := l.validate(); err != nil {
+			c.errs = append(c.errs, fmt.Errorf("WithBodyLimits: %w", err))
+			return
+		}
+		c.bodyLimits = l.withDefaults()
 	}
 }
 
@@ -178,7 +196,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		base:        u,
 		userAgent:   DefaultUserAgent,
 		timeout:     DefaultTimeout,
-		maxBody:     DefaultMaxBodyBytes,
+		bodyLimits:  DefaultBodyLimits(),
 		limits:      DefaultLimits(),
 		idleTimeout: DefaultStreamIdleTimeout,
 		pollMin:     DefaultPollMin,
@@ -276,6 +294,8 @@ type call struct {
 	out    any        // JSON-decoded from a 2xx body when not nil
 	// emptyOK lets a 2xx answer without a body leave out untouched.
 	emptyOK bool
+	// kind picks the body size limit (default kindSmall).
+	kind bodyKind
 }
 
 // callTimeoutKey carries a per-call timeout override in a context.
@@ -312,7 +332,7 @@ func (c *Client) do(ctx context.Context, k call) error {
 		return c.transportError(ctx, callCtx, k.method, fullPath, err)
 	}
 	defer resp.Body.Close()
-	body, err := c.readBody(ctx, callCtx, resp, k.method, fullPath)
+	body, err := c.readBody(ctx, callCtx, resp, k.kind, k.method, fullPath)
 	c.logger.LogAttrs(ctx, slog.LevelDebug, "workspace call",
 		slog.String("method", k.method), slog.String("path", fullPath),
 		slog.Int("status", resp.StatusCode), slog.Int("bytes", len(body)),
@@ -383,26 +403,116 @@ func (c *Client) transportError(ctx, callCtx context.Context, method, path strin
 	return &RequestError{Method: method, Path: path, Err: err}
 }
 
-// readBody reads the body through the size limit (a smaller one for error
-// answers, whose text is only kept truncated).
-func (c *Client) readBody(ctx, callCtx context.Context, resp *http.Response, method, path string) ([]byte, error) {
-	limit := c.maxBody
+// readBody reads the body through the size limit of its kind (a smaller
+// one for error answers, whose text is only kept truncated). The limit
+// counts decoded bytes: a gzip answer is decoded first, by the transport or
+// here, so a small compressed body cannot expand past it.
+func (c *Client) readBody(ctx, callCtx context.Context, resp *http.Response, kind bodyKind, method, path string) ([]byte, error) {
+	limit := c.bodyLimit(kind)
 	isErr := resp.StatusCode < 200 || resp.StatusCode > 299
 	if isErr {
 		limit = min(limit, maxErrorRead)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	r, enc, err := decodedBody(resp.Body, resp.Header, resp.Uncompressed)
 	if err != nil {
+		if errors.Is(err, errUnsupportedEncoding) {
+			if isErr {
+				return nil, nil // the status says enough
+			}
+			return nil, &RequestError{Method: method, Path: path, Err: fmt.Errorf("%d response: %w", resp.StatusCode, err)}
+		}
 		return nil, c.transportError(ctx, callCtx, method, path, fmt.Errorf("read %d response body: %w", resp.StatusCode, err))
 	}
-	if int64(len(body)) > limit {
+	hint := resp.ContentLength // of the bytes on the wire: only a hint when not encoded
+	if enc != "" {
+		hint = -1
+	}
+	if !isErr && hint > limit {
+		return nil, &RequestError{Method: method, Path: path,
+			Err: limitErrorf("%d response body exceeds the %s limit (Content-Length %d)", resp.StatusCode, byteSize(limit), hint)}
+	}
+	body, over, err := readLimited(r, limit, hint)
+	if err != nil {
+		return nil, c.transportError(ctx, callCtx, method, path, fmt.Errorf("read %d response body%s: %w", resp.StatusCode, encNote(enc), err))
+	}
+	if over {
 		if isErr {
 			return body[:limit], nil // enough for the message; the rest is dropped
 		}
 		return nil, &RequestError{Method: method, Path: path,
-			Err: limitErrorf("%d response body exceeds the %s limit", resp.StatusCode, byteSize(limit))}
+			Err: limitErrorf("%d response body exceeds the %s limit%s", resp.StatusCode, byteSize(limit), encNote(enc))}
 	}
 	return body, nil
+}
+
+// encNote says in an error which content encoding was undone.
+func encNote(enc string) string {
+	if enc == "" {
+		return ""
+	}
+	return " (decoded from " + enc + ")"
+}
+
+// errUnsupportedEncoding is the cause of a failure to decode a response
+// whose Content-Encoding the client does not know.
+var errUnsupportedEncoding = errors.New("unsupported content encoding")
+
+// decodedBody returns a response body as the server meant it, and the
+// content encoding it undid ("" for none); uncompressed is the response's
+// Uncompressed field. Go's transport decodes gzip when
+// it asked for it; a gzip answer it left alone (a server compressing
+// unasked, a transport that does not ask) is decoded here, so that limits
+// always count decoded bytes. Other encodings fail with
+// errUnsupportedEncoding.
+func decodedBody(body io.Reader, h http.Header, uncompressed bool) (io.Reader, string, error) {
+	if uncompressed {
+		return body, "gzip", nil
+	}
+	switch ce := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding"))); ce {
+	case "", "identity":
+		return body, "", nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(body)
+		switch {
+		case err == io.EOF: // an empty body
+			return strings.NewReader(""), ce, nil
+		case err != nil:
+			return nil, ce, fmt.Errorf("gzip content encoding: %w", err)
+		}
+		return zr, ce, nil
+	default:
+		return nil, ce, fmt.Errorf("%w %q", errUnsupportedEncoding, ce)
+	}
+}
+
+// readLimited reads r to its end or to limit+1 bytes, whichever comes
+// first; over reports the latter. Its buffer starts at hint+1 bytes when
+// the answer announced a length within the limit (one allocation, and room
+// to see the end), else small, and doubles up to limit+1 at most, so a body
+// never makes it allocate much more than twice the limit.
+func readLimited(r io.Reader, limit, hint int64) (buf []byte, over bool, err error) {
+	size := int64(512)
+	if hint >= 0 && hint <= limit {
+		size = hint + 1
+	}
+	buf = make([]byte, 0, min(size, limit+1))
+	for {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(max(2*int64(cap(buf)), 512), limit+1))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case int64(len(buf)) > limit:
+			return buf, true, nil
+		case err == io.EOF:
+			return buf, false, nil
+		case err != nil:
+			return buf, false, err
+		}
+	}
 }
 
 // decodeJSON decodes a 2xx body into out, with an error naming the endpoint,
