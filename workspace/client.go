@@ -431,13 +431,13 @@ func (c *Client) readBody(ctx, callCtx context.Context, resp *http.Response, kin
 		return nil, &RequestError{Method: method, Path: path,
 			Err: limitErrorf("%d response body exceeds the %s limit (Content-Length %d)", resp.StatusCode, byteSize(limit), hint)}
 	}
-	body, over, err := readLimited(r, limit, hint)
+	body, over, err := readLimited(r, limit, hint, isErr)
 	if err != nil {
 		return nil, c.transportError(ctx, callCtx, method, path, fmt.Errorf("read %d response body%s: %w", resp.StatusCode, encNote(enc), err))
 	}
 	if over {
 		if isErr {
-			return body[:limit], nil // enough for the message; the rest is dropped
+			return body, nil // enough for the message; the rest is dropped
 		}
 		return nil, &RequestError{Method: method, Path: path,
 			Err: limitErrorf("%d response body exceeds the %s limit%s", resp.StatusCode, byteSize(limit), encNote(enc))}
@@ -486,31 +486,64 @@ func decodedBody(body io.Reader, h http.Header, uncompressed bool) (io.Reader, s
 }
 
 // readLimited reads r to its end or to limit+1 bytes, whichever comes
-// first; over reports the latter. Its buffer starts at hint+1 bytes when
-// the answer announced a length within the limit (one allocation, and room
-// to see the end), else small, and doubles up to limit+1 at most, so a body
-// never makes it allocate much more than twice the limit.
-func readLimited(r io.Reader, limit, hint int64) (buf []byte, over bool, err error) {
-	size := int64(512)
+// first; over reports the latter. When the answer announced a length within
+// the limit (hint), it reads into one buffer of that size. Otherwise it
+// reads into pieces of growing size, never copying them until the end,
+// where a body of several pieces is joined: a body over the limit thus
+// costs about the limit in allocations, and one under it about twice its
+// size, never the doubling copies of io.ReadAll. A body over the limit is
+// dropped, unless keep asks for its first limit bytes.
+func readLimited(r io.Reader, limit, hint int64, keep bool) (body []byte, over bool, err error) {
 	if hint >= 0 && hint <= limit {
-		size = hint + 1
+		// One more byte than announced, to see the end without growing.
+		return readPieces(r, limit, hint+1, 0, keep)
 	}
-	buf = make([]byte, 0, min(size, limit+1))
-	for {
-		if len(buf) == cap(buf) {
-			grown := make([]byte, len(buf), min(max(2*int64(cap(buf)), 512), limit+1))
-			copy(grown, buf)
-			buf = grown
+	return readPieces(r, limit, 4<<10, 1<<20, keep)
+}
+
+// readPieces is readLimited with a first piece of first bytes, each next
+// piece twice the last up to maxPiece (0: a single piece, grown by
+// doubling).
+func readPieces(r io.Reader, limit, first, maxPiece int64, keep bool) ([]byte, bool, error) {
+	var (
+		pieces [][]byte
+		total  int64
+		cur    = make([]byte, 0, min(first, limit+1))
+	)
+	done := func() []byte {
+		if len(pieces) == 0 {
+			return cur
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		out := make([]byte, 0, total)
+		for _, p := range pieces {
+			out = append(out, p...)
+		}
+		return append(out, cur...)
+	}
+	for {
+		if len(cur) == cap(cur) {
+			room := limit + 1 - total // what may still be read, one byte over included
+			if maxPiece == 0 {
+				grown := make([]byte, len(cur), min(2*int64(cap(cur)), int64(len(cur))+room))
+				copy(grown, cur)
+				cur = grown
+			} else {
+				pieces = append(pieces, cur)
+				cur = make([]byte, 0, min(2*int64(cap(cur)), maxPiece, room))
+			}
+		}
+		n, err := r.Read(cur[len(cur):cap(cur)])
+		cur = cur[:len(cur)+n]
+		total += int64(n)
 		switch {
-		case int64(len(buf)) > limit:
-			return buf, true, nil
+		case total > limit && keep:
+			return done()[:limit], true, nil
+		case total > limit:
+			return nil, true, nil
 		case err == io.EOF:
-			return buf, false, nil
+			return done(), false, nil
 		case err != nil:
-			return buf, false, err
+			return nil, false, err
 		}
 	}
 }
