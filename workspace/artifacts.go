@@ -19,7 +19,7 @@ func (c *Client) ListArtifacts(ctx context.Context, projectID string, q Artifact
 		return nil, fmt.Errorf("workspace: list artifacts: %w", err)
 	}
 	var page Page[Artifact]
-	if err := c.do(ctx, call{method: "GET", path: "/app/project/" + p + "/artifact", query: q.values(), out: &page}); err != nil {
+	if err := c.do(ctx, call{method: "GET", path: "/app/project/" + p + "/artifact", query: q.values(), out: &page, kind: kindPage}); err != nil {
 		return nil, err
 	}
 	return &page, nil
@@ -55,7 +55,7 @@ func (c *Client) GetArtifact(ctx context.Context, projectID, artifactID string, 
 		return nil, fmt.Errorf("workspace: get artifact: %w", err)
 	}
 	var art Artifact
-	if err := c.do(ctx, call{method: "GET", path: "/app/project/" + p + "/artifact/" + a, query: q.values(), out: &art}); err != nil {
+	if err := c.do(ctx, call{method: "GET", path: "/app/project/" + p + "/artifact/" + a, query: q.values(), out: &art, kind: kindArtifact}); err != nil {
 		return nil, err
 	}
 	return &art, nil

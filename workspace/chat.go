@@ -7,7 +7,7 @@ import "context"
 // has no artifact ids: use a thread interaction to work over artifacts.
 func (c *Client) Chat(ctx context.Context, req ChatRequest) (*ChatResponse, error) {
 	var r ChatResponse
-	if err := c.do(ctx, call{method: "POST", path: "/app/chat", body: req, out: &r}); err != nil {
+	if err := c.do(ctx, call{method: "POST", path: "/app/chat", body: req, out: &r, kind: kindInteraction}); err != nil {
 		return nil, err
 	}
 	return &r, nil

@@ -11,6 +11,7 @@ package workspace
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,13 +23,17 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/threadmill/threadmill/internal/secret"
 )
 
 // Defaults of the client's options.
 const (
 	// DefaultTimeout is the per-call timeout of every call except streams.
 	DefaultTimeout = 2 * time.Minute
-	// DefaultMaxBodyBytes caps a response body (32 MiB).
+	// DefaultMaxBodyBytes is the largest default cap of a response body
+	// (32 MiB), that of one artifact with its content; every other kind of
+	// answer has a smaller one (see DefaultBodyLimits).
 	DefaultMaxBodyBytes = 32 << 20
 	// DefaultStreamIdleTimeout ends a stream that sends nothing, not even a
 	// ping, for this long.
@@ -55,7 +60,8 @@ type Client struct {
 	http        *http.Client
 	userAgent   string
 	timeout     time.Duration
-	maxBody     int64
+	maxBody     int64 // ceiling over bodyLimits; 0: none
+	bodyLimits  BodyLimits
 	limits      Limits
 	idleTimeout time.Duration
 	pollMin     time.Duration
@@ -108,8 +114,9 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
-// WithMaxBodyBytes caps the size of a response body (default
-// DefaultMaxBodyBytes). A larger body fails with an error matching
+// WithMaxBodyBytes caps the decoded size of every response body at n, on
+// top of the per-kind limits (WithBodyLimits): a kind whose limit is larger
+// is lowered to n. A larger body fails with an error matching
 // ErrBodyTooLarge that names the endpoint.
 func WithMaxBodyBytes(n int64) Option {
 	return func(c *Client) {
@@ -118,6 +125,19 @@ func WithMaxBodyBytes(n int64) Option {
 			return
 		}
 		c.maxBody = n
+	}
+}
+
+// WithBodyLimits sets the decoded size limit of a 2xx answer for each kind
+// of call (default DefaultBodyLimits; zero fields keep their defaults).
+// Use it to raise one kind, e.g. Page for pages of very long interactions.
+func WithBodyLimits(l BodyLimits) Option {
+	return func(c *Client) {
+		if err := l.validate(); err != nil {
+			c.errs = append(c.errs, fmt.Errorf("WithBodyLimits: %w", err))
+			return
+		}
+		c.bodyLimits = l.withDefaults()
 	}
 }
 
@@ -180,7 +200,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		base:        u,
 		userAgent:   DefaultUserAgent,
 		timeout:     DefaultTimeout,
-		maxBody:     DefaultMaxBodyBytes,
+		bodyLimits:  DefaultBodyLimits(),
 		limits:      DefaultLimits(),
 		idleTimeout: DefaultStreamIdleTimeout,
 		pollMin:     DefaultPollMin,
@@ -262,7 +282,7 @@ func (c *Client) BaseURL() string { return c.base.String() }
 func (c *Client) String() string {
 	tok := "none"
 	if c.token != "" {
-		tok = "[REDACTED]"
+		tok = secret.Mask
 	}
 	return fmt.Sprintf("workspace.Client{base: %s, org: %q, token: %s}", c.base, c.org, tok)
 }
@@ -279,6 +299,8 @@ type call struct {
 	out    any        // JSON-decoded from a 2xx body when not nil
 	// emptyOK lets a 2xx answer without a body leave out untouched.
 	emptyOK bool
+	// kind picks the body size limit (default kindSmall).
+	kind bodyKind
 }
 
 // callTimeoutKey carries a per-call timeout override in a context.
@@ -315,7 +337,7 @@ func (c *Client) do(ctx context.Context, k call) error {
 		return c.transportError(ctx, callCtx, k.method, fullPath, err)
 	}
 	defer resp.Body.Close()
-	body, err := c.readBody(ctx, callCtx, resp, k.method, fullPath)
+	body, err := c.readBody(ctx, callCtx, resp, k.kind, k.method, fullPath)
 	c.logger.LogAttrs(ctx, slog.LevelDebug, "workspace call",
 		slog.String("method", k.method), slog.String("path", fullPath),
 		slog.Int("status", resp.StatusCode), slog.Int("bytes", len(body)),
@@ -386,26 +408,149 @@ func (c *Client) transportError(ctx, callCtx context.Context, method, path strin
 	return &RequestError{Method: method, Path: path, Err: err}
 }
 
-// readBody reads the body through the size limit (a smaller one for error
-// answers, whose text is only kept truncated).
-func (c *Client) readBody(ctx, callCtx context.Context, resp *http.Response, method, path string) ([]byte, error) {
-	limit := c.maxBody
+// readBody reads the body through the size limit of its kind (a smaller
+// one for error answers, whose text is only kept truncated). The limit
+// counts decoded bytes: a gzip answer is decoded first, by the transport or
+// here, so a small compressed body cannot expand past it.
+func (c *Client) readBody(ctx, callCtx context.Context, resp *http.Response, kind bodyKind, method, path string) ([]byte, error) {
+	limit := c.bodyLimit(kind)
 	isErr := resp.StatusCode < 200 || resp.StatusCode > 299
 	if isErr {
 		limit = min(limit, maxErrorRead)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	r, enc, err := decodedBody(resp.Body, resp.Header, resp.Uncompressed)
 	if err != nil {
+		if errors.Is(err, errUnsupportedEncoding) {
+			if isErr {
+				return nil, nil // the status says enough
+			}
+			return nil, &RequestError{Method: method, Path: path, Err: fmt.Errorf("%d response: %w", resp.StatusCode, err)}
+		}
 		return nil, c.transportError(ctx, callCtx, method, path, fmt.Errorf("read %d response body: %w", resp.StatusCode, err))
 	}
-	if int64(len(body)) > limit {
+	hint := resp.ContentLength // of the bytes on the wire: only a hint when not encoded
+	if enc != "" {
+		hint = -1
+	}
+	if !isErr && hint > limit {
+		return nil, &RequestError{Method: method, Path: path,
+			Err: limitErrorf("%d response body exceeds the %s limit (Content-Length %d)", resp.StatusCode, byteSize(limit), hint)}
+	}
+	body, over, err := readLimited(r, limit, hint, isErr)
+	if err != nil {
+		return nil, c.transportError(ctx, callCtx, method, path, fmt.Errorf("read %d response body%s: %w", resp.StatusCode, encNote(enc), err))
+	}
+	if over {
 		if isErr {
-			return body[:limit], nil // enough for the message; the rest is dropped
+			return body, nil // enough for the message; the rest is dropped
 		}
 		return nil, &RequestError{Method: method, Path: path,
-			Err: limitErrorf("%d response body exceeds the %s limit", resp.StatusCode, byteSize(limit))}
+			Err: limitErrorf("%d response body exceeds the %s limit%s", resp.StatusCode, byteSize(limit), encNote(enc))}
 	}
 	return body, nil
+}
+
+// encNote says in an error which content encoding was undone.
+func encNote(enc string) string {
+	if enc == "" {
+		return ""
+	}
+	return " (decoded from " + enc + ")"
+}
+
+// errUnsupportedEncoding is the cause of a failure to decode a response
+// whose Content-Encoding the client does not know.
+var errUnsupportedEncoding = errors.New("unsupported content encoding")
+
+// decodedBody returns a response body as the server meant it, and the
+// content encoding it undid ("" for none); uncompressed is the response's
+// Uncompressed field. Go's transport decodes gzip when
+// it asked for it; a gzip answer it left alone (a server compressing
+// unasked, a transport that does not ask) is decoded here, so that limits
+// always count decoded bytes. Other encodings fail with
+// errUnsupportedEncoding.
+func decodedBody(body io.Reader, h http.Header, uncompressed bool) (io.Reader, string, error) {
+	if uncompressed {
+		return body, "gzip", nil
+	}
+	switch ce := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding"))); ce {
+	case "", "identity":
+		return body, "", nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(body)
+		switch {
+		case err == io.EOF: // an empty body
+			return strings.NewReader(""), ce, nil
+		case err != nil:
+			return nil, ce, fmt.Errorf("gzip content encoding: %w", err)
+		}
+		return zr, ce, nil
+	default:
+		return nil, ce, fmt.Errorf("%w %q", errUnsupportedEncoding, ce)
+	}
+}
+
+// readLimited reads r to its end or to limit+1 bytes, whichever comes
+// first; over reports the latter. When the answer announced a length within
+// the limit (hint), it reads into one buffer of that size. Otherwise it
+// reads into pieces of growing size, never copying them until the end,
+// where a body of several pieces is joined: a body over the limit thus
+// costs about the limit in allocations, and one under it about twice its
+// size, never the doubling copies of io.ReadAll. A body over the limit is
+// dropped, unless keep asks for its first limit bytes.
+func readLimited(r io.Reader, limit, hint int64, keep bool) (body []byte, over bool, err error) {
+	if hint >= 0 && hint <= limit {
+		// One more byte than announced, to see the end without growing.
+		return readPieces(r, limit, hint+1, 0, keep)
+	}
+	return readPieces(r, limit, 4<<10, 1<<20, keep)
+}
+
+// readPieces is readLimited with a first piece of first bytes, each next
+// piece twice the last up to maxPiece (0: a single piece, grown by
+// doubling).
+func readPieces(r io.Reader, limit, first, maxPiece int64, keep bool) ([]byte, bool, error) {
+	var (
+		pieces [][]byte
+		total  int64
+		cur    = make([]byte, 0, min(first, limit+1))
+	)
+	done := func() []byte {
+		if len(pieces) == 0 {
+			return cur
+		}
+		out := make([]byte, 0, total)
+		for _, p := range pieces {
+			out = append(out, p...)
+		}
+		return append(out, cur...)
+	}
+	for {
+		if len(cur) == cap(cur) {
+			room := limit + 1 - total // what may still be read, one byte over included
+			if maxPiece == 0 {
+				grown := make([]byte, len(cur), min(2*int64(cap(cur)), int64(len(cur))+room))
+				copy(grown, cur)
+				cur = grown
+			} else {
+				pieces = append(pieces, cur)
+				cur = make([]byte, 0, min(2*int64(cap(cur)), maxPiece, room))
+			}
+		}
+		n, err := r.Read(cur[len(cur):cap(cur)])
+		cur = cur[:len(cur)+n]
+		total += int64(n)
+		switch {
+		case total > limit && keep:
+			return done()[:limit], true, nil
+		case total > limit:
+			return nil, true, nil
+		case err == io.EOF:
+			return done(), false, nil
+		case err != nil:
+			return nil, false, err
+		}
+	}
 }
 
 // decodeJSON decodes a 2xx body into out, with an error naming the endpoint,

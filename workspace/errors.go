@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/threadmill/threadmill/internal/secret"
 )
 
 // Sentinel errors, matched with errors.Is.
@@ -259,17 +261,17 @@ func RetryAfter(err error) (time.Duration, bool) {
 }
 
 // newAPIError builds the error for a non-2xx answer from its status, headers
-// and (already limited) body. The token, when set, is redacted from the body.
+// and (already limited) body. The token, when set, is redacted from the body
+// by the rule of internal/secret: wherever it appears when it is at least
+// secret.MinLen bytes long, else only after "Bearer " and in URLs.
 func newAPIError(method, path string, status int, h http.Header, body []byte, now time.Time, token string) *APIError {
-	if token != "" {
-		body = bytes.ReplaceAll(body, []byte(token), []byte("[REDACTED]"))
-	}
+	red := secret.New(token)
+	body = red.RedactBytes(body)
 	msg, typ, list := decodeErrorBody(body, h.Get("Content-Type"))
-	if token != "" { // the token may also hide behind JSON escapes
-		msg = strings.ReplaceAll(msg, token, "[REDACTED]")
-		for i := range list {
-			list[i] = strings.ReplaceAll(list[i], token, "[REDACTED]")
-		}
+	// The token may also hide behind JSON escapes.
+	msg = red.Redact(msg)
+	for i := range list {
+		list[i] = red.Redact(list[i])
 	}
 	e := &APIError{
 		StatusCode: status,

@@ -56,10 +56,25 @@ func TestDecodeErrorBody(t *testing.T) {
 	})
 }
 
+// TestAPIErrorShortToken checks that a token too short to be a real one
+// (secret.MinLen) does not mangle the server's words, yet is still masked
+// where it is a credential: after "Bearer " and in URLs.
+func TestAPIErrorShortToken(t *testing.T) {
+	body := `{"message":"Retry exhausted; sent Authorization: Bearer x to https://u:x@host/?token=x"}`
+	e := newAPIError("POST", "/api/v1/app/chat", 401, http.Header{}, []byte(body), time.Now(), "x")
+	want := "workspace: POST /api/v1/app/chat: 401 Unauthorized: Retry exhausted; sent Authorization: Bearer [REDACTED] to https://u:[REDACTED]@host/?token=[REDACTED]"
+	if e.Error() != want {
+		t.Errorf("Error() = %q\nwant %q", e.Error(), want)
+	}
+	if !strings.Contains(e.Body, "Retry exhausted") || strings.Contains(e.Body, "Bearer x") {
+		t.Errorf("Body = %q", e.Body)
+	}
+}
+
 func TestAPIErrorFormatAndRedaction(t *testing.T) {
 	h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"7"}}
 	e := newAPIError("POST", "/api/v1/app/chat/validate", 400, h,
-		[]byte(`{"message":"bad token s3cr3t in request"}`), time.Now(), "s3cr3t")
+		[]byte(`{"message":"bad token s3cr3t-token in request"}`), time.Now(), "s3cr3t-token")
 	want := "workspace: POST /api/v1/app/chat/validate: 400 Bad Request: bad token [REDACTED] in request"
 	if e.Error() != want {
 		t.Errorf("Error() = %q, want %q", e.Error(), want)

@@ -33,7 +33,7 @@ func (c *Client) CreateInteraction(ctx context.Context, threadID string, req Cre
 		req.ArtifactIDs = []string{}
 	}
 	var in Interaction
-	if err := c.do(ctx, call{method: "POST", path: "/app/thread/" + t + "/interaction", body: req, out: &in}); err != nil {
+	if err := c.do(ctx, call{method: "POST", path: "/app/thread/" + t + "/interaction", body: req, out: &in, kind: kindInteraction}); err != nil {
 		return nil, err
 	}
 	return &in, nil
@@ -47,7 +47,7 @@ func (c *Client) ListInteractions(ctx context.Context, threadID string, p PagePa
 		return nil, fmt.Errorf("workspace: list interactions: %w", err)
 	}
 	var page Page[Interaction]
-	if err := c.do(ctx, call{method: "GET", path: "/app/thread/" + t + "/interaction", query: p.values(nil), out: &page}); err != nil {
+	if err := c.do(ctx, call{method: "GET", path: "/app/thread/" + t + "/interaction", query: p.values(nil), out: &page, kind: kindPage}); err != nil {
 		return nil, err
 	}
 	return &page, nil
@@ -89,7 +89,7 @@ func (c *Client) GetInteraction(ctx context.Context, id string) (*Interaction, e
 		return nil, fmt.Errorf("workspace: get interaction: %w", err)
 	}
 	var in Interaction
-	if err := c.do(ctx, call{method: "GET", path: "/app/interaction/" + p, out: &in}); err != nil {
+	if err := c.do(ctx, call{method: "GET", path: "/app/interaction/" + p, out: &in, kind: kindInteraction}); err != nil {
 		return nil, err
 	}
 	return &in, nil
@@ -104,7 +104,7 @@ func (c *Client) DeleteInteraction(ctx context.Context, id string) (*Interaction
 		return nil, fmt.Errorf("workspace: delete interaction: %w", err)
 	}
 	var in Interaction
-	if err := c.do(ctx, call{method: "DELETE", path: "/app/interaction/" + p, out: &in, emptyOK: true}); err != nil {
+	if err := c.do(ctx, call{method: "DELETE", path: "/app/interaction/" + p, out: &in, emptyOK: true, kind: kindInteraction}); err != nil {
 		return nil, err
 	}
 	if in.ID == "" {

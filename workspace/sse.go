@@ -44,14 +44,16 @@ type Limits struct {
 	// MaxEvent is the most data one event may carry, in bytes, summed over
 	// its data lines (default 8 MiB).
 	MaxEvent int
-	// MaxTotal is the most bytes read from one stream (default 64 MiB).
+	// MaxTotal is the most bytes read from one stream (default 16 MiB,
+	// some 100,000 events: a stream over it fails, and WaitInteraction
+	// then polls the interaction instead).
 	MaxTotal int64
 }
 
 // DefaultLimits returns the default stream limits: 1 MiB lines, 8 MiB
-// events, 64 MiB streams.
+// events, 16 MiB streams. They count decoded bytes.
 func DefaultLimits() Limits {
-	return Limits{MaxLine: 1 << 20, MaxEvent: 8 << 20, MaxTotal: 64 << 20}
+	return Limits{MaxLine: 1 << 20, MaxEvent: 8 << 20, MaxTotal: 16 << 20}
 }
 
 func (l Limits) withDefaults() Limits {

@@ -199,7 +199,8 @@ func ReadStream(r io.Reader, l Limits, onEvent func(Event)) (*StreamResult, erro
 // (GET /app/interaction/{id}/stream) until message_stop and returns what it
 // assembled; onEvent, when not nil, sees every event as it arrives. The
 // per-call timeout does not apply; the caller's context and the idle timeout
-// (WithStreamIdleTimeout) do. Errors: *APIError for a non-2xx answer;
+// (WithStreamIdleTimeout) do. The stream's Limits (WithStreamLimits) count
+// decoded bytes, a gzip stream included. Errors: *APIError for a non-2xx answer;
 // *StreamError for an error event; a *RequestError matching
 // ErrStreamIncomplete when the stream ends early, ErrBodyTooLarge when a limit
 // is hit, ErrTimeout when it goes idle. The partial result is returned with
@@ -228,15 +229,24 @@ func (c *Client) StreamInteraction(ctx context.Context, id string, onEvent func(
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		body, err := c.readBody(ctx, streamCtx, resp, k.method, fullPath)
+		body, err := c.readBody(ctx, streamCtx, resp, kindSmall, k.method, fullPath)
 		if err != nil {
 			return nil, err
 		}
 		return nil, newAPIError(k.method, fullPath, resp.StatusCode, resp.Header, body, c.now(), c.token)
 	}
-	var body io.Reader = resp.Body
+	var raw io.Reader = resp.Body
 	if idle != nil {
-		body = &idleReader{r: resp.Body, t: idle, d: c.idleTimeout}
+		raw = &idleReader{r: resp.Body, t: idle, d: c.idleTimeout}
+	}
+	// The stream limits count decoded bytes: a gzip stream the transport
+	// left alone is decoded here, under the idle timeout.
+	body, _, err := decodedBody(raw, resp.Header, resp.Uncompressed)
+	if err != nil {
+		if errors.Is(err, errUnsupportedEncoding) {
+			return nil, &RequestError{Method: k.method, Path: fullPath, Err: fmt.Errorf("%d response: %w", resp.StatusCode, err)}
+		}
+		return nil, c.transportError(ctx, streamCtx, k.method, fullPath, fmt.Errorf("read %d response body: %w", resp.StatusCode, err))
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		if mt, _, _ := mime.ParseMediaType(ct); strings.Contains(mt, "html") {

@@ -42,7 +42,7 @@ func (c *Client) ListThreads(ctx context.Context, projectID string, q ThreadQuer
 		return nil, fmt.Errorf("workspace: list threads: %w", err)
 	}
 	var page Page[Thread]
-	if err := c.do(ctx, call{method: "GET", path: "/app/project/" + p + "/thread", query: q.values(), out: &page}); err != nil {
+	if err := c.do(ctx, call{method: "GET", path: "/app/project/" + p + "/thread", query: q.values(), out: &page, kind: kindPage}); err != nil {
 		return nil, err
 	}
 	return &page, nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/threadmill/threadmill/internal/embedded"
 	"github.com/threadmill/threadmill/internal/logging"
+	"github.com/threadmill/threadmill/internal/secret"
 )
 
 // envRedisURL names the Redis of the queue and the run state when --redis is
@@ -212,7 +213,7 @@ func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.User == nil {
 		if i := strings.LastIndex(raw, "@"); i >= 0 {
-			return "[REDACTED]@" + raw[i+1:]
+			return secret.Mask + "@" + raw[i+1:]
 		}
 		return raw
 	}

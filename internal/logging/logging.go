@@ -64,10 +64,11 @@ type Options struct {
 	Format Format
 	// Level is the minimum level written; default slog.LevelInfo.
 	Level slog.Leveler
-	// Secrets are values masked as "[REDACTED]" wherever they appear: in the
-	// message, in attribute values (strings, errors, byte slices, structs,
-	// groups) and in attributes added with Logger.With. Empty strings are
-	// ignored.
+	// Secrets are values masked as "[REDACTED]" in the message, in
+	// attribute values (strings, errors, byte slices, structs, groups) and
+	// in attributes added with Logger.With: wherever they appear when at
+	// least MinSecretLen bytes long, else only in Authorization headers and
+	// URLs (see NewRedactingHandler). Empty strings are ignored.
 	Secrets []string
 	// AddSource adds the caller's file:line to each record; default false.
 	AddSource bool

@@ -6,47 +6,40 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
+
+	"github.com/threadmill/threadmill/internal/secret"
 )
 
 // Redacted replaces a secret in log output.
-const Redacted = "[REDACTED]"
+const Redacted = secret.Mask
+
+// MinSecretLen is the length from which a secret is masked wherever it
+// appears; a shorter one is masked only in Authorization headers and URLs
+// (see package internal/secret).
+const MinSecretLen = secret.MinLen
 
 // RedactingHandler masks secret values in every record before passing it to
 // the next handler. Masking happens on values, before encoding, so a secret
 // is caught whatever the output format escapes.
 type RedactingHandler struct {
-	next     slog.Handler
-	replacer *strings.Replacer
-	secrets  []string
+	next slog.Handler
+	red  *secret.Redactor
 }
 
 var _ slog.Handler = (*RedactingHandler)(nil)
 
-// NewRedactingHandler wraps next so that every occurrence of any of secrets
-// is replaced by Redacted. Empty secrets are ignored; with none left, next is
-// returned unchanged.
+// NewRedactingHandler wraps next so that secrets are replaced by Redacted:
+// a secret of MinSecretLen bytes or more wherever it occurs, a shorter one
+// only where it is a credential (after "Bearer ", in a URL's userinfo, as a
+// token=, access_token=, api_key=... query value), so that a test token
+// such as "x" does not mangle every word holding an x. Empty secrets are
+// ignored; with none left, next is returned unchanged.
 func NewRedactingHandler(next slog.Handler, secrets ...string) slog.Handler {
-	var kept []string
-	for _, s := range secrets {
-		if s != "" {
-			kept = append(kept, s)
-		}
-	}
-	if len(kept) == 0 {
+	red := secret.New(secrets...)
+	if red == nil {
 		return next
 	}
-	// Longest first, so a secret that contains another is masked whole.
-	for i := 1; i < len(kept); i++ {
-		for j := i; j > 0 && len(kept[j]) > len(kept[j-1]); j-- {
-			kept[j], kept[j-1] = kept[j-1], kept[j]
-		}
-	}
-	pairs := make([]string, 0, 2*len(kept))
-	for _, s := range kept {
-		pairs = append(pairs, s, Redacted)
-	}
-	return &RedactingHandler{next: next, replacer: strings.NewReplacer(pairs...), secrets: kept}
+	return &RedactingHandler{next: next, red: red}
 }
 
 // Enabled implements slog.Handler.
@@ -70,28 +63,20 @@ func (h *RedactingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	for i, a := range attrs {
 		red[i] = h.redactAttr(a)
 	}
-	return &RedactingHandler{next: h.next.WithAttrs(red), replacer: h.replacer, secrets: h.secrets}
+	return &RedactingHandler{next: h.next.WithAttrs(red), red: h.red}
 }
 
 // WithGroup implements slog.Handler.
 func (h *RedactingHandler) WithGroup(name string) slog.Handler {
-	return &RedactingHandler{next: h.next.WithGroup(h.redactString(name)), replacer: h.replacer, secrets: h.secrets}
+	return &RedactingHandler{next: h.next.WithGroup(h.redactString(name)), red: h.red}
 }
 
-func (h *RedactingHandler) contains(s string) bool {
-	for _, sec := range h.secrets {
-		if strings.Contains(s, sec) {
-			return true
-		}
-	}
-	return false
-}
+func (h *RedactingHandler) redactString(s string) string { return h.red.Redact(s) }
 
-func (h *RedactingHandler) redactString(s string) string {
-	if !h.contains(s) {
-		return s
-	}
-	return h.replacer.Replace(s)
+// masked returns s redacted, and whether that changed it.
+func (h *RedactingHandler) masked(s string) (string, bool) {
+	red := h.red.Redact(s)
+	return red, red != s
 }
 
 func (h *RedactingHandler) redactAttr(a slog.Attr) slog.Attr {
@@ -104,8 +89,8 @@ func (h *RedactingHandler) redactValue(v slog.Value) slog.Value {
 	v = v.Resolve()
 	switch v.Kind() {
 	case slog.KindString:
-		if s := v.String(); h.contains(s) {
-			return slog.StringValue(h.replacer.Replace(s))
+		if red, ok := h.masked(v.String()); ok {
+			return slog.StringValue(red)
 		}
 		return v
 	case slog.KindGroup:
@@ -132,26 +117,30 @@ func (h *RedactingHandler) redactAny(v slog.Value) slog.Value {
 	case nil:
 		return v
 	case error:
-		if s := t.Error(); h.contains(s) {
-			return slog.StringValue(h.replacer.Replace(s))
+		if red, ok := h.masked(t.Error()); ok {
+			return slog.StringValue(red)
 		}
 		return v
 	case []byte:
-		if s := string(t); h.contains(s) {
-			return slog.StringValue(h.replacer.Replace(s))
+		if red, ok := h.masked(string(t)); ok {
+			return slog.StringValue(red)
 		}
 		return v
 	}
 	if tm, ok := x.(encoding.TextMarshaler); ok {
-		if b, err := tm.MarshalText(); err == nil && h.contains(string(b)) {
-			return slog.StringValue(h.replacer.Replace(string(b)))
+		if b, err := tm.MarshalText(); err == nil {
+			if red, ok := h.masked(string(b)); ok {
+				return slog.StringValue(red)
+			}
 		}
 	}
-	if s := fmt.Sprintf("%+v", x); h.contains(s) {
-		return slog.StringValue(h.replacer.Replace(s))
+	if red, ok := h.masked(fmt.Sprintf("%+v", x)); ok {
+		return slog.StringValue(red)
 	}
-	if b, err := json.Marshal(x); err == nil && h.contains(string(b)) {
-		return slog.StringValue(h.replacer.Replace(string(b)))
+	if b, err := json.Marshal(x); err == nil {
+		if red, ok := h.masked(string(b)); ok {
+			return slog.StringValue(red)
+		}
 	}
 	return v
 }
