@@ -219,3 +219,26 @@ func need(field, v string) error {
 	}
 	return nil
 }
+
+// RunOf returns the id of the run a threadmill task belongs to, whichever
+// its kind; an error for a task of another kind or a malformed payload.
+func RunOf(t *asynq.Task) (string, error) {
+	var p Payload
+	var err error
+	switch t.Type() {
+	case KindRunStart:
+		p, err = DecodeRunStart(t)
+	case KindItem:
+		p, err = DecodeItem(t)
+	case KindAdvance:
+		p, err = DecodeAdvance(t)
+	case KindFinalize:
+		p, err = DecodeFinalize(t)
+	default:
+		return "", fmt.Errorf("jobs: task type %q is not a threadmill run task", t.Type())
+	}
+	if err != nil {
+		return "", err
+	}
+	return p.Run(), nil
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/threadmill/threadmill/internal/numfmt"
+	"github.com/threadmill/threadmill/workspace"
 )
 
 // renderReport writes report.md: a header with the run's facts, the report
@@ -48,17 +49,33 @@ func renderReport(b *bytes.Buffer, run *Run, report string, failures []Item, fai
 	}
 
 	b.WriteString("## Usage\n\n")
-	b.WriteString("| step | items | succeeded | failed | skipped | input tokens | output tokens | total tokens |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-	for _, s := range run.Steps {
-		n := s.Items[StateSucceeded] + s.Items[StateFailed] + s.Items[StateSkipped]
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(s.Step), numfmt.Thousands(int64(n)),
-			numfmt.Thousands(int64(s.Items[StateSucceeded])), numfmt.Thousands(int64(s.Items[StateFailed])), numfmt.Thousands(int64(s.Items[StateSkipped])),
-			numfmt.Thousands(int64(s.Usage.InputTokens)), numfmt.Thousands(int64(s.Usage.OutputTokens)), numfmt.Thousands(s.Usage.Total()))
+	// The canceled column appears only in the report of a canceled run.
+	states := []string{StateSucceeded, StateFailed, StateSkipped}
+	if run.Counts[StateCanceled] > 0 {
+		states = append(states, StateCanceled)
 	}
-	fmt.Fprintf(b, "| **total** | %s | %s | %s | %s | %s | %s | %s |\n", numfmt.Thousands(int64(run.Total)),
-		numfmt.Thousands(int64(run.Counts[StateSucceeded])), numfmt.Thousands(int64(run.Counts[StateFailed])), numfmt.Thousands(int64(run.Counts[StateSkipped])),
-		numfmt.Thousands(int64(run.Usage.InputTokens)), numfmt.Thousands(int64(run.Usage.OutputTokens)), numfmt.Thousands(run.Usage.Total()))
+	b.WriteString("| step | items |")
+	for _, st := range states {
+		b.WriteString(" " + st + " |")
+	}
+	b.WriteString(" input tokens | output tokens | total tokens |\n| --- | ---: |")
+	b.WriteString(strings.Repeat(" ---: |", len(states)))
+	b.WriteString(" ---: | ---: | ---: |\n")
+	row := func(name string, items map[string]int, total int, u workspace.Usage) {
+		fmt.Fprintf(b, "| %s | %s |", name, numfmt.Thousands(int64(total)))
+		for _, st := range states {
+			fmt.Fprintf(b, " %s |", numfmt.Thousands(int64(items[st])))
+		}
+		fmt.Fprintf(b, " %s | %s | %s |\n", numfmt.Thousands(int64(u.InputTokens)), numfmt.Thousands(int64(u.OutputTokens)), numfmt.Thousands(u.Total()))
+	}
+	for _, s := range run.Steps {
+		n := 0
+		for _, st := range states {
+			n += s.Items[st]
+		}
+		row(cell(s.Step), s.Items, n, s.Usage)
+	}
+	row("**total**", run.Counts, run.Total, run.Usage)
 
 	if failed > 0 {
 		b.WriteString("\n## Failures\n\n")
@@ -81,7 +98,7 @@ func renderReport(b *bytes.Buffer, run *Run, report string, failures []Item, fai
 
 func countsLine(run *Run) string {
 	parts := []string{fmt.Sprintf("%s items", numfmt.Thousands(int64(run.Total)))}
-	for _, st := range []string{StateSucceeded, StateFailed, StateSkipped} {
+	for _, st := range []string{StateSucceeded, StateFailed, StateSkipped, StateCanceled} {
 		if n := run.Counts[st]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %s", numfmt.Thousands(int64(n)), st))
 		}

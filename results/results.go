@@ -30,13 +30,15 @@ const (
 	StateSucceeded = "succeeded" // the item's turns all completed
 	StateFailed    = "failed"    // the item failed for good (permanent error or attempts exhausted)
 	StateSkipped   = "skipped"   // the item was never sent (token budget spent, run stopped)
+	StateCanceled  = "canceled"  // the run was canceled before the item finished (threadmill cancel)
 )
 
 // Run statuses.
 const (
 	StatusSucceeded = "succeeded" // every item succeeded
 	StatusFailed    = "failed"    // the run finished, some items failed or were skipped
-	StatusStopped   = "stopped"   // the run stopped early (on_error: stop, or cancelled)
+	StatusStopped   = "stopped"   // the run stopped early (a step's on_error: fail)
+	StatusCanceled  = "canceled"  // the run was canceled (threadmill cancel)
 )
 
 // Item is one line of results.jsonl (and of errors.jsonl when it failed): one

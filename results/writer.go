@@ -117,10 +117,10 @@ func (w *Writer) Dir() string { return filepath.Join(w.pipeDir, w.runID) }
 // write error every later call returns that error.
 func (w *Writer) Add(it Item) error {
 	switch it.State {
-	case StateSucceeded, StateFailed, StateSkipped:
+	case StateSucceeded, StateFailed, StateSkipped, StateCanceled:
 	default:
-		return fmt.Errorf("results: item %s/%s: unknown state %q (want %s, %s or %s)",
-			it.Step, it.Key, it.State, StateSucceeded, StateFailed, StateSkipped)
+		return fmt.Errorf("results: item %s/%s: unknown state %q (want %s, %s, %s or %s)",
+			it.Step, it.Key, it.State, StateSucceeded, StateFailed, StateSkipped, StateCanceled)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -282,6 +282,9 @@ func (w *Writer) complete(run Run) Run {
 		run.Status = StatusSucceeded
 		if w.counts[StateFailed]+w.counts[StateSkipped] > 0 {
 			run.Status = StatusFailed
+		}
+		if w.counts[StateCanceled] > 0 {
+			run.Status = StatusCanceled
 		}
 	}
 	return run

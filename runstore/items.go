@@ -292,11 +292,12 @@ func (s *Store) RecordAndRelease(ctx context.Context, runID string, it results.I
 // (the embedded runner's journal), so that they are never sent again: their
 // tasks find them recorded and only count them. Call it before the run
 // starts. Succeeded and failed items are seeded; skipped items were never
-// sent and are left out, so the resumed run decides about them again. Their
-// usage counts towards the run's token budget.
+// sent (nor finished, when canceled) and are left out, so the resumed run
+// decides about them again. Their usage counts towards the run's token
+// budget.
 func (s *Store) Seed(ctx context.Context, runID string, done []results.Item) error {
 	for _, it := range done {
-		if it.State == results.StateSkipped {
+		if it.State == results.StateSkipped || it.State == results.StateCanceled {
 			continue
 		}
 		if _, err := s.Record(ctx, runID, it, 0); err != nil {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,18 +32,28 @@ const (
 	// StatusStopped: a step with on_error: fail lost an item, the remaining
 	// items were skipped (results.StatusStopped).
 	StatusStopped = results.StatusStopped
+	// StatusCanceled: the run was canceled (Cancel); items not finished by
+	// then are recorded canceled (results.StatusCanceled).
+	StatusCanceled = results.StatusCanceled
 	// StatusError: the run could not start or finish (artifact sets not
 	// resolved, a step not planned, result files not written); Error says why.
 	StatusError = "error"
 )
 
+// terminalStatuses are the final statuses of a run.
+var terminalStatuses = []string{StatusSucceeded, StatusFailed, StatusStopped, StatusCanceled, StatusError}
+
 // Terminal reports whether status is a final status.
-func Terminal(status string) bool {
-	switch status {
-	case StatusSucceeded, StatusFailed, StatusStopped, StatusError:
-		return true
+func Terminal(status string) bool { return slices.Contains(terminalStatuses, status) }
+
+// luaTerminal is a Lua expression, true when the variable status holds a
+// final status.
+func luaTerminal() string {
+	conds := make([]string, len(terminalStatuses))
+	for i, st := range terminalStatuses {
+		conds[i] = "status == '" + st + "'"
 	}
-	return false
+	return "(" + strings.Join(conds, " or ") + ")"
 }
 
 // RunState is a run's progress as the store knows it.
@@ -58,12 +70,14 @@ type RunState struct {
 	// StopReason says why a run was stopped (StatusStopped).
 	StopReason string `json:"stop_reason,omitempty"`
 	// Total is the number of items planned so far (the steps not yet
-	// planned are not counted); Done = Succeeded + Failed + Skipped.
+	// planned are not counted); Done = Succeeded + Failed + Skipped +
+	// Canceled.
 	Total     int             `json:"total"`
 	Done      int             `json:"done"`
 	Succeeded int             `json:"succeeded"`
 	Failed    int             `json:"failed"`
 	Skipped   int             `json:"skipped"`
+	Canceled  int             `json:"canceled"`
 	Retries   int             `json:"retries"`
 	Usage     workspace.Usage `json:"usage"`
 	// Steps are in pipeline order.
@@ -86,6 +100,7 @@ type StepState struct {
 	Succeeded int             `json:"succeeded"`
 	Failed    int             `json:"failed"`
 	Skipped   int             `json:"skipped"`
+	Canceled  int             `json:"canceled"`
 	Usage     workspace.Usage `json:"usage"`
 }
 
@@ -357,6 +372,7 @@ func (s *Store) Run(ctx context.Context, runID string) (*RunState, error) {
 			Succeeded: atoi(sh[results.StateSucceeded]),
 			Failed:    atoi(sh[results.StateFailed]),
 			Skipped:   atoi(sh[results.StateSkipped]),
+			Canceled:  atoi(sh[results.StateCanceled]),
 			Usage: workspace.Usage{
 				InputTokens:  workspace.Count(atoi64(sh["input_tokens"])),
 				OutputTokens: workspace.Count(atoi64(sh["output_tokens"])),
@@ -371,6 +387,7 @@ func (s *Store) Run(ctx context.Context, runID string) (*RunState, error) {
 		r.Succeeded += st.Succeeded
 		r.Failed += st.Failed
 		r.Skipped += st.Skipped
+		r.Canceled += st.Canceled
 		r.Usage = r.Usage.Add(st.Usage)
 	}
 	return r, nil

@@ -48,7 +48,10 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 		return w.runError(ctx, rc, err)
 	}
 	status := results.StatusSucceeded
+	_, canceled := runstore.CancelReason(st.StopReason)
 	switch {
+	case canceled:
+		status = results.StatusCanceled
 	case st.StopReason != "":
 		status = results.StatusStopped
 	case st.Failed+st.Skipped > 0:

@@ -75,6 +75,12 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 	}
 	defer w.cfg.Observer.ItemStarted(rc.spec.Pipeline.Name)()
 	ir := &itemRun{rc: rc, it: p.Item, step: step}
+	// The run's cancellation ends the attempt with errRunCanceled (see
+	// watchCancels); registered before the item is begun, so that a
+	// cancellation either shows in its stop reason or reaches it here.
+	ctx, cancelAttempt := context.WithCancelCause(ctx)
+	defer cancelAttempt(nil)
+	defer w.inflight.add(rc.id, cancelAttempt)()
 
 	// The in-flight slot is taken with the item, in the same round trip,
 	// when one is free; otherwise the item waits for one below.
@@ -104,6 +110,9 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 		return w.afterRecord(ctx, ir, runstore.Recorded{Done: done, Total: total}, nil)
 	}
 	ir.ck = start.Checkpoint
+	if reason, ok := runstore.CancelReason(start.Stop); ok {
+		return w.finish(ctx, ir, results.StateCanceled, "run canceled: "+reason, ir.ck.Reserved)
+	}
 	if start.Stop != "" {
 		return w.finish(ctx, ir, results.StateSkipped, "run stopped: "+start.Stop, ir.ck.Reserved)
 	}
@@ -150,6 +159,14 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 	perr := w.process(ctx, ir)
 	if perr == nil {
 		return w.finish(ctx, ir, results.StateSucceeded, "", reserved)
+	}
+	if runCanceled(ctx) {
+		_, stop, err := w.store.Status(context.WithoutCancel(ctx), rc.id)
+		if err != nil {
+			return err
+		}
+		reason, _ := runstore.CancelReason(stop)
+		return w.cancelItem(ctx, ir, reason, reserved)
 	}
 	if shuttingDown(ctx) {
 		ir.logger().Info("item interrupted by shutdown; it resumes from its checkpoint", "error", perr)

@@ -28,13 +28,21 @@ func (w *Worker) handleRunStart(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	status, _, err := w.store.Status(ctx, rc.id)
+	status, stop, err := w.store.Status(ctx, rc.id)
 	if err != nil {
 		return err
 	}
 	if runstore.Terminal(status) {
 		rc.log.Info("run already finished; nothing to start", "status", status)
 		return nil
+	}
+	if _, canceled := runstore.CancelReason(stop); canceled {
+		rc.log.Info("run canceled before it started; finalizing")
+		if err := w.store.MarkRunning(ctx, rc.id); err != nil {
+			return err
+		}
+		ft, err := jobs.NewFinalize(jobs.Finalize{RunID: rc.id}, controlOpts()...)
+		return w.enqueue(ctx, ft, err)
 	}
 	if err := w.store.MarkRunning(ctx, rc.id); err != nil {
 		return err

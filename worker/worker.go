@@ -48,6 +48,7 @@ type Worker struct {
 	runs   map[string]*runCtx
 
 	pausedUntil atomic.Int64 // the fleet-wide pause as last read, in Unix ns
+	inflight    inflight     // items being processed, for cancellation
 
 	handlers sync.WaitGroup // handler goroutines, which may outlive asynq's shutdown by a moment
 	runOnce  sync.Once
@@ -132,6 +133,7 @@ func (w *Worker) run(ctx context.Context) error {
 	pauseCtx, stopPause := context.WithCancel(context.WithoutCancel(ctx))
 	var pauseWG sync.WaitGroup
 	pauseWG.Go(func() { w.watchPause(pauseCtx) })
+	pauseWG.Go(func() { w.watchCancels(pauseCtx) })
 	defer func() { stopPause(); pauseWG.Wait() }()
 
 	// An asynq server takes tasks off the queue one Redis round trip at a

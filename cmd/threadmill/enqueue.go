@@ -166,6 +166,9 @@ func finished(stdout io.Writer, st *runstore.RunState) error {
 		return withCode(exitFailure, fmt.Errorf("run %s failed: %s", st.ID, st.Error))
 	}
 	printSummary(stdout, st)
+	if st.Status == runstore.StatusCanceled {
+		return withCode(exitCanceled, fmt.Errorf("run %s canceled: %d succeeded, %d canceled, %d failed of %d items", st.ID, st.Succeeded, st.Canceled, st.Failed, st.Total))
+	}
 	if st.Status != runstore.StatusSucceeded {
 		return withCode(exitItemsFailed, fmt.Errorf("run %s %s: %d failed, %d skipped of %d items", st.ID, st.Status, st.Failed, st.Skipped, st.Total))
 	}

@@ -17,6 +17,7 @@ const (
 	exitFailure     = 1 // an error: bad input, invalid pipeline, run could not start
 	exitUsage       = 2 // bad flags or arguments
 	exitItemsFailed = 3 // a run finished, but some items failed or were skipped
+	exitCanceled    = 4 // a run was canceled (threadmill cancel)
 )
 
 // exitError carries a specific exit code through cobra.
@@ -68,6 +69,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newEnqueueCmd(),
 		newStatusCmd(),
 		newRunsCmd(),
+		newCancelCmd(),
 		newSchedulerCmd(),
 		newScheduleCmd(),
 		newBackfillCmd(),

@@ -504,7 +504,7 @@ func seedFromJournal(ctx context.Context, store *runstore.Store, p *pipelines.Pi
 			return n, fmt.Errorf("resume run %s: %w", run.ID, err)
 		}
 		id := it.Step + "\x00" + it.Key
-		if seen[id] || it.State == results.StateSkipped {
+		if seen[id] || it.State == results.StateSkipped || it.State == results.StateCanceled {
 			continue
 		}
 		seen[id] = true
@@ -604,8 +604,12 @@ func printSummary(w io.Writer, st *runstore.RunState) {
 	if !st.StartedAt.IsZero() && !st.FinishedAt.IsZero() {
 		took = ", " + st.FinishedAt.Sub(st.StartedAt).Round(10*time.Millisecond).String()
 	}
-	fmt.Fprintf(w, "run %s %s: %d items (%d succeeded, %d failed, %d skipped), %d tokens (%d in, %d out), %d retries%s\n",
-		st.ID, st.Status, st.Total, st.Succeeded, st.Failed, st.Skipped,
+	canceled := ""
+	if st.Canceled > 0 {
+		canceled = fmt.Sprintf(", %d canceled", st.Canceled)
+	}
+	fmt.Fprintf(w, "run %s %s: %d items (%d succeeded, %d failed, %d skipped%s), %d tokens (%d in, %d out), %d retries%s\n",
+		st.ID, st.Status, st.Total, st.Succeeded, st.Failed, st.Skipped, canceled,
 		st.Usage.Total(), int64(st.Usage.InputTokens), int64(st.Usage.OutputTokens), st.Retries, took)
 	if st.StopReason != "" {
 		fmt.Fprintf(w, "stopped: %s\n", st.StopReason)

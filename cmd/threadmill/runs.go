@@ -78,6 +78,7 @@ type runRow struct {
 	Succeeded int       `json:"succeeded"`
 	Failed    int       `json:"failed"`
 	Skipped   int       `json:"skipped"`
+	Canceled  int       `json:"canceled"`
 	Tokens    int64     `json:"tokens"`
 	StartedAt time.Time `json:"started_at,omitzero"`
 	// DurationMS is the run's duration, or the time it has run so far.
@@ -175,7 +176,8 @@ func rowFromEntry(e *results.Entry) *runRow {
 	r.Succeeded = run.Counts[results.StateSucceeded]
 	r.Failed = run.Counts[results.StateFailed]
 	r.Skipped = run.Counts[results.StateSkipped]
-	r.Done = r.Succeeded + r.Failed + r.Skipped
+	r.Canceled = run.Counts[results.StateCanceled]
+	r.Done = r.Succeeded + r.Failed + r.Skipped + r.Canceled
 	r.Tokens = run.Usage.Total()
 	r.StartedAt = run.StartedAt
 	r.DurationMS = run.Duration().Milliseconds()
@@ -184,7 +186,7 @@ func rowFromEntry(e *results.Entry) *runRow {
 
 func rowFromState(st *runstore.RunState, now time.Time) *runRow {
 	r := &runRow{ID: st.ID, Pipeline: st.Pipeline, Status: st.Status, Dir: st.ResultDir,
-		Total: st.Total, Done: st.Done, Succeeded: st.Succeeded, Failed: st.Failed, Skipped: st.Skipped,
+		Total: st.Total, Done: st.Done, Succeeded: st.Succeeded, Failed: st.Failed, Skipped: st.Skipped, Canceled: st.Canceled,
 		Tokens: st.Usage.Total(), StartedAt: st.StartedAt, Sources: []string{"redis"}}
 	if r.StartedAt.IsZero() {
 		r.StartedAt = st.CreatedAt
