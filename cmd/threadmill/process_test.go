@@ -44,7 +44,7 @@ type proc struct {
 	err            error
 }
 
-func startThreadmill(t *testing.T, env map[string]string, args ...string) *proc {
+func startThreadmill(t testing.TB, env map[string]string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(threadmillBin, args...), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd.Env = runnerEnviron(env)
@@ -76,7 +76,7 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) int {
 	return p.cmd.ProcessState.ExitCode()
 }
 
-func (p *proc) kill(t *testing.T) {
+func (p *proc) kill(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
