@@ -161,11 +161,13 @@ func TestRunSubprocessKillAndResume(t *testing.T) {
 // ones are resumed, not re-sent). The second worker then stops cleanly on
 // SIGTERM.
 //
-// asynq hands a dead worker's tasks to others once their lease expired
-// (30s) and its recoverer ran (every minute), so this test takes a minute.
+// asynq's lease of a dead worker's task expires 30s after its last
+// heartbeat; worker B's orphan checker enqueues the task again 5s later
+// (asynq's own recoverer would take another 30s to a minute), so this test
+// takes about 40s.
 func TestWorkerSubprocessCrash(t *testing.T) {
 	if testing.Short() {
-		t.Skip("waits for asynq's lease recovery (about a minute)")
+		t.Skip("waits for asynq's 30s lease to expire")
 	}
 	e := startRunnerSim(t, simulator.Config{Async: true, Latency: 400 * time.Millisecond})
 	rs := redistest.Start(t)
