@@ -38,7 +38,7 @@ import (
 // Defaults N=2000, W=4, C=16, L=100ms, K=5; override with
 // THREADMILL_BENCH_ITEMS, _WORKERS, _CONCURRENCY, _LATENCY and _KILLS.
 // THREADMILL_BENCH_WORKER_ARGS adds flags to every worker, e.g.
-// "--orphan-check=-1" to measure asynq's own recovery alone. It
+// "--orphan-check=-1s" to measure asynq's own recovery alone. It
 // waits for real leases to expire, so it takes a minute or two: run it on
 // demand, once:
 //
