@@ -23,6 +23,8 @@ const (
 	DefaultRetryBase       = time.Second
 	DefaultRetryMax        = 5 * time.Minute
 	DefaultPollInterval    = 100 * time.Millisecond
+	DefaultOrphanCheck     = time.Second
+	DefaultOrphanGrace     = 5 * time.Second
 )
 
 // Config configures a Worker. Zero values take the documented defaults.
@@ -65,6 +67,22 @@ type Config struct {
 	// TaskCheckInterval), and the first delay between polls of an
 	// interaction whose stream failed. Default 100ms.
 	PollInterval time.Duration
+	// OrphanCheck is how often the fleet looks for tasks a dead worker left
+	// active (one worker at a time looks, see orphans.go). asynq hands such
+	// a task back only 30s after its lease expired, and its recoverer looks
+	// once a minute: about 60–65s after a SIGKILL. A task whose asynq lease
+	// has expired (its worker sent no heartbeat for 30s: asynq's fixed
+	// lease) and that no live asynq server reports running is enqueued
+	// again, as a rescue copy, after OrphanGrace: about 35s after a SIGKILL.
+	// Default 1s; negative: never (asynq's recoverer alone).
+	OrphanCheck time.Duration
+	// OrphanGrace is how long a task must have been seen with an expired
+	// lease, and claimed by no live asynq server, before it is rescued. It
+	// allows for clock skew between workers and lets a live worker that
+	// lost its lease (Redis unreachable for 30s) cancel the task first:
+	// asynq's heartbeater does so within 5s. asynq's own recoverer waits
+	// 30s here. Default 5s.
+	OrphanGrace time.Duration
 	// Logger receives the worker's logs; every line about an item carries
 	// pipeline, run, step and item. Default: discard.
 	Logger *slog.Logger
@@ -86,6 +104,8 @@ func (c Config) withDefaults() Config {
 	c.RetryBase = cmp.Or(c.RetryBase, DefaultRetryBase)
 	c.RetryMax = cmp.Or(c.RetryMax, DefaultRetryMax)
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.OrphanCheck = cmp.Or(c.OrphanCheck, DefaultOrphanCheck)
+	c.OrphanGrace = cmp.Or(c.OrphanGrace, DefaultOrphanGrace)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -114,6 +134,12 @@ func (c Config) validate() error {
 	}
 	if c.PollInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("worker: Config.PollInterval is %s, want >= 10ms", c.PollInterval))
+	}
+	if c.OrphanCheck >= 0 && c.OrphanCheck < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("worker: Config.OrphanCheck is %s, want >= 100ms (or negative: never)", c.OrphanCheck))
+	}
+	if c.OrphanGrace < 0 {
+		errs = append(errs, fmt.Errorf("worker: Config.OrphanGrace is %s, want >= 0", c.OrphanGrace))
 	}
 	return errors.Join(errs...)
 }

@@ -69,7 +69,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w.api = w.pacedClient(cfg.API)
 	w.mux = asynq.NewServeMux()
-	w.mux.Use(w.track)
+	w.mux.Use(w.track, w.exclusive)
 	w.mux.HandleFunc(jobs.KindRunStart, w.handleRunStart)
 	w.mux.HandleFunc(jobs.KindItem, w.handleItem)
 	w.mux.HandleFunc(jobs.KindAdvance, w.handleAdvance)
@@ -163,6 +163,12 @@ func (w *Worker) run(ctx context.Context) error {
 			}
 			return fmt.Errorf("worker: start asynq server: %w", err)
 		}
+	}
+	if w.cfg.OrphanCheck > 0 {
+		oc := newOrphanChecker(w, asynq.NewInspectorFromRedisClient(enqRedis))
+		var orphanWG sync.WaitGroup
+		orphanWG.Go(func() { oc.run(ctx) })
+		defer orphanWG.Wait()
 	}
 	w.log.Info("worker started", "queue", w.cfg.Queue, "concurrency", w.cfg.Concurrency, "fetchers", n)
 	<-ctx.Done()

@@ -44,7 +44,7 @@ type proc struct {
 	err            error
 }
 
-func startThreadmill(t *testing.T, env map[string]string, args ...string) *proc {
+func startThreadmill(t testing.TB, env map[string]string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(threadmillBin, args...), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd.Env = runnerEnviron(env)
@@ -76,7 +76,7 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) int {
 	return p.cmd.ProcessState.ExitCode()
 }
 
-func (p *proc) kill(t *testing.T) {
+func (p *proc) kill(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -161,11 +161,13 @@ func TestRunSubprocessKillAndResume(t *testing.T) {
 // ones are resumed, not re-sent). The second worker then stops cleanly on
 // SIGTERM.
 //
-// asynq hands a dead worker's tasks to others once their lease expired
-// (30s) and its recoverer ran (every minute), so this test takes a minute.
+// asynq's lease of a dead worker's task expires 30s after its last
+// heartbeat; worker B's orphan checker enqueues the task again 5s later
+// (asynq's own recoverer would take another 30s to a minute), so this test
+// takes about 40s.
 func TestWorkerSubprocessCrash(t *testing.T) {
 	if testing.Short() {
-		t.Skip("waits for asynq's lease recovery (about a minute)")
+		t.Skip("waits for asynq's 30s lease to expire")
 	}
 	e := startRunnerSim(t, simulator.Config{Async: true, Latency: 400 * time.Millisecond})
 	rs := redistest.Start(t)

@@ -23,8 +23,12 @@ type workerOptions struct {
 	ResultsDir      string
 	Queue           string
 	ShutdownTimeout time.Duration
-	Log             logFlags
-	Metrics         metricsFlags
+	// OrphanCheck and OrphanGrace are worker.Config's: how often the fleet
+	// looks for a dead worker's tasks, and how long one must have been
+	// orphaned before it is enqueued again.
+	OrphanCheck, OrphanGrace time.Duration
+	Log                      logFlags
+	Metrics                  metricsFlags
 	// LookupEnv reads WORKSPACE_* and THREADMILL_REDIS_URL; default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 }
@@ -38,6 +42,12 @@ func (o *workerOptions) validate() error {
 	}
 	if o.ShutdownTimeout < 0 {
 		return fmt.Errorf("--shutdown-timeout must not be negative, got %s", o.ShutdownTimeout)
+	}
+	if o.OrphanCheck >= 0 && o.OrphanCheck < 100*time.Millisecond {
+		return fmt.Errorf("--orphan-check must be at least 100ms, or negative to leave dead workers' tasks to asynq alone; got %s", o.OrphanCheck)
+	}
+	if o.OrphanGrace <= 0 {
+		return fmt.Errorf("--orphan-grace must be positive, got %s", o.OrphanGrace)
 	}
 	return o.Log.validate()
 }
@@ -55,7 +65,9 @@ allow: limits are shared through Redis.
 SIGTERM or SIGINT stops fetching new tasks and lets the items in flight
 finish within --shutdown-timeout; items still running then go back to the
 queue and resume from their checkpoints on another worker, without paying
-for their interactions twice.
+for their interactions twice. The tasks of a worker that died (SIGKILL, a
+lost machine) run again on the others about 35s later: asynq's 30s lease,
+then --orphan-grace (see docs/troubleshooting.md).
 
 Result directories are written on the machine of the worker that finalizes
 the run, under --results (default: the pipeline's output.dir).
@@ -76,6 +88,8 @@ the run, under --results (default: the pipeline's output.dir).
 	f.StringVar(&o.ResultsDir, "results", "", "results root (default: each pipeline's output.dir, else results)")
 	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue to serve")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long items in flight may take to finish")
+	f.DurationVar(&o.OrphanCheck, "orphan-check", worker.DefaultOrphanCheck, "how often the fleet looks for the tasks of dead workers (negative: never; asynq's recoverer alone, about a minute)")
+	f.DurationVar(&o.OrphanGrace, "orphan-grace", worker.DefaultOrphanGrace, "how long a task must have had an expired asynq lease, with no live worker, before it runs again")
 	o.Log.add(f, "info")
 	o.Metrics.add(f)
 	return cmd
@@ -117,6 +131,8 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 		Queue:           o.Queue,
 		ResultsRoot:     o.ResultsDir,
 		ShutdownTimeout: o.ShutdownTimeout,
+		OrphanCheck:     o.OrphanCheck,
+		OrphanGrace:     o.OrphanGrace,
 		Logger:          log,
 		Observer:        obs.Metrics,
 	})
