@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/hibiken/asynq"
 
@@ -53,13 +54,26 @@ type Payload interface {
 // RunStart starts a run whose record StartRun wrote to the run store.
 type RunStart struct {
 	RunID string `json:"run_id"`
+	// Attempt is the run's attempt: 0 for its first, n for its n-th retry
+	// (runstore.Reopen). Every task of an attempt carries it, so that its
+	// task ids differ from the earlier attempts' (which asynq may still
+	// hold, archived or completed).
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // Kind returns KindRunStart.
 func (RunStart) Kind() string { return KindRunStart }
 
-// TaskID returns "<run>/start".
-func (p RunStart) TaskID() string { return p.RunID + "/start" }
+// TaskID returns "<run>/start", with "/r<attempt>" after a retry.
+func (p RunStart) TaskID() string { return p.RunID + "/start" + attemptSuffix(p.Attempt) }
+
+// attemptSuffix is the task id suffix of a run's attempt: "" for the first.
+func attemptSuffix(attempt int) string {
+	if attempt <= 0 {
+		return ""
+	}
+	return "/r" + strconv.Itoa(attempt)
+}
 
 // Run returns RunID.
 func (p RunStart) Run() string { return p.RunID }
@@ -71,13 +85,18 @@ func (p RunStart) validate() error { return need("run_id", p.RunID) }
 type Item struct {
 	RunID string         `json:"run_id"`
 	Item  pipelines.Item `json:"item"`
+	// Attempt is the run's attempt (see RunStart.Attempt).
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // Kind returns KindItem.
 func (Item) Kind() string { return KindItem }
 
-// TaskID returns "<run>/<step>/<item key>".
-func (p Item) TaskID() string { return p.RunID + "/" + p.Item.Step + "/" + p.Item.Key }
+// TaskID returns "<run>/<step>/<item key>", with "/r<attempt>" after a
+// retry.
+func (p Item) TaskID() string {
+	return p.RunID + "/" + p.Item.Step + "/" + p.Item.Key + attemptSuffix(p.Attempt)
+}
 
 // Run returns RunID.
 func (p Item) Run() string { return p.RunID }
@@ -106,13 +125,15 @@ func (p Item) validate() error {
 type Advance struct {
 	RunID string `json:"run_id"`
 	Step  string `json:"step"`
+	// Attempt is the run's attempt (see RunStart.Attempt).
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // Kind returns KindAdvance.
 func (Advance) Kind() string { return KindAdvance }
 
-// TaskID returns "<run>/advance/<step>".
-func (p Advance) TaskID() string { return p.RunID + "/advance/" + p.Step }
+// TaskID returns "<run>/advance/<step>", with "/r<attempt>" after a retry.
+func (p Advance) TaskID() string { return p.RunID + "/advance/" + p.Step + attemptSuffix(p.Attempt) }
 
 // Run returns RunID.
 func (p Advance) Run() string { return p.RunID }
@@ -127,13 +148,15 @@ func (p Advance) validate() error {
 // Finalize writes the run's result files and closes the run.
 type Finalize struct {
 	RunID string `json:"run_id"`
+	// Attempt is the run's attempt (see RunStart.Attempt).
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // Kind returns KindFinalize.
 func (Finalize) Kind() string { return KindFinalize }
 
-// TaskID returns "<run>/finalize".
-func (p Finalize) TaskID() string { return p.RunID + "/finalize" }
+// TaskID returns "<run>/finalize", with "/r<attempt>" after a retry.
+func (p Finalize) TaskID() string { return p.RunID + "/finalize" + attemptSuffix(p.Attempt) }
 
 // Run returns RunID.
 func (p Finalize) Run() string { return p.RunID }

@@ -104,6 +104,27 @@ type Run struct {
 	Steps      []StepUsage     `json:"steps"`
 	Usage      workspace.Usage `json:"usage"`
 	Retries    int             `json:"retries"`
+	// Attempts are the run's earlier attempts, oldest first, when it was
+	// retried (threadmill retry): each one's status, times and counts as it
+	// ended. The fields above describe the run as it is now.
+	Attempts []Attempt `json:"attempts,omitempty"`
+}
+
+// Attempt is one finished attempt of a run that was retried afterwards.
+type Attempt struct {
+	// Attempt is 0 for the run's first attempt, n for its n-th retry.
+	Attempt    int             `json:"attempt"`
+	Status     string          `json:"status"`
+	StartedAt  time.Time       `json:"started_at,omitzero"`
+	FinishedAt time.Time       `json:"finished_at,omitzero"`
+	Total      int             `json:"total"`
+	Succeeded  int             `json:"succeeded"`
+	Failed     int             `json:"failed"`
+	Skipped    int             `json:"skipped"`
+	Canceled   int             `json:"canceled,omitempty"`
+	Usage      workspace.Usage `json:"usage"`
+	StopReason string          `json:"stop_reason,omitempty"`
+	ResultDir  string          `json:"result_dir,omitempty"`
 }
 
 // Duration returns FinishedAt - StartedAt, or zero when either is unset.

@@ -58,7 +58,7 @@ steps:
 			b.Fatal(err)
 		}
 		planned := time.Since(start)
-		if err := w.enqueueItems(context.Background(), rc, items); err != nil {
+		if err := w.enqueueItems(context.Background(), rc, items, 0); err != nil {
 			b.Fatal(err)
 		}
 		total := time.Since(start)

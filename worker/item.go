@@ -37,6 +37,8 @@ type itemRun struct {
 	// firstMarked: the first turn was marked "being created" together
 	// with the new thread's checkpoint.
 	firstMarked bool
+	// attempt is the run's attempt the item's task belongs to.
+	attempt int
 }
 
 // logger returns the item's logger (the run's, with the step and item key),
@@ -74,7 +76,7 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("worker: run %s: pipeline has no step %q: %w", rc.id, p.Item.Step, asynq.SkipRetry)
 	}
 	defer w.cfg.Observer.ItemStarted(rc.spec.Pipeline.Name)()
-	ir := &itemRun{rc: rc, it: p.Item, step: step}
+	ir := &itemRun{rc: rc, it: p.Item, step: step, attempt: p.Attempt}
 	// The run's cancellation ends the attempt with errRunCanceled (see
 	// watchCancels); registered before the item is begun, so that a
 	// cancellation either shows in its stop reason or reaches it here.
@@ -236,7 +238,7 @@ func (w *Worker) afterRecord(ctx context.Context, ir *itemRun, rec runstore.Reco
 		return nil
 	}
 	ir.logger().Debug("step complete", "items", rec.Total)
-	t, err := jobs.NewAdvance(jobs.Advance{RunID: ir.rc.id, Step: ir.it.Step}, controlOpts()...)
+	t, err := jobs.NewAdvance(jobs.Advance{RunID: ir.rc.id, Step: ir.it.Step, Attempt: ir.attempt}, controlOpts()...)
 	return w.enqueue(ctx, t, err)
 }
 

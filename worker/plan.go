@@ -24,7 +24,7 @@ const enqueueWorkers = batchers * maxBatch / 2
 // handleRunStart resolves the run's artifact sets (once; later steps and
 // retries reuse them), then plans and enqueues the first step.
 func (w *Worker) handleRunStart(ctx context.Context, t *asynq.Task) error {
-	_, rc, err := taskRun(ctx, w, t, jobs.DecodeRunStart)
+	p, rc, err := taskRun(ctx, w, t, jobs.DecodeRunStart)
 	if err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func (w *Worker) handleRunStart(ctx context.Context, t *asynq.Task) error {
 		if err := w.store.MarkRunning(ctx, rc.id); err != nil {
 			return err
 		}
-		ft, err := jobs.NewFinalize(jobs.Finalize{RunID: rc.id}, controlOpts()...)
+		ft, err := jobs.NewFinalize(jobs.Finalize{RunID: rc.id, Attempt: p.Attempt}, controlOpts()...)
 		return w.enqueue(ctx, ft, err)
 	}
 	if err := w.store.MarkRunning(ctx, rc.id); err != nil {
@@ -61,7 +61,7 @@ func (w *Worker) handleRunStart(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
-	return w.startStep(ctx, rc, 0, sets)
+	return w.startStep(ctx, rc, 0, sets, p.Attempt)
 }
 
 // runError ends the run in StatusError when err is permanent or this was
@@ -83,16 +83,29 @@ func (w *Worker) runError(ctx context.Context, rc *runCtx, err error) error {
 	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 }
 
-// startStep plans step idx of the run and enqueues its items. It is
-// idempotent: a step already enqueued is left alone, and one whose enqueueing
-// was interrupted is planned again (plans are deterministic) and enqueued
-// with the same task ids, so no item runs twice.
-func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[string][]pipelines.ArtifactRef) error {
+// startStep plans step idx of the run's attempt and enqueues its items that
+// have no record yet. It is idempotent: a step already enqueued is left
+// alone (and advanced past when an earlier attempt finished it, as after a
+// retry), and one whose enqueueing was interrupted is planned again (plans
+// are deterministic) and enqueued with the same task ids, so no item runs
+// twice.
+func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[string][]pipelines.ArtifactRef, attempt int) error {
 	p := rc.spec.Pipeline
 	step := p.Steps[idx]
 	log := rc.log.With("step", step.ID)
-	if done, err := w.store.Enqueued(ctx, rc.id, step.ID); err != nil || done {
-		return err
+	advance := func() error {
+		t, err := jobs.NewAdvance(jobs.Advance{RunID: rc.id, Step: step.ID, Attempt: attempt}, controlOpts()...)
+		return w.enqueue(ctx, t, err)
+	}
+	if enqueued, err := w.store.Enqueued(ctx, rc.id, step.ID); err != nil || enqueued {
+		if err != nil {
+			return err
+		}
+		done, total, err := w.store.StepProgress(ctx, rc.id, step.ID)
+		if err != nil || total < 0 || done < total {
+			return err
+		}
+		return advance()
 	}
 	prior := make(map[string]pipelines.StepOutput, len(step.Needs))
 	for _, need := range step.Needs {
@@ -115,7 +128,15 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 		return err
 	}
 	planned := time.Since(began)
-	if err := w.enqueueItems(ctx, rc, items); err != nil {
+	if attempt > 0 {
+		// A retry: only the items the earlier attempts did not finish.
+		recorded, err := w.store.Recorded(ctx, rc.id, step.ID)
+		if err != nil {
+			return err
+		}
+		items = slices.DeleteFunc(items, func(it pipelines.Item) bool { return recorded[it.Key] })
+	}
+	if err := w.enqueueItems(ctx, rc, items, attempt); err != nil {
 		return err
 	}
 	if err := w.store.MarkEnqueued(ctx, rc.id, step.ID); err != nil {
@@ -123,15 +144,14 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 	}
 	log.Info("step started", "items", len(items), "plan_time", planned, "enqueue_time", time.Since(began)-planned)
 	if len(items) == 0 {
-		t, err := jobs.NewAdvance(jobs.Advance{RunID: rc.id, Step: step.ID}, controlOpts()...)
-		return w.enqueue(ctx, t, err)
+		return advance()
 	}
 	return nil
 }
 
 // enqueueItems enqueues a step's items concurrently, each with its
 // deterministic task id, the pipeline's attempts and item timeout.
-func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items []pipelines.Item) error {
+func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items []pipelines.Item, attempt int) error {
 	lim := rc.spec.Pipeline.Limits
 	opts := []asynq.Option{asynq.MaxRetry(max(lim.MaxAttempts, 1) - 1)}
 	if d := lim.ItemTimeout.D(); d > 0 {
@@ -142,7 +162,7 @@ func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items []pipelines
 	pl := pool.New().WithErrors().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(enqueueWorkers)
 	for _, it := range items {
 		pl.Go(func(ctx context.Context) error {
-			t, err := jobs.NewItem(jobs.Item{RunID: rc.id, Item: it}, opts...)
+			t, err := jobs.NewItem(jobs.Item{RunID: rc.id, Item: it, Attempt: attempt}, opts...)
 			return w.enqueue(ctx, t, err)
 		})
 	}
@@ -180,12 +200,12 @@ func (w *Worker) handleAdvance(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("worker: run %s: pipeline has no step %q: %w", rc.id, p.Step, asynq.SkipRetry)
 	}
 	if stop != "" || idx == len(steps)-1 {
-		ft, err := jobs.NewFinalize(jobs.Finalize{RunID: rc.id}, controlOpts()...)
+		ft, err := jobs.NewFinalize(jobs.Finalize{RunID: rc.id, Attempt: p.Attempt}, controlOpts()...)
 		return w.enqueue(ctx, ft, err)
 	}
 	sets, err := w.store.Sets(ctx, rc.id)
 	if err != nil {
 		return err
 	}
-	return w.startStep(ctx, rc, idx+1, sets)
+	return w.startStep(ctx, rc, idx+1, sets, p.Attempt)
 }
