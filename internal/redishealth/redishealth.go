@@ -58,7 +58,7 @@ type Watcher struct {
 	own    bool                  // pinger is the watcher's own client
 
 	down       atomic.Bool
-	stopped    atomic.Bool // Run returned
+	stopped    atomic.Bool  // Run returned
 	suppressed atomic.Int64 // lines demoted during the current outage
 
 	mu        sync.Mutex // guards the fields below and serialises transitions
