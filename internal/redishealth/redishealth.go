@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Defaults of Config.
@@ -100,12 +101,22 @@ func newPinger(rdb redis.UniversalClient) (p redis.UniversalClient, own bool) {
 	if !ok || c.Options().Addr == "FailoverClient" {
 		return rdb, false
 	}
-	o := *c.Options()
-	o.PoolSize, o.MinIdleConns, o.MaxIdleConns = 1, 0, 1
-	o.MaxRetries = -1 // no retry
-	o.DialerRetries = 1
-	o.OnConnect = nil
-	return redis.NewClient(&o), true
+	// Only what reaching the server takes: no pool tuning, no client-side
+	// cache, no push-notification state shared with rdb.
+	src := c.Options()
+	o := &redis.Options{
+		Network: src.Network, Addr: src.Addr, Dialer: src.Dialer, ClientName: src.ClientName,
+		Protocol: src.Protocol, Username: src.Username, Password: src.Password, DB: src.DB,
+		CredentialsProvider: src.CredentialsProvider, CredentialsProviderContext: src.CredentialsProviderContext,
+		StreamingCredentialsProvider: src.StreamingCredentialsProvider, TLSConfig: src.TLSConfig,
+		DialTimeout: src.DialTimeout, ReadTimeout: src.ReadTimeout, WriteTimeout: src.WriteTimeout,
+		DisableIdentity:          true,
+		PoolSize:                 1,
+		MaxRetries:               -1, // no retry
+		DialerRetries:            1,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+	return redis.NewClient(o), true
 }
 
 // ping pings Redis once. After a failure the watcher's own client is
