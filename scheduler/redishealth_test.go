@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/threadmill/threadmill/internal/redistest"
 )
 
 // syncBuffer collects log lines while the test reads them.
@@ -30,6 +32,9 @@ func (s *syncBuffer) String() string {
 // A Redis restart under the scheduler: one lost line, one restored line,
 // and asynq's heartbeat errors in between demoted to debug.
 func TestSchedulerRedisOutageLogsOnce(t *testing.T) {
+	// Registered first, run last: after the clients are closed, before the
+	// goroutine-leak check.
+	t.Cleanup(func() { redistest.WaitDialersGone(t, 5*time.Second) })
 	e := newEnv(t)
 	e.write("hourly.yaml", pipelineYAML("hourly", "0 * * * *", "UTC", "none", 0))
 	var out syncBuffer

@@ -53,6 +53,9 @@ func (quietRedis) Printf(context.Context, string, ...any) {}
 // hardly any other warning or error in between (asynq's and the worker's
 // connection errors are demoted to debug).
 func TestRedisOutageLogsLostAndRestoredOnce(t *testing.T) {
+	// Registered first, run last: after the clients are closed, before the
+	// goroutine-leak check.
+	t.Cleanup(func() { redistest.WaitDialersGone(t, 5*time.Second) })
 	redis.SetLogger(quietRedis{}) // as main does: go-redis's own lines are not the worker's
 	e := newEnvRedis(t, simulator.Config{Async: true, Latency: 500 * time.Millisecond}, redistest.Options{AppendOnly: true})
 	e.folder("Inbox", 16)

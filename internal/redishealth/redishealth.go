@@ -188,6 +188,11 @@ func (w *Watcher) check(ctx context.Context) {
 	started := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, w.cfg.PingTimeout)
 	err := w.ping(pctx)
+	if err == nil && w.own && w.down.Load() {
+		// Restored means the process's own pool works again: after failed
+		// dials it waits up to a second before dialling anew.
+		err = w.cfg.RDB.Ping(pctx).Err()
+	}
 	cancel()
 	if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
 		return // stopping, or a client replaced under this ping: nothing learnt

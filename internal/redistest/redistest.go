@@ -3,11 +3,13 @@
 package redistest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -143,5 +145,26 @@ func (s *Server) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("redis-server on %s not ready after %v: %w", s.Socket, timeout, err)
 		}
 		time.Sleep(10 * time.Millisecond) // polling a readiness condition, bounded by deadline
+	}
+}
+
+// WaitDialersGone waits (at most timeout) until no go-redis pool of the
+// process is still retrying a failed dial. After an outage, each pool that
+// failed to dial keeps a goroutine that retries once a second until a dial
+// succeeds or the pool is closed; a test that kills Redis calls this after
+// closing its clients, before goroutine-leak checks.
+func WaitDialersGone(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if !bytes.Contains(buf[:n], []byte("pool.(*ConnPool).tryDial")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: go-redis pools still retrying dials %s after the test", timeout)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, bounded by the deadline
 	}
 }
