@@ -150,7 +150,9 @@ func preflight(ctx context.Context, c *workspace.Client, displayURL, projectID s
 		for {
 			remaining := time.Until(deadline)
 			attempts++
-			err := call(workspace.WithCallTimeout(ctx, max(preflightMinCall, min(remaining, preflightCallTimeout))))
+			// Rounded: the timeout shows in the message when it is the cause.
+			callTimeout := max(preflightMinCall, min(remaining, preflightCallTimeout).Round(preflightMinCall))
+			err := call(workspace.WithCallTimeout(ctx, callTimeout))
 			if err == nil {
 				return nil
 			}
@@ -173,7 +175,9 @@ func preflight(ctx context.Context, c *workspace.Client, displayURL, projectID s
 			}
 			wait = jitterWait(wait)
 			remaining = time.Until(deadline)
-			if remaining <= 0 {
+			// A server that let the last call time out gets no last
+			// attempt too short to tell anything: its timeout is the cause.
+			if remaining <= 0 || (errors.Is(err, workspace.ErrTimeout) && remaining < time.Second) {
 				fail.Kind, fail.After, fail.Attempts = preflightUnreachable, time.Since(start), attempts
 				return fail
 			}
