@@ -60,6 +60,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/threadmill/threadmill/internal/logging"
+	"github.com/threadmill/threadmill/internal/redishealth"
 	"github.com/threadmill/threadmill/pipelines"
 )
 
@@ -175,6 +176,9 @@ type Scheduler struct {
 	st    *state
 	sched *asynq.Scheduler
 	srv   *asynq.Server
+	// health watches Redis: one line when it is lost, one when it is
+	// back, and asynq's repeated connection errors demoted meanwhile.
+	health *redishealth.Watcher
 
 	syncMu   sync.Mutex        // one Sync at a time
 	reported map[string]string // file -> problem last logged (under syncMu)
@@ -213,14 +217,16 @@ func New(cfg Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: pipelines directory %s: %w", cfg.Dir, err)
 	}
+	health := redishealth.New(redishealth.Config{RDB: cfg.RDB, Logger: cfg.Logger})
 	s := &Scheduler{
 		cfg:     cfg,
-		log:     cfg.Logger,
+		log:     slog.New(health.Handler(cfg.Logger.Handler())),
 		dir:     NewDir(dir, cfg.Load),
 		st:      &state{rdb: cfg.RDB, prefix: cfg.Prefix},
 		entries: make(map[string]*registered),
+		health:  health,
 	}
-	alog := asynqLogger{cfg.Logger.With("component", "asynq")}
+	alog := asynqLogger{s.log.With("component", "asynq")}
 	s.sched = asynq.NewSchedulerFromRedisClient(cfg.RDB, &asynq.SchedulerOpts{
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		Logger:            alog,
@@ -262,10 +268,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		s.srv.Shutdown()
 		return fmt.Errorf("scheduler: start asynq scheduler: %w", err)
 	}
+	hctx, stopHealth := context.WithCancel(context.WithoutCancel(ctx))
+	healthDone := make(chan struct{})
+	go func() { defer close(healthDone); s.health.Run(hctx) }()
 	defer func() {
 		// Stop firing first, then let the fire tasks in hand finish.
 		s.sched.Shutdown()
 		s.srv.Shutdown()
+		stopHealth()
+		<-healthDone
 	}()
 
 	var events <-chan fsnotify.Event

@@ -123,7 +123,13 @@ func (r *statusRecorder) Flush() {
 
 func newEnv(t testing.TB, cfg simulator.Config) *env {
 	t.Helper()
-	e := &env{t: t, redis: redistest.Start(t), results: t.TempDir(), log: &requestLog{}}
+	return newEnvRedis(t, cfg, redistest.Options{})
+}
+
+// newEnvRedis is newEnv with a Redis started with ro.
+func newEnvRedis(t testing.TB, cfg simulator.Config, ro redistest.Options) *env {
+	t.Helper()
+	e := &env{t: t, redis: redistest.StartWith(t, ro), results: t.TempDir(), log: &requestLog{}}
 	cfg.ProjectID = testProject
 	cfg.Token = testToken
 	e.sim = simulator.New(cfg)

@@ -26,6 +26,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/threadmill/threadmill/internal/redishealth"
 	"github.com/threadmill/threadmill/jobs"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
@@ -50,6 +51,8 @@ type Worker struct {
 	pausedUntil atomic.Int64 // the fleet-wide pause as last read, in Unix ns
 	inflight    inflight     // items being processed, for cancellation
 
+	health *redishealth.Watcher // see redishealth.go
+
 	handlers sync.WaitGroup // handler goroutines, which may outlive asynq's shutdown by a moment
 	runOnce  sync.Once
 }
@@ -68,6 +71,7 @@ func New(cfg Config) (*Worker, error) {
 		runs:   map[string]*runCtx{},
 	}
 	w.api = w.pacedClient(cfg.API)
+	w.initRedisHealth()
 	w.mux = asynq.NewServeMux()
 	w.mux.Use(w.track, w.exclusive)
 	w.mux.HandleFunc(jobs.KindRunStart, w.handleRunStart)
@@ -134,6 +138,7 @@ func (w *Worker) run(ctx context.Context) error {
 	var pauseWG sync.WaitGroup
 	pauseWG.Go(func() { w.watchPause(pauseCtx) })
 	pauseWG.Go(func() { w.watchCancels(pauseCtx) })
+	pauseWG.Go(func() { w.watchRedis(pauseCtx) })
 	defer func() { stopPause(); pauseWG.Wait() }()
 
 	// An asynq server takes tasks off the queue one Redis round trip at a

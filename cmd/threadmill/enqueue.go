@@ -28,7 +28,8 @@ type enqueueOptions struct {
 	Wait             bool
 	Progress         string
 	ProgressInterval time.Duration
-	// LookupEnv reads ${VAR}, WORKSPACE_PROJECT and THREADMILL_REDIS_URL;
+	Preflight        preflightFlags
+	// LookupEnv reads ${VAR}, WORKSPACE_* and THREADMILL_REDIS_URL;
 	// default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 }
@@ -45,7 +46,7 @@ func (o *enqueueOptions) validate() error {
 	if err := checkProgress(o.Progress, o.ProgressInterval); err != nil {
 		return err
 	}
-	return nil
+	return o.Preflight.validate()
 }
 
 func newEnqueueCmd() *cobra.Command {
@@ -63,10 +64,13 @@ The run covers the pipeline's next scheduled window, as ` + "`plan`" + ` shows i
 one. Enqueueing a run id that exists already, for the same pipeline file,
 changes nothing.
 
-Only WORKSPACE_PROJECT is read here (when the pipeline names no project): the
-workers hold the Workspace URL and token.
+The workers hold the Workspace URL and token. When WORKSPACE_BASE_URL is
+set here too (with WORKSPACE_API_TOKEN and WORKSPACE_ORG as the workers have
+them), enqueue checks the Workspace first, so that a bad configuration fails
+here rather than on the workers; without it, only WORKSPACE_PROJECT is read
+(when the pipeline names no project) and the Workspace is not checked.
 
-` + redisURLHelp,
+` + preflightHelp + "\n\n" + redisURLHelp,
 		Example: `  threadmill enqueue --redis redis://localhost:6379 examples/bulk-summarize.yaml
   threadmill enqueue --wait examples/weekly-support-brief.yaml`,
 		Args: cobra.ExactArgs(1),
@@ -90,6 +94,7 @@ workers hold the Workspace URL and token.
 	f.BoolVar(&o.Wait, "wait", false, "follow the run until it finishes; exit 0, 3 (failed items) or 1 as run does")
 	f.StringVar(&o.Progress, "progress", "auto", "with --wait: auto, bar, lines or none")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "with --wait: time between progress lines when not on a terminal")
+	o.Preflight.add(f)
 	return cmd
 }
 
@@ -109,6 +114,9 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 	run, err := planRun(p, o.At, "")
 	if err != nil {
 		return err
+	}
+	if err := enqueuePreflight(ctx, lookup, p.Workspace.Project, o.Preflight.Timeout); err != nil {
+		return withCode(exitFailure, err)
 	}
 	rc, err := connectRedis(ctx, redisURL, source, 4)
 	if err != nil {
@@ -157,6 +165,26 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 		return err
 	}
 	return finished(stdout, st)
+}
+
+// enqueuePreflight checks the Workspace and the project when this machine
+// knows the Workspace (WORKSPACE_BASE_URL is set); the workers may be the
+// only ones holding its URL and token, so without it there is nothing to
+// check.
+func enqueuePreflight(ctx context.Context, lookup func(string) (string, bool), projectID string, budget time.Duration) error {
+	if v, _ := lookup(envBaseURL); strings.TrimSpace(v) == "" || budget <= 0 {
+		return nil
+	}
+	env, err := readWorkspaceEnv(lookup)
+	if err != nil {
+		return err
+	}
+	c, err := env.client(nil)
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdleConnections()
+	return preflight(ctx, c, env.BaseURL, projectID, budget, nil)
 }
 
 // finished prints a finished run's summary and returns the error its status

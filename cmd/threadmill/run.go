@@ -50,6 +50,7 @@ type runOptions struct {
 	ProgressInterval time.Duration
 	// ShutdownTimeout bounds the drain of items in flight after an interrupt.
 	ShutdownTimeout time.Duration
+	Preflight       preflightFlags
 	Log             logFlags
 	// LookupEnv reads ${VAR}, WORKSPACE_* and THREADMILL_REDIS_URL; default
 	// os.LookupEnv.
@@ -70,6 +71,9 @@ func (o *runOptions) validate() error {
 		if err := checkRunID(o.RunID); err != nil {
 			return fmt.Errorf("--run-id: %w", err)
 		}
+	}
+	if err := o.Preflight.validate(); err != nil {
+		return err
 	}
 	return o.Log.validate()
 }
@@ -98,10 +102,11 @@ flight finish, and keeps a journal of the finished items beside the run
 directory; ` + "`run --resume`" + ` continues the run without sending them again.
 
 Exit status: 0 when every item succeeded, 3 when the run finished with
-failed or skipped items, 1 when it could not start or was interrupted,
-2 for bad flags.
+failed or skipped items, 1 when it could not start (the Workspace is
+unreachable or refuses the token, Redis does not answer, ...) or was
+interrupted, 2 for bad flags.
 
-` + workspaceEnvHelp + "\n\n" + redisURLHelp,
+` + preflightHelp + "\n\n" + workspaceEnvHelp + "\n\n" + redisURLHelp,
 		Example: `  threadmill run --simulate examples/weekly-support-brief.yaml
   threadmill run --resume --simulate examples/weekly-support-brief.yaml
   threadmill run --redis redis://localhost:6379 --concurrency 32 examples/bulk-summarize.yaml`,
@@ -129,6 +134,7 @@ failed or skipped items, 1 when it could not start or was interrupted,
 	f.StringVar(&o.Progress, "progress", "auto", "progress display: auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "time between progress lines when not on a terminal")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on interrupt, how long items in flight may take to finish")
+	o.Preflight.add(f)
 	o.Log.add(f, "warn")
 	return cmd
 }
@@ -250,6 +256,11 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	}
 	defer conn.Close()
 	p.Workspace.Project = conn.ProjectID
+	// Check the Workspace before anything reaches Redis: a run that cannot
+	// start leaves no run record and no task behind.
+	if err := preflight(ctx, conn.Client, conn.BaseURL, conn.ProjectID, o.Preflight.Timeout, log); err != nil {
+		return withCode(exitFailure, err)
+	}
 
 	concurrency := o.Concurrency
 	if concurrency == 0 {

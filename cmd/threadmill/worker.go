@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -27,6 +29,7 @@ type workerOptions struct {
 	// looks for a dead worker's tasks, and how long one must have been
 	// orphaned before it is enqueued again.
 	OrphanCheck, OrphanGrace time.Duration
+	Preflight                preflightFlags
 	Log                      logFlags
 	Metrics                  metricsFlags
 	// LookupEnv reads WORKSPACE_* and THREADMILL_REDIS_URL; default os.LookupEnv.
@@ -48,6 +51,9 @@ func (o *workerOptions) validate() error {
 	}
 	if o.OrphanGrace <= 0 {
 		return fmt.Errorf("--orphan-grace must be positive, got %s", o.OrphanGrace)
+	}
+	if err := o.Preflight.validate(); err != nil {
+		return err
 	}
 	return o.Log.validate()
 }
@@ -72,6 +78,12 @@ then --orphan-grace (see docs/troubleshooting.md).
 Result directories are written on the machine of the worker that finalizes
 the run, under --results (default: the pipeline's output.dir).
 
+At start the worker checks the Workspace (GET /api/v1/app/me): a refused
+token or org (401/403) ends it at once with exit status 1. A Workspace that
+does not answer within --preflight-timeout is logged as a warning and the
+worker serves anyway (it may start before the API; its items retry until
+the API answers).
+
 ` + workspaceEnvHelp + "\n\n" + redisURLHelp,
 		Example: `  THREADMILL_REDIS_URL=redis://localhost:6379 threadmill worker --concurrency 32`,
 		Args:    cobra.NoArgs,
@@ -90,6 +102,7 @@ the run, under --results (default: the pipeline's output.dir).
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long items in flight may take to finish")
 	f.DurationVar(&o.OrphanCheck, "orphan-check", worker.DefaultOrphanCheck, "how often the fleet looks for the tasks of dead workers (negative: never; asynq's recoverer alone, about a minute)")
 	f.DurationVar(&o.OrphanGrace, "orphan-grace", worker.DefaultOrphanGrace, "how long a task must have had an expired asynq lease, with no live worker, before it runs again")
+	o.Preflight.add(f)
 	o.Log.add(f, "info")
 	o.Metrics.add(f)
 	return cmd
@@ -124,6 +137,9 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 		return err
 	}
 	defer obs.Close()
+	if err := workerPreflight(ctx, api, env.BaseURL, o.Preflight.Timeout, log); err != nil {
+		return err
+	}
 	w, err := worker.New(worker.Config{
 		RDB:             rc.RDB,
 		API:             api,
@@ -141,4 +157,22 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 	}
 	log.Info("serving", "redis", rc.Display, "queue", o.Queue, "concurrency", o.Concurrency, "workspace", env.BaseURL, "org", env.Org)
 	return w.Run(ctx)
+}
+
+// workerPreflight checks the token and org at start. A refusal (or any other
+// definite wrong answer) is returned: the worker could not do anything
+// useful. A Workspace that does not answer within budget is only logged:
+// workers may start before the API (docker compose starts them together),
+// and their items retry until it answers.
+func workerPreflight(ctx context.Context, api *workspace.Client, baseURL string, budget time.Duration, log *slog.Logger) error {
+	err := preflight(ctx, api, baseURL, "", budget, log)
+	if pe, ok := errors.AsType[*preflightError](err); ok && pe.Kind == preflightUnreachable {
+		log.Warn("Workspace unreachable at start; serving anyway, items retry until it answers",
+			"workspace", baseURL, "after", roundElapsed(pe.After), "error", describeCause(pe.Cause))
+		return nil
+	}
+	if err != nil {
+		return withCode(exitFailure, err)
+	}
+	return nil
 }

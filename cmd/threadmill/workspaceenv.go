@@ -138,6 +138,9 @@ func startSimulator(ctx context.Context, projectID string) (baseURL string, sim 
 type workspaceConn struct {
 	Client    *workspace.Client
 	ProjectID string
+	// BaseURL is the Workspace as configured (WORKSPACE_BASE_URL, or the
+	// simulator's loopback URL), for messages.
+	BaseURL string
 	// Sim is the in-process simulator with --simulate, else nil.
 	Sim   *simulator.Server
 	close func()
@@ -169,7 +172,7 @@ func connectWorkspace(ctx context.Context, lookup func(string) (string, bool), s
 			stop()
 			return nil, err
 		}
-		return &workspaceConn{Client: c, ProjectID: sim.ProjectID(), Sim: sim, close: stop}, nil
+		return &workspaceConn{Client: c, ProjectID: sim.ProjectID(), BaseURL: base, Sim: sim, close: stop}, nil
 	}
 	env, err := readWorkspaceEnv(lookup)
 	if err != nil {
@@ -183,5 +186,5 @@ func connectWorkspace(ctx context.Context, lookup func(string) (string, bool), s
 	if err != nil {
 		return nil, err
 	}
-	return &workspaceConn{Client: c, ProjectID: projectID}, nil
+	return &workspaceConn{Client: c, ProjectID: projectID, BaseURL: env.BaseURL}, nil
 }

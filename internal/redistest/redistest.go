@@ -3,11 +3,13 @@
 package redistest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -19,6 +21,8 @@ type Server struct {
 	// Socket is the path of the unix socket the server listens on.
 	Socket string
 	cmd    *exec.Cmd
+	bin    string   // the redis-server binary
+	args   []string // its arguments, to restart it the same way
 }
 
 // URL returns a go-redis/asynq compatible URL for the server.
@@ -45,10 +49,41 @@ func (s *Server) Kill() {
 	}
 }
 
+// Restart starts the server again on the same socket, with the same
+// options, after Kill (it kills a running server first), and waits until it
+// answers. The data survives only with Options.AppendOnly.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Kill()
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redistest: restart %s: %v", s.bin, err)
+	}
+	s.cmd = cmd
+	if err := s.waitReady(10 * time.Second); err != nil {
+		t.Fatalf("redistest: restart: %v", err)
+	}
+}
+
+// Options are the settings of StartWith.
+type Options struct {
+	// AppendOnly turns on the append-only file with an fsync per write, so
+	// that the data survives Kill and Restart, as on a production Redis.
+	// Default off: nothing is kept on disk.
+	AppendOnly bool
+}
+
 // Start launches redis-server for t and stops it when t ends. The binary is
 // taken from $REDIS_SERVER or PATH; a missing binary fails the test, since
 // tests must run against a real Redis.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *Server {
 	t.Helper()
 	bin := os.Getenv("REDIS_SERVER")
 	if bin == "" {
@@ -71,22 +106,24 @@ func Start(t testing.TB) *Server {
 		_ = os.RemoveAll(dir)
 	})
 	sock := filepath.Join(dir, "redis.sock")
-	cmd := exec.Command(bin,
+	args := []string{
 		"--port", "0",
 		"--unixsocket", sock,
 		"--unixsocketperm", "700",
 		"--save", "",
-		"--appendonly", "no",
+		"--appendonly", map[bool]string{true: "yes", false: "no"}[o.AppendOnly],
+		"--appendfsync", "always",
 		"--dir", dir,
 		"--loglevel", "warning",
 		"--logfile", filepath.Join(dir, "redis.log"),
-	)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redistest: start %s: %v", bin, err)
 	}
-	s := &Server{Socket: sock, cmd: cmd}
-	t.Cleanup(s.Kill)
+	s := &Server{Socket: sock, cmd: cmd, bin: bin, args: args}
+	t.Cleanup(func() { s.Kill() })
 	if err := s.waitReady(10 * time.Second); err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
@@ -108,5 +145,26 @@ func (s *Server) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("redis-server on %s not ready after %v: %w", s.Socket, timeout, err)
 		}
 		time.Sleep(10 * time.Millisecond) // polling a readiness condition, bounded by deadline
+	}
+}
+
+// WaitDialersGone waits (at most timeout) until no go-redis pool of the
+// process is still retrying a failed dial. After an outage, each pool that
+// failed to dial keeps a goroutine that retries once a second until a dial
+// succeeds or the pool is closed; a test that kills Redis calls this after
+// closing its clients, before goroutine-leak checks.
+func WaitDialersGone(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if !bytes.Contains(buf[:n], []byte("pool.(*ConnPool).tryDial")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: go-redis pools still retrying dials %s after the test", timeout)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, bounded by the deadline
 	}
 }
