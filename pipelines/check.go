@@ -24,9 +24,12 @@ const (
 	maxTPM           = 1_000_000_000
 	maxAttemptsLimit = 100
 	maxItemTimeout   = 24 * time.Hour
-	maxCatchupLimit  = 1000
-	maxTemperature   = 2.0
-	maxNameLen       = 100
+	// minItemTimeout is asynq's resolution: it keeps a task's timeout in
+	// whole seconds, and a shorter one would be no timeout at all.
+	minItemTimeout  = time.Second
+	maxCatchupLimit = 1000
+	maxTemperature  = 2.0
+	maxNameLen      = 100
 )
 
 var (
@@ -274,8 +277,8 @@ func (c *checker) checkLimits() {
 	c.intRange("limits.tokens_per_minute", int64(l.TokensPerMinute), 1, maxTPM)
 	c.intRange("limits.max_total_tokens", l.MaxTotalTokens, 1, 1<<50)
 	c.intRange("limits.max_attempts", int64(l.MaxAttempts), 1, maxAttemptsLimit)
-	if c.has("limits.item_timeout") && (l.ItemTimeout <= 0 || l.ItemTimeout.D() > maxItemTimeout) {
-		c.add("limits.item_timeout", "%s is out of range: it must be more than 0 and at most %s", l.ItemTimeout, maxItemTimeout)
+	if c.has("limits.item_timeout") && (l.ItemTimeout.D() < minItemTimeout || l.ItemTimeout.D() > maxItemTimeout) {
+		c.add("limits.item_timeout", "%s is out of range: it must be at least %s and at most %s", l.ItemTimeout, minItemTimeout, maxItemTimeout)
 	}
 }
 

@@ -245,9 +245,11 @@ func (r Recorded) Complete() bool { return r.Total >= 0 && r.Done >= r.Total }
 // Record writes an item's final record, exactly once: the first call for an
 // item key adds it to the step's done set, stores the record at its plan
 // index, adds its state and usage to the step's and the run's counters,
-// settles the token budget (usage minus reserved) and drops the checkpoint.
-// Later calls for the same key change nothing. Either way it returns the
-// step's progress, so the caller can tell whether the step is complete.
+// settles the token budget (usage minus reserved) and drops the checkpoint
+// of a succeeded item (another keeps its own, so that a retry of the run
+// resumes what it had started: see Reopen). Later calls for the same key
+// change nothing. Either way it returns the step's progress, so the caller
+// can tell whether the step is complete.
 func (s *Store) Record(ctx context.Context, runID string, it results.Item, reserved int64) (Recorded, error) {
 	return s.RecordAndRelease(ctx, runID, it, reserved, nil)
 }

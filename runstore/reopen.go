@@ -62,7 +62,7 @@ return attempt
 
 // scriptUnrecord removes item records. KEYS: done set, records, step,
 // checkpoints (one per item, "" when the checkpoint is kept). ARGV: ttl,
-// then per item: key, index, state, input tokens, output tokens. An item
+// then per item: key, index, state, minus its input and output tokens. An item
 // without a record is left alone, so a repeated call changes nothing.
 var scriptUnrecord = redis.NewScript(`
 local n = 0
@@ -71,8 +71,8 @@ for i = 2, #ARGV, 5 do
     redis.call('HDEL', KEYS[2], ARGV[i+1])
     redis.call('HINCRBY', KEYS[3], ARGV[i+2], -1)
     redis.call('HINCRBY', KEYS[3], 'done', -1)
-    redis.call('HINCRBY', KEYS[3], 'input_tokens', -tonumber(ARGV[i+3]))
-    redis.call('HINCRBY', KEYS[3], 'output_tokens', -tonumber(ARGV[i+4]))
+    redis.call('HINCRBY', KEYS[3], 'input_tokens', ARGV[i+3])
+    redis.call('HINCRBY', KEYS[3], 'output_tokens', ARGV[i+4])
     n = n + 1
   end
   local ck = KEYS[4 + (i - 2) / 5]
@@ -183,7 +183,7 @@ func (s *Store) Reopen(ctx context.Context, runID string, states []string) (*Reo
 					ck = s.ckptKey(runID, step.ID, r.key)
 				}
 				keys = append(keys, ck)
-				args = append(args, r.key, strconv.Itoa(r.index), r.state, int64(r.usage.InputTokens), int64(r.usage.OutputTokens))
+				args = append(args, r.key, strconv.Itoa(r.index), r.state, -int64(r.usage.InputTokens), -int64(r.usage.OutputTokens))
 			}
 			n, err := scriptUnrecord.Run(ctx, s.rdb, keys, args...).Int()
 			if err != nil {

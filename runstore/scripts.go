@@ -93,7 +93,9 @@ if new == 1 then
     redis.call('HINCRBY', KEYS[5], 'used', ARGV[7])
     redis.call('PEXPIRE', KEYS[5], ARGV[8])
   end
-  redis.call('DEL', KEYS[6])
+  -- A succeeded item's checkpoint is done with; another's is kept for a
+  -- retry of the run (Reopen), which resumes what the item had started.
+  if ARGV[4] == 'succeeded' then redis.call('DEL', KEYS[6]) end
   for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
 end
 local total = redis.call('HGET', KEYS[3], 'total')

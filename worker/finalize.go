@@ -80,6 +80,10 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	for _, s := range st.Steps {
 		run.Steps = append(run.Steps, results.StepUsage{Step: s.ID})
 	}
+	if run.Attempts, err = w.store.History(ctx, rc.id); err != nil {
+		_ = wr.Abort()
+		return err
+	}
 	dir, err := wr.Commit(run, report)
 	if err != nil {
 		return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))

@@ -70,6 +70,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newStatusCmd(),
 		newRunsCmd(),
 		newCancelCmd(),
+		newRetryCmd(),
 		newSchedulerCmd(),
 		newScheduleCmd(),
 		newBackfillCmd(),

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/spf13/cobra"
+
+	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/runstore"
+	"github.com/threadmill/threadmill/worker"
+)
+
+// retryOptions are the inputs of `threadmill retry`.
+type retryOptions struct {
+	RunID                     string
+	Failed, Skipped, Canceled bool
+	Redis                     redisFlags
+	Queue                     string
+	NoWait                    bool
+	Progress                  string
+	ProgressInterval          time.Duration
+	LookupEnv                 func(string) (string, bool)
+}
+
+// states returns the item states to retry: the flags given, else all three.
+func (o *retryOptions) states() []string {
+	var out []string
+	if o.Failed {
+		out = append(out, results.StateFailed)
+	}
+	if o.Skipped {
+		out = append(out, results.StateSkipped)
+	}
+	if o.Canceled {
+		out = append(out, results.StateCanceled)
+	}
+	if len(out) == 0 {
+		out = []string{results.StateFailed, results.StateSkipped, results.StateCanceled}
+	}
+	return out
+}
+
+func newRetryCmd() *cobra.Command {
+	o := &retryOptions{}
+	cmd := &cobra.Command{
+		Use:   "retry RUN",
+		Short: "Process again the failed, skipped or canceled items of a finished run",
+		Long: `Retry a finished run on a shared Redis: only its items that failed, were
+skipped or were canceled (--failed, --skipped, --canceled pick some; default
+all three) are processed again, under the same run id, by the workers.
+Succeeded items are kept as they are. An item that had created an
+interaction resumes it instead of paying for a new one. A later step that
+reads a retried step's outputs (a reduce, such as a weekly brief) is planned
+and sent again, so that it sees them. The run's result files are then
+written again, atomically; run.json keeps the earlier attempts in
+"attempts".
+
+The run must still be in Redis (its retention, 7 days by default). Without
+--no-wait, retry follows the run to its end and exits as ` + "`enqueue --wait`" + ` does.
+
+` + redisURLHelp,
+		Example: `  threadmill retry bulk-summarize-20261202T090000Z
+  threadmill retry --failed --no-wait weekly-support-brief-20261130T080000Z`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.RunID = args[0]
+			if err := checkProgress(o.Progress, o.ProgressInterval); err != nil {
+				return withCode(exitUsage, err)
+			}
+			return runRetry(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.Failed, "failed", false, "retry the failed items")
+	f.BoolVar(&o.Skipped, "skipped", false, "retry the skipped items")
+	f.BoolVar(&o.Canceled, "canceled", false, "retry the canceled items")
+	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+")")
+	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue to enqueue to")
+	f.BoolVar(&o.NoWait, "no-wait", false, "return once the retry is enqueued")
+	f.StringVar(&o.Progress, "progress", "auto", "auto, bar, lines or none")
+	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "time between progress lines when not on a terminal")
+	return cmd
+}
+
+func runRetry(ctx context.Context, o *retryOptions, stdout, stderr io.Writer) error {
+	redisURL, source, err := o.Redis.required(envLookup(o.LookupEnv))
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	rc, err := connectRedis(ctx, redisURL, source, 4)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	store := runstore.New(rc.RDB, "")
+	states := o.states()
+	re, err := store.Reopen(ctx, o.RunID, states)
+	switch {
+	case errors.Is(err, runstore.ErrNotFound):
+		return fmt.Errorf("run %s not found on %s (never enqueued there, or expired)", o.RunID, rc.Display)
+	case err != nil:
+		return err
+	case re.Attempt == 0:
+		fmt.Fprintf(stdout, "run %s has no %s items: nothing to retry\n", o.RunID, strings.Join(states, ", "))
+		return nil
+	}
+	q := asynqClient(rc.RDB)
+	defer q.Close()
+	t, err := jobs.NewRunStart(jobs.RunStart{RunID: o.RunID, Attempt: re.Attempt}, asynq.Queue(o.Queue))
+	if err == nil {
+		_, err = q.EnqueueContext(ctx, t)
+	}
+	if err != nil {
+		return fmt.Errorf("run %s reopened as attempt %d, but its start task could not be enqueued (run threadmill cancel %s, then retry): %w", o.RunID, re.Attempt, o.RunID, err)
+	}
+	what := fmt.Sprintf("%d items", re.Total())
+	if len(re.Replanned) > 0 {
+		what += ", and the steps that read them (" + strings.Join(re.Replanned, ", ") + ") in full"
+	}
+	fmt.Fprintf(stderr, "run %s: retrying %s as attempt %d on %s; follow it with: threadmill status %s\n", o.RunID, what, re.Attempt, rc.Display, o.RunID)
+	if o.NoWait {
+		return nil
+	}
+	rep := newReporter(stderr, o.Progress, o.ProgressInterval, o.RunID)
+	st, err := follow(ctx, store, o.RunID, rep, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return withCode(exitFailure, fmt.Errorf("stopped waiting for run %s; it goes on (threadmill status %s)", o.RunID, o.RunID))
+		}
+		return err
+	}
+	return finished(stdout, st)
+}

@@ -1,0 +1,135 @@
+package worker_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/threadmill/threadmill/internal/hostile"
+	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/runstore"
+	"github.com/threadmill/threadmill/worker"
+	"github.com/threadmill/threadmill/workspace/simulator"
+)
+
+// retry reopens a finished run for its items in states and enqueues the new
+// attempt's start, as `threadmill retry` does.
+func (e *env) retry(runID string, states ...string) *runstore.Reopened {
+	e.t.Helper()
+	re, err := e.store.Reopen(context.Background(), runID, states)
+	if err != nil {
+		e.t.Fatalf("Reopen: %v", err)
+	}
+	q := asynq.NewClient(e.asynqOpt())
+	defer q.Close()
+	t, err := jobs.NewRunStart(jobs.RunStart{RunID: runID, Attempt: re.Attempt}, asynq.Queue(worker.DefaultQueue))
+	if err == nil {
+		_, err = q.Enqueue(t)
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return re
+}
+
+// Three summaries fail for good (validate answers 400); a retry sends only
+// them, then the brief again (it reads their outputs), and rewrites the
+// result files with the first attempt in run.json's history.
+func TestRetrySendsOnlyTheFailedItemsThenTheStepsThatReadThem(t *testing.T) {
+	e := newEnv(t, simulator.Config{Async: true, Latency: 10 * time.Millisecond})
+	e.folder("Inbox", 10)
+	bad := e.front.Add(&hostile.Rule{Method: http.MethodPost, Path: hostile.Validate, Times: 3,
+		Do: hostile.Respond(http.StatusBadRequest, `{"message":"messages.0.content: too long"}`)})
+	e.startWorker()
+	run := e.start(e.pipeline(cancelPipeline), "retry-1")
+	st := e.wait(run, time.Minute)
+	if st.Status != runstore.StatusFailed || st.Failed != 3 || bad.Hits() != 3 {
+		t.Fatalf("first attempt: %s with %d failed (%d 400s), want failed with 3", st.Status, st.Failed, bad.Hits())
+	}
+	if got := e.sim.Counters().InteractionsCreated; got != 8 {
+		t.Fatalf("first attempt created %d interactions, want 7 summaries and the brief", got)
+	}
+
+	re := e.retry(run, results.StateFailed, results.StateSkipped)
+	if re.Attempt != 1 || re.Items["summarize"] != 3 || len(re.Replanned) != 1 || re.Replanned[0] != "brief" {
+		t.Fatalf("Reopen: %+v", re)
+	}
+	st = e.wait(run, time.Minute)
+	if st.Status != runstore.StatusSucceeded || st.Succeeded != 11 || st.Total != 11 {
+		t.Fatalf("after the retry: %s, %d of %d succeeded", st.Status, st.Succeeded, st.Total)
+	}
+	if got := e.sim.Counters().InteractionsCreated; got != 12 {
+		t.Errorf("%d interactions in all, want 8 + the 3 retried summaries + the brief again", got)
+	}
+	r := readRun(t, st.ResultDir)
+	if r.Status != results.StatusSucceeded || len(r.Attempts) != 1 || r.Attempts[0].Status != results.StatusFailed || r.Attempts[0].Failed != 3 {
+		t.Errorf("run.json: status %s, attempts %+v", r.Status, r.Attempts)
+	}
+	items := readItems(t, resultsFile(st.ResultDir))
+	if len(items) != 11 {
+		t.Fatalf("%d result lines, want 11", len(items))
+	}
+	for _, it := range items {
+		if it.State != results.StateSucceeded {
+			t.Errorf("item %s: %s", it.Key, it.State)
+		}
+	}
+	// Nothing left to retry: the run stays as it is.
+	if re, err := e.store.Reopen(context.Background(), run, []string{results.StateFailed}); err != nil || re.Attempt != 0 {
+		t.Errorf("second Reopen: %+v, %v", re, err)
+	}
+}
+
+// An item that ran out of attempts while its interaction was still being
+// answered resumes that interaction on the retry: never paid twice.
+func TestRetryResumesTheInteractionAFailedItemHadCreated(t *testing.T) {
+	e := newEnv(t, simulator.Config{Async: true, Latency: 3 * time.Second})
+	e.folder("Inbox", 1)
+	e.startWorker()
+	run := e.start(e.pipeline(`
+version: 1
+name: slow
+workspace: { project: proj_test }
+limits: { max_attempts: 1, item_timeout: 1s }
+artifacts:
+  docs: { folder: "Inbox" }
+steps:
+  - id: summarize
+    for_each: docs
+    prompt: "Summarize {{ .Artifact.Name }}."
+`), "retry-2")
+	st := e.wait(run, time.Minute)
+	if st.Status != runstore.StatusFailed || st.Failed != 1 {
+		t.Fatalf("first attempt: %s, %d failed", st.Status, st.Failed)
+	}
+	e.retry(run, results.StateFailed)
+	// The item times out again until the interaction has finished, then
+	// resumes it: retry until it succeeds.
+	deadline := time.Now().Add(time.Minute)
+	for st = e.wait(run, time.Minute); st.Status != runstore.StatusSucceeded; st = e.wait(run, time.Minute) {
+		if time.Now().After(deadline) {
+			t.Fatalf("run still %s", st.Status)
+		}
+		e.retry(run, results.StateFailed)
+	}
+	if c := e.sim.Counters(); c.InteractionsCreated != 1 {
+		t.Errorf("%d interactions for one item, want 1 (resumed, not created again)", c.InteractionsCreated)
+	}
+	if r := readRun(t, st.ResultDir); len(r.Attempts) == 0 {
+		t.Error("run.json keeps no history of the failed attempts")
+	}
+}
+
+// A run that is still running, or ended in error, cannot be reopened.
+func TestRetryRefusesARunThatIsNotFinished(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	e.folder("Inbox", 1)
+	run := e.start(e.pipeline(cancelPipeline), "retry-3")
+	if _, err := e.store.Reopen(context.Background(), run, []string{results.StateFailed}); err == nil {
+		t.Error("a pending run was reopened")
+	}
+}
