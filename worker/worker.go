@@ -48,6 +48,7 @@ type Worker struct {
 	runs   map[string]*runCtx
 
 	pausedUntil atomic.Int64 // the fleet-wide pause as last read, in Unix ns
+	pace        pacer
 
 	handlers sync.WaitGroup // handler goroutines, which may outlive asynq's shutdown by a moment
 	runOnce  sync.Once
@@ -67,6 +68,7 @@ func New(cfg Config) (*Worker, error) {
 		runs:   map[string]*runCtx{},
 	}
 	w.api = w.pacedClient(cfg.API)
+	w.pace.adaptive = w.store.Adaptive(cfg.API.BaseURL(), cfg.AdaptiveRate)
 	w.mux = asynq.NewServeMux()
 	w.mux.Use(w.track)
 	w.mux.HandleFunc(jobs.KindRunStart, w.handleRunStart)
@@ -144,6 +146,7 @@ func (w *Worker) run(ctx context.Context) error {
 			Concurrency:              w.cfg.Concurrency/n + btoi(i < w.cfg.Concurrency%n),
 			Queues:                   map[string]int{w.cfg.Queue: 1},
 			RetryDelayFunc:           w.retryDelay,
+			IsFailure:                isFailure,
 			ShutdownTimeout:          w.cfg.ShutdownTimeout,
 			TaskCheckInterval:        w.cfg.PollInterval,
 			DelayedTaskCheckInterval: w.cfg.PollInterval,
