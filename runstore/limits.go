@@ -101,8 +101,9 @@ func (s *Store) PauseInfo(ctx context.Context) (*PauseState, error) {
 
 // Adaptive request rate. When the API answers 429 (or 503 with
 // Retry-After), the fleet's request rate to that API server is cut
-// (multiplicative decrease) and then grows back linearly (additive
-// increase); requests go through a shared GCRA at that rate. The state
+// (multiplicative decrease) and then grows back (as TCP CUBIC's window:
+// quickly to the rate that was cut, slowly around it, then faster beyond
+// it); requests go through a shared GCRA at that rate. The state
 // lives in one hash per API server (its base URL): the server's limit is
 // shared by every pipeline that sends to it, so one pipeline's 429 slows
 // all of them, and their sum, not each one, converges on the limit. The
@@ -112,10 +113,10 @@ func (s *Store) PauseInfo(ctx context.Context) (*PauseState, error) {
 // Defaults of AdaptiveParams.
 const (
 	DefaultAdaptBeta    = 0.7
-	DefaultAdaptGamma   = 0.025
+	DefaultAdaptRecover = 5 * time.Second
 	DefaultAdaptMinRate = 0.2
 	DefaultAdaptWindow  = time.Second
-	DefaultAdaptQuiet   = time.Minute
+	DefaultAdaptQuiet   = 30 * time.Second
 	DefaultAdaptHorizon = 500 * time.Millisecond
 )
 
@@ -125,10 +126,9 @@ type AdaptiveParams struct {
 	// Beta multiplies the rate at a cut: the rate when the API said no
 	// becomes Beta times that. Default 0.7.
 	Beta float64
-	// Gamma is the additive increase: every second without a cut adds
-	// Gamma times the rate at the last cut. Default 0.025 (the rate is back
-	// where it was cut 12 s later, then probes above it).
-	Gamma float64
+	// Recover is the time the rate takes to grow back to the rate that was
+	// cut; it then probes above it, faster and faster. Default 5s.
+	Recover time.Duration
 	// MinRate is the lowest rate, in requests per second. Default 0.2.
 	MinRate float64
 	// Window is the shortest time between two cuts: the 429s of one
@@ -136,7 +136,7 @@ type AdaptiveParams struct {
 	// once. Default 1s.
 	Window time.Duration
 	// Quiet is how long the limiter stays engaged after the last cut.
-	// Default 1m.
+	// Default 30s.
 	Quiet time.Duration
 	// Horizon is how far ahead a request may reserve its slot; a request
 	// behind a longer queue asks again later. Default 500ms.
@@ -145,7 +145,7 @@ type AdaptiveParams struct {
 
 func (p AdaptiveParams) withDefaults() AdaptiveParams {
 	p.Beta = cmp.Or(p.Beta, DefaultAdaptBeta)
-	p.Gamma = cmp.Or(p.Gamma, DefaultAdaptGamma)
+	p.Recover = cmp.Or(p.Recover, DefaultAdaptRecover)
 	p.MinRate = cmp.Or(p.MinRate, DefaultAdaptMinRate)
 	p.Window = cmp.Or(p.Window, DefaultAdaptWindow)
 	p.Quiet = cmp.Or(p.Quiet, DefaultAdaptQuiet)
@@ -181,11 +181,12 @@ type Cut struct {
 }
 
 // Cut lowers the fleet's request rate to the server after an answer that
-// asked to slow down.
-func (a *Adaptive) Cut(ctx context.Context) (Cut, error) {
+// asked to slow down. unsent is the caller's requests of the current second
+// that it has not yet added with Tick.
+func (a *Adaptive) Cut(ctx context.Context, unsent int64) (Cut, error) {
 	p := a.params
 	res, err := scriptAdaptCut.Run(ctx, a.s.rdb, []string{a.key, a.sent},
-		p.Beta, p.Gamma, p.MinRate, p.Window.Microseconds(), p.Quiet.Milliseconds()).Slice()
+		p.Beta, p.Recover.Seconds(), p.MinRate, p.Window.Microseconds(), p.Quiet.Milliseconds(), unsent).Slice()
 	if err != nil {
 		return Cut{}, wrap("cut adaptive rate", "", err)
 	}
@@ -216,7 +217,7 @@ func (a *Adaptive) Gate(ctx context.Context, pipeline string, requestsPerMinute 
 	}
 	p := a.params
 	res, err := scriptAdaptGate.Run(ctx, a.s.rdb, []string{a.s.pauseKey(), a.s.reqLimitKey(pipeline), a.key},
-		interval, p.Beta, p.Gamma, p.MinRate, p.Horizon.Microseconds()).Slice()
+		interval, p.Beta, p.Recover.Seconds(), p.MinRate, p.Horizon.Microseconds()).Slice()
 	if err != nil {
 		return Grant{}, wrap("adaptive rate limit", "", err)
 	}
@@ -239,7 +240,7 @@ type PaceState struct {
 func (a *Adaptive) Tick(ctx context.Context, sent int64) (PaceState, error) {
 	p := a.params
 	res, err := scriptPaceTick.Run(ctx, a.s.rdb, []string{a.s.pauseKey(), a.key, a.sent},
-		sent, p.Beta, p.Gamma, p.MinRate).Slice()
+		sent, p.Beta, p.Recover.Seconds(), p.MinRate).Slice()
 	if err != nil {
 		return PaceState{}, wrap("read pacing state", "", err)
 	}

@@ -53,7 +53,7 @@ func TestAdaptiveCutEngagesFromTheMeasuredRateAndSpacesRequests(t *testing.T) {
 		if _, err := a.Tick(ctx, 10); err != nil { // the fleet sent 10 requests this second
 			t.Fatal(err)
 		}
-		c, err := a.Cut(ctx)
+		c, err := a.Cut(ctx, 0)
 		if err != nil || !c.Cut || !c.Engaged {
 			t.Fatalf("first cut: %+v, %v", c, err)
 		}
@@ -63,7 +63,7 @@ func TestAdaptiveCutEngagesFromTheMeasuredRateAndSpacesRequests(t *testing.T) {
 			t.Errorf("rate after the first cut %.1f, want 7..70", c.Rate)
 		}
 		// A second 429 of the same overload does not cut again.
-		if c2, err := a.Cut(ctx); err != nil || c2.Cut || c2.Engaged {
+		if c2, err := a.Cut(ctx, 0); err != nil || c2.Cut || c2.Engaged {
 			t.Fatalf("second cut within the window: %+v, %v", c2, err)
 		}
 		st, err := a.Tick(ctx, 0)

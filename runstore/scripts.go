@@ -119,13 +119,17 @@ return 0
 `)
 
 // adaptRate is the Lua body shared by the adaptive scripts: it sets `rate`
-// (requests per second) from the adaptive hash `akey` at time `now` (µs):
-// beta·wmax right after the last cut, growing by gamma·wmax per second
-// since (additive increase), never below minrate.
+// (requests per second) from the adaptive hash `akey` at time `now` (µs).
+// The rate grows back after a cut as TCP CUBIC's window does: from
+// beta·wmax (wmax: the rate cut), fast at first, flat around wmax, which
+// it reaches `recover` seconds after the cut, then faster and faster
+// beyond it, probing for more: rate = wmax·(1 + (1-beta)·(t/recover - 1)³).
+// Never below minrate.
 const adaptRate = `
 local wmax = tonumber(redis.call('HGET', akey, 'wmax') or '0')
 local at = tonumber(redis.call('HGET', akey, 'at') or '0')
-local rate = wmax * beta + gamma * wmax * (now - at) / 1000000
+local x = (now - at) / 1000000 / recover - 1
+local rate = wmax * (1 + (1 - beta) * x * x * x)
 if rate < minrate then rate = minrate end
 `
 
@@ -134,12 +138,13 @@ if rate < minrate then rate = minrate end
 // window: the other 429s of the same overload count once. Engaging for the
 // first time, it starts from the fleet's measured request rate in the last
 // second. KEYS: adaptive hash, sent counts (hash of second → requests).
-// ARGV: beta, gamma (per second), min rate, window (µs), quiet (ms).
+// ARGV: beta, recover (s), min rate, window (µs), quiet (ms), requests the
+// caller sent that it has not counted yet.
 // Returns {cut (0/1), rate after (milli requests per second), engaged before
 // (0/1)}.
 var scriptAdaptCut = redis.NewScript(`
 local akey = KEYS[1]
-local beta, gamma, minrate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local beta, recover, minrate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local engaged = redis.call('EXISTS', akey)
@@ -151,8 +156,8 @@ if engaged == 1 then
 else
   local sec = tonumber(t[1])
   local prev = tonumber(redis.call('HGET', KEYS[2], tostring(sec - 1)) or '0')
-  local cur = tonumber(redis.call('HGET', KEYS[2], tostring(sec)) or '0')
-  base = math.max(prev, cur * 1000000 / math.max(tonumber(t[2]), 100000))
+  local cur = tonumber(redis.call('HGET', KEYS[2], tostring(sec)) or '0') + tonumber(ARGV[6])
+  base = math.max(prev, cur * 1000000 / math.max(tonumber(t[2]), 100000), 1)
 end
 if base < minrate / beta then base = minrate / beta end
 local tat = tonumber(redis.call('HGET', akey, 'tat') or '0')
@@ -168,14 +173,14 @@ return {1, math.floor(base * beta * 1000), engaged}
 // scriptGate); then a slot of the adaptive rate, reserved ahead (GCRA,
 // burst 1) unless the queue is longer than the horizon. KEYS: pause,
 // pipeline request limiter, adaptive hash. ARGV: pipeline interval (µs, 0:
-// none), beta, gamma, min rate, horizon (µs). Returns {wait µs, granted,
+// none), beta, recover (s), min rate, horizon (µs). Returns {wait µs, granted,
 // engaged, paused}: granted 1 means send after wait; granted 0 means ask
 // again after wait, which is the pause left when paused is 1.
 var scriptAdaptGate = redis.NewScript(`
 local p = redis.call('PTTL', KEYS[1])
 if p > 0 then return {p * 1000, 0, 1, 1} end
 local akey = KEYS[3]
-local beta, gamma, minrate = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local beta, recover, minrate = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -204,8 +209,8 @@ return {wait, 1, engaged, 0}
 // adds the requests the worker sent since its last tick to the current
 // second's count and returns {pause left (ms), adaptive limiter left (ms),
 // adaptive rate (milli requests per second, 0 when not engaged)}. KEYS:
-// pause, adaptive hash, sent counts. ARGV: requests sent, beta, gamma, min
-// rate.
+// pause, adaptive hash, sent counts. ARGV: requests sent, beta, recover
+// (s), min rate.
 var scriptPaceTick = redis.NewScript(`
 local t = redis.call('TIME')
 local n = tonumber(ARGV[1])
@@ -218,7 +223,7 @@ local akey = KEYS[2]
 local left = redis.call('PTTL', akey)
 local r = 0
 if left > 0 then
-  local beta, gamma, minrate = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  local beta, recover, minrate = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 ` + adaptRate + `
   r = math.floor(rate * 1000)

@@ -271,7 +271,7 @@ func (w *Worker) afterResponse(ctx context.Context, rc *runCtx, resp *http.Respo
 		// A 503 says the server is unwell, not that we send too fast.
 		return
 	}
-	cut, cerr := w.pace.adaptive.Cut(bg)
+	cut, cerr := w.pace.adaptive.Cut(bg, w.pace.sent.Load())
 	switch {
 	case cerr != nil:
 		rc.log.Warn("could not lower the fleet's adaptive request rate", "error", cerr)
