@@ -21,8 +21,9 @@ import (
 var _ worker.PacingObserver = (*metrics.Metrics)(nil)
 
 // answer429 answers the first n requests whose path ends with suffix with
-// 429 and the Retry-After that retryAfter returns, without passing them on;
-// the rest go to base. first is closed with the first such answer.
+// 429 and the Retry-After that retryAfter returns, without passing them on,
+// all at once when the n-th arrives (or after 10s): n answers of one
+// overload. The rest go to base. first is closed with the first such answer.
 type answer429 struct {
 	base       http.RoundTripper
 	suffix     string
@@ -31,14 +32,27 @@ type answer429 struct {
 	sent       atomic.Int64
 	first      chan struct{}
 	once       sync.Once
+	all        chan struct{} // closed when the n-th arrives
+	allOnce    sync.Once
 }
 
 func (a *answer429) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !strings.HasSuffix(r.URL.Path, a.suffix) || a.sent.Add(1) > a.n {
+	if !strings.HasSuffix(r.URL.Path, a.suffix) {
+		return a.base.RoundTrip(r)
+	}
+	k := a.sent.Add(1)
+	if k > a.n {
 		return a.base.RoundTrip(r)
 	}
 	if r.Body != nil {
 		_ = r.Body.Close()
+	}
+	if k == a.n {
+		a.allOnce.Do(func() { close(a.all) })
+	}
+	select {
+	case <-a.all:
+	case <-time.After(10 * time.Second):
 	}
 	defer a.once.Do(func() { close(a.first) })
 	h := http.Header{}
@@ -108,7 +122,7 @@ func TestRetryAfterOfADayIsCapped(t *testing.T) {
 			e.folder("Inbox", items)
 			// The first four validations (of eight items sent at once) are
 			// answered 429 with a Retry-After of a day.
-			inj := &answer429{base: e.sent.base, suffix: "/chat/validate", n: rejected, retryAfter: tc.retryAfter, first: make(chan struct{})}
+			inj := &answer429{base: e.sent.base, suffix: "/chat/validate", n: rejected, retryAfter: tc.retryAfter, first: make(chan struct{}), all: make(chan struct{})}
 			e.sent.base = inj
 			var logged atomic.Int64
 			m := metrics.New(metrics.Options{NoRuntimeCollectors: true})
@@ -173,11 +187,11 @@ func TestRetryAfterOfADayIsCapped(t *testing.T) {
 // the fleet adapts its rate to the server's, every item succeeds, no item
 // uses an attempt on a 429, and few requests are answered 429.
 func TestServerRateLimitLosesNoItem(t *testing.T) {
-	const items, rps = 120, 40
+	const items, rps = 200, 40
 	e := newEnv(t, simulator.Config{Latency: 20 * time.Millisecond, RateLimit: rps})
 	e.folder("Inbox", items)
-	e.startWorker(func(c *worker.Config) { c.Concurrency = 64 })
-	p := e.pipeline(strings.Replace(pacingPipeline, "concurrency: 16", "concurrency: 64", 1))
+	e.startWorker()
+	p := e.pipeline(pacingPipeline)
 	start := time.Now()
 	run := e.start(p, "ratelimited-1")
 	st := e.wait(run, 3*time.Minute)
