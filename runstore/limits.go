@@ -3,6 +3,7 @@ package runstore
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -62,19 +63,31 @@ func (s *Store) Paused(ctx context.Context) (time.Duration, error) {
 // PauseState is the fleet-wide pause in effect.
 type PauseState struct {
 	// Until is when the pause ends.
-	Until time.Time `json:"until"`
+	Until time.Time
 	// Left is the time left at the moment it was read.
-	Left time.Duration `json:"left_ms"`
+	Left time.Duration
 	// Status is the HTTP status of the answer that set it (0 when unknown).
-	Status int `json:"status,omitempty"`
+	Status int
 	// Asked is the Retry-After the API sent; Granted the pause it set, which
 	// is shorter when the worker's cap (worker.Config.MaxRetryAfter) applied.
-	Asked   time.Duration `json:"asked_ms"`
-	Granted time.Duration `json:"granted_ms"`
+	Asked, Granted time.Duration
 }
 
 // Capped reports whether the API asked for a longer wait than the pause.
 func (p PauseState) Capped() bool { return p.Asked > p.Granted }
+
+// MarshalJSON writes the pause with its durations in milliseconds:
+// {"until", "left_ms", "status", "asked_ms", "granted_ms", "capped"}.
+func (p PauseState) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Until   time.Time `json:"until"`
+		Left    int64     `json:"left_ms"`
+		Status  int       `json:"status,omitempty"`
+		Asked   int64     `json:"asked_ms"`
+		Granted int64     `json:"granted_ms"`
+		Capped  bool      `json:"capped"`
+	}{p.Until, p.Left.Milliseconds(), p.Status, p.Asked.Milliseconds(), p.Granted.Milliseconds(), p.Capped()})
+}
 
 // PauseInfo returns the fleet-wide pause in effect, or nil when none.
 func (s *Store) PauseInfo(ctx context.Context) (*PauseState, error) {

@@ -23,12 +23,12 @@ import (
 //     the capped value, so the client's own waits and the item's retry delay
 //     are capped too). The pause is logged once, by the worker that started
 //     it.
-//   - The same answer cuts the fleet's adaptive request rate to the API
-//     server (runstore.Adaptive: multiplicative decrease, at most once per
-//     second, then additive increase). While that limiter is engaged every
-//     request reserves a slot of the shared rate (one Redis round trip);
-//     after a quiet minute it disengages and requests cost no round trip
-//     for it again.
+//   - A 429 also cuts the fleet's adaptive request rate to the API server
+//     (runstore.Adaptive: multiplicative decrease to 70%, at most once per
+//     second, then CUBIC-like growth back and beyond). While that limiter
+//     is engaged every request reserves a slot of the shared rate (one
+//     Redis round trip); 30 s after the last cut it disengages and
+//     requests cost no round trip for it again.
 //   - An item whose request meets a pause longer than maxHold, or whose
 //     request was answered 429, gives its worker slot back: the error goes
 //     to asynq, which does not count it as a failure (isFailure) and tries

@@ -50,7 +50,9 @@ type runOptions struct {
 	ProgressInterval time.Duration
 	// ShutdownTimeout bounds the drain of items in flight after an interrupt.
 	ShutdownTimeout time.Duration
-	Log             logFlags
+	// MaxRetryAfter caps the waits a 429 or 503 asks for (see worker's).
+	MaxRetryAfter time.Duration
+	Log           logFlags
 	// LookupEnv reads ${VAR}, WORKSPACE_* and THREADMILL_REDIS_URL; default
 	// os.LookupEnv.
 	LookupEnv func(string) (string, bool)
@@ -129,6 +131,7 @@ failed or skipped items, 1 when it could not start or was interrupted,
 	f.StringVar(&o.Progress, "progress", "auto", "progress display: auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "time between progress lines when not on a terminal")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on interrupt, how long items in flight may take to finish")
+	addMaxRetryAfter(f, &o.MaxRetryAfter)
 	o.Log.add(f, "warn")
 	return cmd
 }
@@ -266,7 +269,12 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	}
 	defer rc.Close()
 
+	maxWait, err := maxRetryAfter(o.MaxRetryAfter, lookup)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
 	w, err := worker.New(worker.Config{
+		MaxRetryAfter:   maxWait,
 		RDB:             rc.RDB,
 		API:             conn.Client,
 		Concurrency:     concurrency,

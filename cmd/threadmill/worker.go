@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/threadmill/threadmill/worker"
 	"github.com/threadmill/threadmill/workspace"
@@ -23,8 +24,11 @@ type workerOptions struct {
 	ResultsDir      string
 	Queue           string
 	ShutdownTimeout time.Duration
-	Log             logFlags
-	Metrics         metricsFlags
+	// MaxRetryAfter caps the waits a 429 or 503 asks for; 0:
+	// THREADMILL_MAX_RETRY_AFTER, else worker.DefaultMaxRetryAfter.
+	MaxRetryAfter time.Duration
+	Log           logFlags
+	Metrics       metricsFlags
 	// LookupEnv reads WORKSPACE_* and THREADMILL_REDIS_URL; default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 }
@@ -76,9 +80,38 @@ the run, under --results (default: the pipeline's output.dir).
 	f.StringVar(&o.ResultsDir, "results", "", "results root (default: each pipeline's output.dir, else results)")
 	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue to serve")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long items in flight may take to finish")
+	addMaxRetryAfter(f, &o.MaxRetryAfter)
 	o.Log.add(f, "info")
 	o.Metrics.add(f)
 	return cmd
+}
+
+// envMaxRetryAfter is the environment default of --max-retry-after.
+const envMaxRetryAfter = "THREADMILL_MAX_RETRY_AFTER"
+
+// addMaxRetryAfter adds --max-retry-after, the cap on Retry-After waits.
+func addMaxRetryAfter(f *pflag.FlagSet, d *time.Duration) {
+	f.DurationVar(d, "max-retry-after", 0, "longest wait a 429 or 503 Retry-After may impose on every worker (default: "+envMaxRetryAfter+", else "+worker.DefaultMaxRetryAfter.String()+")")
+}
+
+// maxRetryAfter returns the --max-retry-after to use: the flag, else the
+// environment, else 0 (worker.DefaultMaxRetryAfter).
+func maxRetryAfter(flag time.Duration, lookup func(string) (string, bool)) (time.Duration, error) {
+	if flag != 0 {
+		if flag < time.Second {
+			return 0, fmt.Errorf("--max-retry-after must be at least 1s, got %s", flag)
+		}
+		return flag, nil
+	}
+	v, ok := lookup(envMaxRetryAfter)
+	if !ok || strings.TrimSpace(v) == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < time.Second {
+		return 0, fmt.Errorf("%s=%q: want a duration of at least 1s, such as 2m", envMaxRetryAfter, v)
+	}
+	return d, nil
 }
 
 // runWorker serves until ctx ends, then drains.
@@ -87,6 +120,10 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 	env, err := readWorkspaceEnv(lookup)
 	if err != nil {
 		return err
+	}
+	maxWait, err := maxRetryAfter(o.MaxRetryAfter, lookup)
+	if err != nil {
+		return withCode(exitUsage, err)
 	}
 	redisURL, source, err := o.Redis.required(lookup)
 	if err != nil {
@@ -117,6 +154,7 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 		Queue:           o.Queue,
 		ResultsRoot:     o.ResultsDir,
 		ShutdownTimeout: o.ShutdownTimeout,
+		MaxRetryAfter:   maxWait,
 		Logger:          log,
 		Observer:        obs.Metrics,
 	})
