@@ -59,6 +59,10 @@ type Metrics struct {
 	apiRateLimited *prometheus.CounterVec
 	apiInFlight    prometheus.Gauge
 
+	fleetPause       prometheus.Gauge
+	adaptiveRate     prometheus.Gauge
+	retryAfterCapped prometheus.Counter
+
 	schedFires    *prometheus.CounterVec
 	schedEntries  prometheus.Gauge
 	schedLastSync prometheus.Gauge
@@ -123,6 +127,19 @@ func New(opts Options) *Metrics {
 		Help: "Workspace API requests waiting for their response headers.",
 	})
 
+	m.fleetPause = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "fleet_pause_seconds",
+		Help: "Time left of the fleet-wide pause the Workspace API asked for (429, or 503 with Retry-After; capped), as this process last read it from Redis.",
+	})
+	m.adaptiveRate = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "adaptive_request_rate",
+		Help: "Requests per second the fleet's adaptive limiter allows to the Workspace API after its 429s; 0 while the limiter is off.",
+	})
+	m.retryAfterCapped = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "api_retry_after_capped_total",
+		Help: "Workspace API answers whose Retry-After asked for a longer wait than the worker's cap (--max-retry-after); the cap was waited instead.",
+	})
+
 	m.schedFires = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Name: "scheduler_fires_total",
 		Help: "Scheduled fire times handled, by pipeline and outcome (created: this scheduler created the run; duplicate: another delivery or scheduler already had).",
@@ -149,6 +166,7 @@ func New(opts Options) *Metrics {
 	for _, c := range []prometheus.Collector{
 		m.items, m.itemDuration, m.itemsInFlight, m.retries, m.tokens, m.rateWait, m.runs,
 		m.apiRequests, m.apiDuration, m.apiRateLimited, m.apiInFlight,
+		m.fleetPause, m.adaptiveRate, m.retryAfterCapped,
 		m.schedFires, m.schedEntries, m.schedLastSync, m.schedInvalid, build,
 	} {
 		f(c)
@@ -225,6 +243,26 @@ func (m *Metrics) RunFinished(pipeline, status string) {
 		return
 	}
 	m.runs.WithLabelValues(pipeline, status).Inc()
+}
+
+// RetryAfterCapped records an answer whose Retry-After (asked) was longer
+// than the cap, which was waited instead.
+func (m *Metrics) RetryAfterCapped(asked, capped time.Duration) {
+	if m == nil {
+		return
+	}
+	m.retryAfterCapped.Inc()
+}
+
+// FleetPacing records the fleet-wide pause left and the adaptive request
+// rate (requests per second, 0 while the adaptive limiter is off), as a
+// worker last read them.
+func (m *Metrics) FleetPacing(pause time.Duration, rate float64) {
+	if m == nil {
+		return
+	}
+	m.fleetPause.Set(pause.Seconds())
+	m.adaptiveRate.Set(rate)
 }
 
 // SchedulerFired records a fire time handled by the scheduler, with outcome

@@ -100,8 +100,20 @@ func TestRecordingMethods(t *testing.T) {
 	m.RunFinished("weekly", "succeeded")
 	m.SchedulerFired("weekly", "created")
 	m.SchedulerSynced(time.Unix(1_700_000_000, 0), 3, 1)
+	m.RetryAfterCapped(24*time.Hour, 2*time.Minute)
+	m.RetryAfterCapped(time.Hour, 2*time.Minute)
+	m.FleetPacing(90*time.Second, 12.5)
 
 	want := `
+# HELP threadmill_api_retry_after_capped_total Workspace API answers whose Retry-After asked for a longer wait than the worker's cap (--max-retry-after); the cap was waited instead.
+# TYPE threadmill_api_retry_after_capped_total counter
+threadmill_api_retry_after_capped_total 2
+# HELP threadmill_fleet_pause_seconds Time left of the fleet-wide pause the Workspace API asked for (429, or 503 with Retry-After; capped), as this process last read it from Redis.
+# TYPE threadmill_fleet_pause_seconds gauge
+threadmill_fleet_pause_seconds 90
+# HELP threadmill_adaptive_request_rate Requests per second the fleet's adaptive limiter allows to the Workspace API after its 429s; 0 while the limiter is off.
+# TYPE threadmill_adaptive_request_rate gauge
+threadmill_adaptive_request_rate 12.5
 # HELP threadmill_items_in_flight Work items being processed by this process right now.
 # TYPE threadmill_items_in_flight gauge
 threadmill_items_in_flight{pipeline="weekly"} 1
@@ -136,7 +148,8 @@ threadmill_scheduler_last_sync_timestamp_seconds 1.7e+09
 		"threadmill_items_in_flight", "threadmill_items_total", "threadmill_item_retries_total",
 		"threadmill_tokens_total", "threadmill_runs_total", "threadmill_scheduler_fires_total",
 		"threadmill_scheduler_entries", "threadmill_scheduler_invalid_files",
-		"threadmill_scheduler_last_sync_timestamp_seconds"); err != nil {
+		"threadmill_scheduler_last_sync_timestamp_seconds", "threadmill_api_retry_after_capped_total",
+		"threadmill_fleet_pause_seconds", "threadmill_adaptive_request_rate"); err != nil {
 		t.Error(err)
 	}
 	done()
@@ -156,6 +169,8 @@ threadmill_scheduler_last_sync_timestamp_seconds 1.7e+09
 	nilM.RunFinished("p", "failed")
 	nilM.SchedulerFired("p", "duplicate")
 	nilM.SchedulerSynced(time.Now(), 1, 0)
+	nilM.RetryAfterCapped(time.Hour, time.Minute)
+	nilM.FleetPacing(time.Second, 1)
 	if rt := nilM.InstrumentTransport(nil); rt != http.DefaultTransport {
 		t.Errorf("nil Metrics should return the transport unchanged, got %T", rt)
 	}

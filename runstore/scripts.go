@@ -103,10 +103,141 @@ if total then total = tonumber(total) else total = -1 end
 return {new, tonumber(redis.call('HGET', KEYS[3], 'done') or '0'), total}
 `)
 
-// scriptPause extends the fleet-wide pause to ARGV[1] ms from now.
+// scriptPause extends the fleet-wide pause to ARGV[1] ms from now and
+// keeps, as its value, what the API asked for: "<status> <asked ms> <granted
+// ms> <until ms since the epoch>". KEYS: pause. ARGV: wait (ms), status,
+// asked (ms). Returns 1 when no pause was in effect (a new pause started),
+// 2 when a pause was extended by more than a second, else 0.
 var scriptPause = redis.NewScript(`
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+local left = redis.call('PTTL', KEYS[1])
+local d = tonumber(ARGV[1])
+if left >= d then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[1] .. ' ' .. string.format('%d', now + d), 'PX', ARGV[1])
+if left <= 0 then return 1 end
+if d - left > 1000 then return 2 end
+return 0
+`)
+
+// adaptRate is the Lua body shared by the adaptive scripts: it sets `rate`
+// (requests per second) from the adaptive hash `akey` at time `now` (µs).
+// The rate grows back after a cut as TCP CUBIC's window does: from
+// beta·wmax (wmax: the rate cut), fast at first, flat around wmax, which
+// it reaches `recover` seconds after the cut, then faster and faster
+// beyond it, probing for more: rate = wmax·(1 + (1-beta)·(t/recover - 1)³).
+// Never below minrate.
+const adaptRate = `
+local wmax = tonumber(redis.call('HGET', akey, 'wmax') or '0')
+local at = tonumber(redis.call('HGET', akey, 'at') or '0')
+local x = (now - at) / 1000000 / recover - 1
+local rate = wmax * (1 + (1 - beta) * x * x * x)
+if rate < minrate then rate = minrate end
+`
+
+// scriptAdaptCut lowers the adaptive request rate after an answer that
+// asked the fleet to slow down (multiplicative decrease), at most once per
+// window: the other 429s of the same overload count once. Engaging for the
+// first time, it starts from the fleet's measured request rate in the last
+// second. KEYS: adaptive hash, sent counts (hash of second → requests).
+// ARGV: beta, recover (s), min rate, window (µs), quiet (ms), requests the
+// caller sent that it has not counted yet.
+// Returns {cut (0/1), rate after (milli requests per second), engaged before
+// (0/1)}.
+var scriptAdaptCut = redis.NewScript(`
+local akey = KEYS[1]
+local beta, recover, minrate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local engaged = redis.call('EXISTS', akey)
+local base
+if engaged == 1 then
+` + adaptRate + `
+  if now - at < tonumber(ARGV[4]) then return {0, math.floor(rate * 1000), 1} end
+  base = rate
+else
+  local sec = tonumber(t[1])
+  local prev = tonumber(redis.call('HGET', KEYS[2], tostring(sec - 1)) or '0')
+  local cur = tonumber(redis.call('HGET', KEYS[2], tostring(sec)) or '0') + tonumber(ARGV[6])
+  base = math.max(prev, cur * 1000000 / math.max(tonumber(t[2]), 100000), 1)
+end
+if base < minrate / beta then base = minrate / beta end
+local tat = tonumber(redis.call('HGET', akey, 'tat') or '0')
+if tat < now then tat = now end
+redis.call('HSET', akey, 'wmax', string.format('%.6f', base), 'at', string.format('%d', now), 'tat', string.format('%d', tat))
+redis.call('HINCRBY', akey, 'cuts', 1)
+redis.call('PEXPIRE', akey, ARGV[5])
+return {1, math.floor(base * beta * 1000), engaged}
+`)
+
+// scriptAdaptGate grants a request while the adaptive limiter is engaged:
+// nothing while the fleet is paused; then the pipeline's own limiter (as
+// scriptGate); then a slot of the adaptive rate, reserved ahead (GCRA,
+// burst 1) unless the queue is longer than the horizon. KEYS: pause,
+// pipeline request limiter, adaptive hash. ARGV: pipeline interval (µs, 0:
+// none), beta, recover (s), min rate, horizon (µs). Returns {wait µs, granted,
+// engaged, paused}: granted 1 means send after wait; granted 0 means ask
+// again after wait, which is the pause left when paused is 1.
+var scriptAdaptGate = redis.NewScript(`
+local p = redis.call('PTTL', KEYS[1])
+if p > 0 then return {p * 1000, 0, 1, 1} end
+local akey = KEYS[3]
+local beta, recover, minrate = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local ptat = 0
+if interval > 0 then
+  ptat = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if ptat > now then return {ptat - now, 0, 1, 0} end
+end
+local engaged = redis.call('EXISTS', akey)
+local wait = 0
+if engaged == 1 then
+` + adaptRate + `
+  local tat = tonumber(redis.call('HGET', akey, 'tat') or '0')
+  if tat < now then tat = now end
+  wait = tat - now
+  if wait > tonumber(ARGV[5]) then return {wait - tonumber(ARGV[5]), 0, 1, 0} end
+  redis.call('HSET', akey, 'tat', string.format('%d', tat + 1000000 / rate))
+end
+if interval > 0 then
+  redis.call('SET', KEYS[2], string.format('%d', now + interval), 'PX', math.floor(interval / 1000) + 1000)
+end
+return {wait, 1, engaged, 0}
+`)
+
+// scriptPaceTick is a worker's periodic look at the shared pacing state: it
+// adds the requests the worker sent since its last tick to the current
+// second's count and returns {pause left (ms), adaptive limiter left (ms),
+// adaptive rate (milli requests per second, 0 when not engaged)}. KEYS:
+// pause, adaptive hash, sent counts. ARGV: requests sent, beta, recover
+// (s), min rate.
+var scriptPaceTick = redis.NewScript(`
+local t = redis.call('TIME')
+local n = tonumber(ARGV[1])
+if n > 0 then
+  redis.call('HINCRBY', KEYS[3], t[1], n)
+  redis.call('HDEL', KEYS[3], tostring(tonumber(t[1]) - 3))
+  redis.call('PEXPIRE', KEYS[3], 5000)
+end
+local akey = KEYS[2]
+local left = redis.call('PTTL', akey)
+local r = 0
+if left > 0 then
+  local beta, recover, minrate = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+` + adaptRate + `
+  r = math.floor(rate * 1000)
+end
+return {math.max(redis.call('PTTL', KEYS[1]), 0), math.max(left, 0), r}
+`)
+
+// scriptUncountAttempt takes back the attempt an item's delivery counted,
+// when the API only asked it to wait. KEYS: checkpoint.
+var scriptUncountAttempt = redis.NewScript(`
+if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'attempts', -1)
 end
 return 1
 `)

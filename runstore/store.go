@@ -102,6 +102,10 @@ func (s *Store) reqLimitKey(pipe string) string { return s.prefix + "limit:{" + 
 func (s *Store) tokLimitKey(pipe string) string { return s.prefix + "limit:{" + pipe + "}:tokens" }
 func (s *Store) inflightKey(pipe string) string { return s.prefix + "limit:{" + pipe + "}:inflight" }
 
+// adaptKey is the adaptive rate of the API server at baseURL (see
+// Adaptive); its ":sent" sibling counts the fleet's requests per second.
+func (s *Store) adaptKey(baseURL string) string { return s.prefix + "adapt:{" + baseURL + "}" }
+
 // wrap names the operation and the run in a Redis error.
 func wrap(op, runID string, err error) error {
 	if err == nil {

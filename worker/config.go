@@ -25,6 +25,7 @@ const (
 	DefaultPollInterval    = 100 * time.Millisecond
 	DefaultOrphanCheck     = time.Second
 	DefaultOrphanGrace     = 5 * time.Second
+	DefaultMaxRetryAfter   = 2 * time.Minute
 )
 
 // Config configures a Worker. Zero values take the documented defaults.
@@ -60,8 +61,18 @@ type Config struct {
 	// RetryBase and RetryMax bound the exponential backoff (with jitter)
 	// between attempts of an item that failed transiently: attempt n waits
 	// about RetryBase·2ⁿ, at most RetryMax. A 429 or 503 waits its
-	// Retry-After instead. Defaults 1s and 5m.
+	// Retry-After (at most MaxRetryAfter) instead, and does not count as an
+	// attempt. Defaults 1s and 5m.
 	RetryBase, RetryMax time.Duration
+	// MaxRetryAfter caps the wait a 429 or 503 asks for with Retry-After
+	// (in seconds or as an HTTP date): the fleet-wide pause it sets, the
+	// delay before the item's next try and the client's waits between
+	// polls. A server that asks for a day would otherwise stop every worker
+	// of every pipeline on this Redis for a day. Default 2m.
+	MaxRetryAfter time.Duration
+	// AdaptiveRate tunes the request rate the fleet adapts from the 429s
+	// it sees (runstore.AdaptiveParams; zero values take its defaults).
+	AdaptiveRate runstore.AdaptiveParams
 	// PollInterval is how often waiting retries are moved back to the queue
 	// and idle queues are checked (asynq's DelayedTaskCheckInterval and
 	// TaskCheckInterval), and the first delay between polls of an
@@ -106,6 +117,7 @@ func (c Config) withDefaults() Config {
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
 	c.OrphanCheck = cmp.Or(c.OrphanCheck, DefaultOrphanCheck)
 	c.OrphanGrace = cmp.Or(c.OrphanGrace, DefaultOrphanGrace)
+	c.MaxRetryAfter = cmp.Or(c.MaxRetryAfter, DefaultMaxRetryAfter)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -131,6 +143,12 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("worker: Config.ShutdownTimeout is %s, want >= 0", c.ShutdownTimeout))
+	}
+	if c.MaxRetryAfter < time.Second {
+		errs = append(errs, fmt.Errorf("worker: Config.MaxRetryAfter is %s, want >= 1s", c.MaxRetryAfter))
+	}
+	if b := c.AdaptiveRate.Beta; b < 0 || b >= 1 {
+		errs = append(errs, fmt.Errorf("worker: Config.AdaptiveRate.Beta is %g, want 0 (default) or in (0, 1)", b))
 	}
 	if c.PollInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("worker: Config.PollInterval is %s, want >= 10ms", c.PollInterval))

@@ -160,8 +160,9 @@ func (w *Worker) createInteraction(ctx context.Context, ir *itemRun, turn int, r
 	in, err := w.api.CreateInteraction(withRun(ctx, rc), ir.ck.ThreadID, body)
 	if err != nil {
 		err = fmt.Errorf("create interaction (turn %d): %w", turn+1, err)
-		if workspace.IsDefiniteRejection(err) {
-			// The server answered and created nothing: forget the mark.
+		if _, held := errors.AsType[*PacedError](err); held || workspace.IsDefiniteRejection(err) {
+			// The server answered and created nothing, or the request was
+			// never sent (held back by a pause): forget the mark.
 			if cerr := w.store.CheckpointPending(context.WithoutCancel(ctx), rc.id, it.Step, it.Key, turn, ""); cerr != nil {
 				ir.logger().Warn("could not clear the interaction checkpoint", "error", cerr)
 			}

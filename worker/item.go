@@ -65,8 +65,25 @@ func (w *Worker) releaseSlot(ctx context.Context, ir *itemRun) {
 // spent; otherwise take an in-flight slot, validate, interact and record the
 // result. Transient failures return the error for asynq to retry (the
 // checkpoint makes the retry resume); permanent ones, and the last attempt,
-// are recorded as failed and archived.
+// are recorded as failed and archived. An attempt the API only paced (429,
+// 503 with Retry-After) is not counted: asynq tries it again after the
+// capped wait; on the last attempt, which asynq would archive whatever
+// IsFailure says, the handler waits and tries again itself.
 func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
+	for {
+		err := w.attemptItem(mayHandBack(ctx), t)
+		wait, paced := pacedWait(err)
+		if !paced || !lastAttempt(ctx) || shuttingDown(ctx) {
+			return err
+		}
+		if err := sleep(ctx, min(wait, w.cfg.MaxRetryAfter)); err != nil {
+			return err
+		}
+	}
+}
+
+// attemptItem is one try of handleItem.
+func (w *Worker) attemptItem(ctx context.Context, t *asynq.Task) error {
 	p, rc, err := taskRun(ctx, w, t, jobs.DecodeItem)
 	if err != nil {
 		return err
@@ -174,17 +191,30 @@ func (w *Worker) handleItem(ctx context.Context, t *asynq.Task) error {
 		ir.logger().Info("item interrupted by shutdown; it resumes from its checkpoint", "error", perr)
 		return perr
 	}
-	if isPermanent(perr) || lastAttempt(ctx) {
+	_, paced := pacedWait(perr)
+	if isPermanent(perr) || lastAttempt(ctx) && !paced {
 		ir.logger().Warn("item failed", "attempts", ir.ck.Attempts, "error", perr)
 		if err := w.finish(ctx, ir, results.StateFailed, perr.Error(), reserved); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: %w", perr, asynq.SkipRetry)
 	}
-	ir.logger().Info("item attempt failed; retrying", "attempt", ir.ck.Attempts, "error", perr)
-	w.cfg.Observer.ItemRetried(rc.spec.Pipeline.Name, ir.it.Step, retryReason(perr))
+	reason := retryReason(perr)
+	if paced {
+		reason = RetryRateLimited
+	}
+	w.cfg.Observer.ItemRetried(rc.spec.Pipeline.Name, ir.it.Step, reason)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
+	if paced {
+		// The API asked us to wait: not an attempt, not a retry.
+		ir.logger().Debug("item waits for the API; its slot goes back meanwhile", "error", perr)
+		if err := w.store.UncountAttempt(rctx, rc.id, ir.it.Step, ir.it.Key); err != nil {
+			ir.logger().Warn("could not uncount the paced attempt", "error", err)
+		}
+		return perr
+	}
+	ir.logger().Info("item attempt failed; retrying", "attempt", ir.ck.Attempts, "error", perr)
 	if err := w.store.AddRetries(rctx, rc.id, 1); err != nil {
 		ir.logger().Warn("could not count the retry", "error", err)
 	}

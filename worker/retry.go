@@ -68,13 +68,20 @@ func newInteractionError(in *workspace.Interaction) error {
 	return e
 }
 
-// retryDelay is the asynq RetryDelayFunc: the server's Retry-After when the
-// error carries one (429, 503), else exponential backoff with jitter:
-// attempt n waits a uniform time in [d/2, d) with d = RetryBase·2ⁿ capped
-// at RetryMax.
+// retryDelay is the asynq RetryDelayFunc. An attempt the API paced (a 429,
+// a 503 with Retry-After, a request held back by the fleet-wide pause)
+// waits what was asked, capped at MaxRetryAfter, plus up to a tenth more
+// so that the items held back together do not all return at once. Another
+// error carrying a Retry-After waits it, capped too; the rest back off
+// exponentially with jitter: attempt n waits a uniform time in [d/2, d)
+// with d = RetryBase·2ⁿ capped at RetryMax.
 func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if d, ok := pacedWait(err); ok {
+		d = min(d, w.cfg.MaxRetryAfter)
+		return d + rand.N(d/10+1)
+	}
 	if ra, ok := workspace.RetryAfter(err); ok && ra > 0 {
-		return ra
+		return min(ra, w.cfg.MaxRetryAfter)
 	}
 	return backoff(n, w.cfg.RetryBase, w.cfg.RetryMax)
 }

@@ -52,6 +52,7 @@ type Worker struct {
 	inflight    inflight     // items being processed, for cancellation
 
 	health *redishealth.Watcher // see redishealth.go
+	pace   pacer
 
 	handlers sync.WaitGroup // handler goroutines, which may outlive asynq's shutdown by a moment
 	runOnce  sync.Once
@@ -72,6 +73,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w.api = w.pacedClient(cfg.API)
 	w.initRedisHealth()
+	w.pace.adaptive = w.store.Adaptive(cfg.API.BaseURL(), cfg.AdaptiveRate)
 	w.mux = asynq.NewServeMux()
 	w.mux.Use(w.track, w.exclusive)
 	w.mux.HandleFunc(jobs.KindRunStart, w.handleRunStart)
@@ -151,6 +153,7 @@ func (w *Worker) run(ctx context.Context) error {
 			Concurrency:              w.cfg.Concurrency/n + btoi(i < w.cfg.Concurrency%n),
 			Queues:                   map[string]int{w.cfg.Queue: 1},
 			RetryDelayFunc:           w.retryDelay,
+			IsFailure:                isFailure,
 			ShutdownTimeout:          w.cfg.ShutdownTimeout,
 			TaskCheckInterval:        w.cfg.PollInterval,
 			DelayedTaskCheckInterval: w.cfg.PollInterval,

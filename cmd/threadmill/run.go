@@ -52,6 +52,8 @@ type runOptions struct {
 	ShutdownTimeout time.Duration
 	Preflight       preflightFlags
 	Log             logFlags
+	// MaxRetryAfter caps the waits a 429 or 503 asks for (see worker's).
+	MaxRetryAfter time.Duration
 	// LookupEnv reads ${VAR}, WORKSPACE_* and THREADMILL_REDIS_URL; default
 	// os.LookupEnv.
 	LookupEnv func(string) (string, bool)
@@ -135,6 +137,7 @@ interrupted, 2 for bad flags.
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "time between progress lines when not on a terminal")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on interrupt, how long items in flight may take to finish")
 	o.Preflight.add(f)
+	addMaxRetryAfter(f, &o.MaxRetryAfter)
 	o.Log.add(f, "warn")
 	return cmd
 }
@@ -277,7 +280,12 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	}
 	defer rc.Close()
 
+	maxWait, err := maxRetryAfter(o.MaxRetryAfter, lookup)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
 	w, err := worker.New(worker.Config{
+		MaxRetryAfter:   maxWait,
 		RDB:             rc.RDB,
 		API:             conn.Client,
 		Concurrency:     concurrency,

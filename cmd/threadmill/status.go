@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -107,13 +108,18 @@ func runStatus(ctx context.Context, o *statusOptions, stdout, stderr io.Writer) 
 			return err
 		}
 		queue := queueCounts(rc, o.Queue)
+		pause := apiPause(ctx, store, stderr)
 		if o.JSON {
 			return writeJSON(stdout, struct {
-				Runs  []runView  `json:"runs"`
-				Queue *queueView `json:"queue,omitempty"`
-			}{views(runs, now()), queue})
+				Runs  []runView            `json:"runs"`
+				Queue *queueView           `json:"queue,omitempty"`
+				Pause *runstore.PauseState `json:"api_pause,omitempty"`
+			}{views(runs, now()), queue, pause})
 		}
 		printRuns(stdout, runs, now())
+		if pause != nil {
+			fmt.Fprintf(stdout, "\n%s\n", pauseLine(pause))
+		}
 		if queue != nil {
 			fmt.Fprintf(stdout, "\nqueue %s: %d pending, %d active, %d scheduled, %d retry, %d archived; %d completed today\n",
 				queue.Name, queue.Pending, queue.Active, queue.Scheduled, queue.Retry, queue.Archived, queue.ProcessedToday)
@@ -135,11 +141,54 @@ func runStatus(ctx context.Context, o *statusOptions, stdout, stderr io.Writer) 
 		}
 		return finished(stdout, st)
 	}
+	v := view(*st, now())
+	if !st.Finished() {
+		v.Pause = apiPause(ctx, store, stderr)
+	}
 	if o.JSON {
-		return writeJSON(stdout, view(*st, now()))
+		return writeJSON(stdout, v)
 	}
 	printRun(stdout, st, now())
+	if v.Pause != nil {
+		fmt.Fprintf(stdout, "\n%s\n", pauseLine(v.Pause))
+	}
 	return nil
+}
+
+// apiPause returns the fleet-wide pause the API asked for, or nil when
+// there is none or it cannot be read (a warning goes to stderr).
+func apiPause(ctx context.Context, store *runstore.Store, stderr io.Writer) *runstore.PauseState {
+	p, err := store.PauseInfo(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "warning: %v\n", err)
+		return nil
+	}
+	return p
+}
+
+// pauseLine describes the fleet-wide pause: "paused by the API until
+// 15:04:05 (429, Retry-After 86400s capped to 2m0s)".
+func pauseLine(p *runstore.PauseState) string {
+	s := "paused by the API until " + p.Until.Format(time.TimeOnly)
+	var why []string
+	if p.Status != 0 {
+		why = append(why, strconv.Itoa(p.Status))
+	}
+	switch {
+	case p.Capped():
+		why = append(why, fmt.Sprintf("Retry-After %s capped to %s", secs(p.Asked), p.Granted))
+	case p.Asked > 0:
+		why = append(why, "Retry-After "+secs(p.Asked))
+	}
+	if len(why) > 0 {
+		s += " (" + strings.Join(why, ", ") + ")"
+	}
+	return s + "; every worker waits"
+}
+
+// secs prints a Retry-After as the server sends it, in seconds.
+func secs(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
 }
 
 // runView is a run's state with the figures status derives from it.
@@ -149,6 +198,8 @@ type runView struct {
 	// ETAMS estimates the time left for the planned items, from the rate
 	// so far; absent when there is no rate yet or the run is over.
 	ETAMS int64 `json:"eta_ms,omitempty"`
+	// Pause is the fleet-wide pause the API asked for, while the run runs.
+	Pause *runstore.PauseState `json:"api_pause,omitempty"`
 }
 
 func view(st runstore.RunState, now time.Time) runView {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/threadmill/threadmill/worker"
 	"github.com/threadmill/threadmill/workspace"
@@ -32,6 +33,9 @@ type workerOptions struct {
 	Preflight                preflightFlags
 	Log                      logFlags
 	Metrics                  metricsFlags
+	// MaxRetryAfter caps the waits a 429 or 503 asks for; 0:
+	// THREADMILL_MAX_RETRY_AFTER, else worker.DefaultMaxRetryAfter.
+	MaxRetryAfter time.Duration
 	// LookupEnv reads WORKSPACE_* and THREADMILL_REDIS_URL; default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 }
@@ -103,9 +107,38 @@ the API answers).
 	f.DurationVar(&o.OrphanCheck, "orphan-check", worker.DefaultOrphanCheck, "how often the fleet looks for the tasks of dead workers (negative: never; asynq's recoverer alone, about a minute)")
 	f.DurationVar(&o.OrphanGrace, "orphan-grace", worker.DefaultOrphanGrace, "how long a task must have had an expired asynq lease, with no live worker, before it runs again")
 	o.Preflight.add(f)
+	addMaxRetryAfter(f, &o.MaxRetryAfter)
 	o.Log.add(f, "info")
 	o.Metrics.add(f)
 	return cmd
+}
+
+// envMaxRetryAfter is the environment default of --max-retry-after.
+const envMaxRetryAfter = "THREADMILL_MAX_RETRY_AFTER"
+
+// addMaxRetryAfter adds --max-retry-after, the cap on Retry-After waits.
+func addMaxRetryAfter(f *pflag.FlagSet, d *time.Duration) {
+	f.DurationVar(d, "max-retry-after", 0, "longest wait a 429 or 503 Retry-After may impose on every worker (default: "+envMaxRetryAfter+", else "+worker.DefaultMaxRetryAfter.String()+")")
+}
+
+// maxRetryAfter returns the --max-retry-after to use: the flag, else the
+// environment, else 0 (worker.DefaultMaxRetryAfter).
+func maxRetryAfter(flag time.Duration, lookup func(string) (string, bool)) (time.Duration, error) {
+	if flag != 0 {
+		if flag < time.Second {
+			return 0, fmt.Errorf("--max-retry-after must be at least 1s, got %s", flag)
+		}
+		return flag, nil
+	}
+	v, ok := lookup(envMaxRetryAfter)
+	if !ok || strings.TrimSpace(v) == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < time.Second {
+		return 0, fmt.Errorf("%s=%q: want a duration of at least 1s, such as 2m", envMaxRetryAfter, v)
+	}
+	return d, nil
 }
 
 // runWorker serves until ctx ends, then drains.
@@ -114,6 +147,10 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 	env, err := readWorkspaceEnv(lookup)
 	if err != nil {
 		return err
+	}
+	maxWait, err := maxRetryAfter(o.MaxRetryAfter, lookup)
+	if err != nil {
+		return withCode(exitUsage, err)
 	}
 	redisURL, source, err := o.Redis.required(lookup)
 	if err != nil {
@@ -149,6 +186,7 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 		ShutdownTimeout: o.ShutdownTimeout,
 		OrphanCheck:     o.OrphanCheck,
 		OrphanGrace:     o.OrphanGrace,
+		MaxRetryAfter:   maxWait,
 		Logger:          log,
 		Observer:        obs.Metrics,
 	})
