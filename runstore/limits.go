@@ -353,8 +353,18 @@ func (s *Store) newLease(key, id string, ttl time.Duration) *Lease {
 // returns its lease, renewed in the background until Release. id names the
 // holder (unique per item attempt).
 func (s *Store) AcquireSlot(ctx context.Context, pipeline string, limit int, id string, ttl time.Duration) (*Lease, error) {
+	return s.AcquireSlotWithin(ctx, pipeline, limit, id, ttl, 0)
+}
+
+// AcquireSlotWithin is AcquireSlot that gives up after hold (0: never) and
+// then returns a nil lease and no error.
+func (s *Store) AcquireSlotWithin(ctx context.Context, pipeline string, limit int, id string, ttl, hold time.Duration) (*Lease, error) {
 	key := s.inflightKey(pipeline)
 	backoff := 5 * time.Millisecond
+	var deadline time.Time
+	if hold > 0 {
+		deadline = time.Now().Add(hold)
+	}
 	for {
 		ok, err := scriptAcquireSlot.Run(ctx, s.rdb, []string{key}, limit, id, ttl.Milliseconds()).Int()
 		if err != nil {
@@ -362,6 +372,9 @@ func (s *Store) AcquireSlot(ctx context.Context, pipeline string, limit int, id 
 		}
 		if ok == 1 {
 			return s.newLease(key, id, ttl), nil
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return nil, nil
 		}
 		if err := sleep(ctx, backoff); err != nil {
 			return nil, err

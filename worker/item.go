@@ -17,6 +17,14 @@ import (
 	"github.com/threadmill/threadmill/workspace"
 )
 
+// slotHold is how long an item waits for a free in-flight slot of its
+// pipeline before it gives its worker slot back; slotRetry is when it asks
+// again (asynq counts whole seconds).
+const (
+	slotHold  = 250 * time.Millisecond
+	slotRetry = time.Second
+)
+
 // slotTTL is the lease of an in-flight slot; it is renewed while the item
 // runs, so only a dead worker's slot expires.
 const slotTTL = 30 * time.Second
@@ -154,11 +162,23 @@ func (w *Worker) attemptItem(ctx context.Context, t *asynq.Task) error {
 	}
 
 	if limits.Concurrency > 0 && ir.lease == nil {
+		// Wait a moment for a slot, then give the worker slot back: an item
+		// waiting for its pipeline's slot must not keep other pipelines'
+		// items (a scheduled run behind a bulk one) from this worker.
 		slotStart := time.Now()
-		lease, err := w.store.AcquireSlot(ctx, rc.spec.Pipeline.Name, limits.Concurrency, taskID+"#"+strconv.Itoa(ir.ck.Attempts), slotTTL)
+		lease, err := w.store.AcquireSlotWithin(ctx, rc.spec.Pipeline.Name, limits.Concurrency, taskID+"#"+strconv.Itoa(ir.ck.Attempts), slotTTL, slotHold)
 		w.cfg.Observer.RateLimitWaited(rc.spec.Pipeline.Name, LimiterConcurrency, time.Since(slotStart))
 		if err != nil {
 			return err
+		}
+		if lease == nil {
+			// Not an attempt: the item goes back to the queue for slotRetry.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+			defer cancel()
+			if err := w.store.UncountAttempt(rctx, rc.id, ir.it.Step, ir.it.Key); err != nil {
+				ir.logger().Warn("could not uncount the attempt that found no slot", "error", err)
+			}
+			return &PacedError{Wait: slotRetry, SlotBusy: true}
 		}
 		ir.lease = lease
 		defer w.releaseSlot(ctx, ir)

@@ -196,10 +196,23 @@ func (o *orphanChecker) check(ctx context.Context, now time.Time) error {
 		}
 	}
 	orphans := map[string]bool{}
+	for _, queue := range o.w.queues() {
+		if err := o.checkQueue(ctx, queue, running, orphans, now); err != nil {
+			return err
+		}
+	}
+	maps.DeleteFunc(o.seen, func(k string, _ time.Time) bool { return !orphans[k] })
+	maps.DeleteFunc(o.rescued, func(k string, _ bool) bool { return !orphans[k] })
+	return nil
+}
+
+// checkQueue rescues the orphaned tasks of one queue, adding the ones it
+// saw to orphans.
+func (o *orphanChecker) checkQueue(ctx context.Context, queue string, running, orphans map[string]bool, now time.Time) error {
 	for page := 1; ; page++ {
-		tasks, err := o.insp.ListActiveTasks(o.w.cfg.Queue, asynq.PageSize(orphanPageSize), asynq.Page(page))
+		tasks, err := o.insp.ListActiveTasks(queue, asynq.PageSize(orphanPageSize), asynq.Page(page))
 		if errors.Is(err, asynq.ErrQueueNotFound) {
-			break
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("worker: list active tasks: %w", err)
@@ -228,12 +241,9 @@ func (o *orphanChecker) check(ctx context.Context, now time.Time) error {
 			o.rescued[key] = true
 		}
 		if len(tasks) < orphanPageSize {
-			break
+			return nil
 		}
 	}
-	maps.DeleteFunc(o.seen, func(k string, _ time.Time) bool { return !orphans[k] })
-	maps.DeleteFunc(o.rescued, func(k string, _ bool) bool { return !orphans[k] })
-	return nil
 }
 
 // rescue enqueues a rescue copy of an orphaned task, unless its next
@@ -265,7 +275,7 @@ func (o *orphanChecker) rescue(ctx context.Context, t *asynq.TaskInfo, orphanedF
 	if t.Retention > 0 {
 		opts = append(opts, asynq.Retention(t.Retention))
 	}
-	if err := o.w.enqueue(ctx, asynq.NewTaskWithHeaders(t.Type, t.Payload, headers, opts...), nil); err != nil {
+	if err := o.w.enqueueTo(ctx, t.Queue, asynq.NewTaskWithHeaders(t.Type, t.Payload, headers, opts...)); err != nil {
 		return fmt.Errorf("worker: rescue task %s: %w", t.ID, err)
 	}
 	o.w.log.Info("a dead worker's task enqueued again", "task", t.ID, "type", t.Type, "attempt", next+1,

@@ -63,12 +63,19 @@ func handsBack(ctx context.Context) bool {
 // API asked the fleet to wait for longer than it holds a worker slot: the
 // item is tried again after Wait, and the wait does not use up an attempt.
 type PacedError struct {
-	// Wait is the time left of the fleet-wide pause.
+	// Wait is the time left of the fleet-wide pause, or how long an item
+	// that found no free in-flight slot waits before it asks again.
 	Wait time.Duration
+	// SlotBusy is set when every slot of the pipeline's limits.concurrency
+	// was taken: the item gives its worker slot back meanwhile.
+	SlotBusy bool
 }
 
 // Error says how long the fleet still waits.
 func (e *PacedError) Error() string {
+	if e.SlotBusy {
+		return fmt.Sprintf("not started: every in-flight slot of the pipeline is taken; the item waits %s with its worker slot given back", e.Wait.Round(time.Millisecond))
+	}
 	return fmt.Sprintf("not sent: the API asked every worker to wait (%s left)", e.Wait.Round(time.Millisecond))
 }
 

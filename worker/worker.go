@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,7 +152,8 @@ func (w *Worker) run(ctx context.Context) error {
 	for i := range srvs {
 		acfg := asynq.Config{
 			Concurrency:              w.cfg.Concurrency/n + btoi(i < w.cfg.Concurrency%n),
-			Queues:                   map[string]int{w.cfg.Queue: 1},
+			Queues:                   map[string]int{w.cfg.Queue: 1, PriorityQueue(w.cfg.Queue): 2},
+			StrictPriority:           true,
 			RetryDelayFunc:           w.retryDelay,
 			IsFailure:                isFailure,
 			ShutdownTimeout:          w.cfg.ShutdownTimeout,
@@ -227,18 +229,40 @@ func (w *Worker) track(h asynq.Handler) asynq.Handler {
 	})
 }
 
-// enqueue adds a task to the worker's queue; a task id that is already
-// taken means the task exists: not an error.
+// enqueue adds a task of the run being handled to its queue (see
+// PriorityQueue); a task id that is already taken means the task exists:
+// not an error.
 func (w *Worker) enqueue(ctx context.Context, t *asynq.Task, err error, opts ...asynq.Option) error {
 	if err != nil {
 		return err
 	}
-	opts = append(opts, asynq.Queue(w.cfg.Queue))
+	// A run's tasks stay in the queue its start task was put in: its
+	// priority.
+	queue, ok := asynq.GetQueueName(ctx)
+	if !ok || !slices.Contains(w.queues(), queue) {
+		queue = w.cfg.Queue
+	}
+	return w.enqueueTo(ctx, queue, t, opts...)
+}
+
+// enqueueTo adds a task to queue; a task id that is already taken means the
+// task exists: not an error.
+func (w *Worker) enqueueTo(ctx context.Context, queue string, t *asynq.Task, opts ...asynq.Option) error {
+	opts = append(opts, asynq.Queue(queue))
 	if _, err := w.client.EnqueueContext(ctx, t, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("worker: enqueue %s: %w", t.Type(), err)
 	}
 	return nil
 }
+
+// PriorityQueue is the queue whose runs a worker serves before those of
+// queue: the scheduler starts runs there (a scheduled run does not wait
+// behind a bulk run), as does `enqueue --priority high`. Every task of a run
+// goes to the queue of its start task.
+func PriorityQueue(queue string) string { return queue + "-high" }
+
+// queues returns the queues the worker serves, the priority queue first.
+func (w *Worker) queues() []string { return []string{PriorityQueue(w.cfg.Queue), w.cfg.Queue} }
 
 // controlOpts are the options of step:advance and run:finalize. Their
 // completed tasks are kept for a day, so that a late duplicate enqueue

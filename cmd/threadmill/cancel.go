@@ -58,7 +58,7 @@ Runs of the embedded ` + "`run`" + ` live in its own process: stop those with Ct
 	f := cmd.Flags()
 	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+")")
 	f.StringVar(&o.Reason, "reason", "canceled by request", "why, recorded with the run and each canceled item")
-	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue the run's tasks are in")
+	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue the run's tasks are in (and its priority queue)")
 	f.BoolVar(&o.NoWait, "no-wait", false, "return once the cancellation is recorded")
 	f.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "how long to wait for the run to be finalized")
 	return cmd
@@ -87,7 +87,7 @@ func runCancel(ctx context.Context, o *cancelOptions, stdout, stderr io.Writer) 
 		return nil
 	}
 	fmt.Fprintf(stderr, "threadmill: run %s (%s) canceled: %s\n", o.RunID, before, o.Reason)
-	if n, err := runWaitingTasks(asynq.NewInspectorFromRedisClient(rc.RDB), o.Queue, o.RunID); err != nil {
+	if n, err := runWaitingTasks(asynq.NewInspectorFromRedisClient(rc.RDB), []string{worker.PriorityQueue(o.Queue), o.Queue}, o.RunID); err != nil {
 		fmt.Fprintf(stderr, "threadmill: could not take the run's waiting tasks at once (they are canceled at their retry time): %v\n", err)
 	} else if n > 0 {
 		fmt.Fprintf(stderr, "threadmill: %d waiting tasks of the run taken now\n", n)
@@ -105,10 +105,23 @@ func runCancel(ctx context.Context, o *cancelOptions, stdout, stderr io.Writer) 
 	return nil
 }
 
-// runWaitingTasks moves the run's scheduled and retrying tasks to pending,
-// so that workers settle them now instead of at their retry time. It
-// returns how many it moved.
-func runWaitingTasks(insp *asynq.Inspector, queue, runID string) (int, error) {
+// runWaitingTasks moves the run's scheduled and retrying tasks in queues to
+// pending, so that workers settle them now instead of at their retry time.
+// It returns how many it moved.
+func runWaitingTasks(insp *asynq.Inspector, queues []string, runID string) (int, error) {
+	moved := 0
+	for _, queue := range queues {
+		n, err := runWaitingTasksOf(insp, queue, runID)
+		moved += n
+		if err != nil {
+			return moved, err
+		}
+	}
+	return moved, nil
+}
+
+// runWaitingTasksOf is runWaitingTasks for one queue.
+func runWaitingTasksOf(insp *asynq.Inspector, queue, runID string) (int, error) {
 	moved := 0
 	for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListRetryTasks, insp.ListScheduledTasks} {
 		var ids []string

@@ -24,6 +24,9 @@ type enqueueOptions struct {
 	RunID string
 	At    time.Time
 	Queue string
+	// Priority is "high" (the priority queue, as scheduled runs) or
+	// "normal".
+	Priority string
 	// Wait follows the run until it finishes and exits as `run` does.
 	Wait             bool
 	Progress         string
@@ -42,6 +45,9 @@ func (o *enqueueOptions) validate() error {
 	}
 	if strings.TrimSpace(o.Queue) == "" {
 		return errors.New("--queue must not be empty")
+	}
+	if o.Priority != "high" && o.Priority != "normal" {
+		return fmt.Errorf("--priority must be high or normal, got %q", o.Priority)
 	}
 	if err := checkProgress(o.Progress, o.ProgressInterval); err != nil {
 		return err
@@ -91,6 +97,7 @@ here rather than on the workers; without it, only WORKSPACE_PROJECT is read
 	f.StringVar(&o.RunID, "run-id", "", "run id (default <pipeline>-<UTC time>)")
 	f.StringVar(&at, "at", "", "run the scheduled window at this time: RFC 3339 or a date (UTC); default now")
 	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue the workers serve")
+	f.StringVar(&o.Priority, "priority", "normal", "high: start the run in the workers' priority queue, ahead of normal runs (scheduled runs start there); normal")
 	f.BoolVar(&o.Wait, "wait", false, "follow the run until it finishes; exit 0, 3 (failed items) or 1 as run does")
 	f.StringVar(&o.Progress, "progress", "auto", "with --wait: auto, bar, lines or none")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "with --wait: time between progress lines when not on a terminal")
@@ -144,13 +151,17 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 	}
 	q := asynqClient(rc.RDB)
 	defer q.Close()
-	if err := jobs.StartRun(ctx, q, store, p, run, asynq.Queue(o.Queue)); err != nil {
+	queue := o.Queue
+	if o.Priority == "high" {
+		queue = worker.PriorityQueue(o.Queue)
+	}
+	if err := jobs.StartRun(ctx, q, store, p, run, asynq.Queue(queue)); err != nil {
 		return fmt.Errorf("enqueue run %s: %w", run.ID, err)
 	}
 	if existed {
 		fmt.Fprintf(stderr, "run %s of %s exists already on %s: nothing enqueued\n", run.ID, p.Name, rc.Display)
 	} else {
-		fmt.Fprintf(stderr, "run %s of %s enqueued on %s (queue %s); follow it with: threadmill status %s\n", run.ID, p.Name, rc.Display, o.Queue, run.ID)
+		fmt.Fprintf(stderr, "run %s of %s enqueued on %s (queue %s); follow it with: threadmill status %s\n", run.ID, p.Name, rc.Display, queue, run.ID)
 	}
 	fmt.Fprintln(stdout, run.ID)
 	if !o.Wait {

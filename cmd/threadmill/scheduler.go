@@ -199,7 +199,9 @@ func runScheduler(ctx context.Context, o *schedulerOptions, stderr io.Writer) er
 		Dir:          dir,
 		Load:         func(path string) (*pipelines.Pipeline, error) { return pipelines.Load(path, lookup) },
 		RDB:          rc.RDB,
-		Starter:      &scheduler.JobsStarter{Client: q, Store: store, Opts: []asynq.Option{asynq.Queue(o.Queue)}},
+		// Scheduled runs go to the priority queue: they start on time even
+		// behind a bulk run.
+		Starter: &scheduler.JobsStarter{Client: q, Store: store, Opts: []asynq.Option{asynq.Queue(worker.PriorityQueue(o.Queue))}},
 		Prefix:       store.Prefix(),
 		SyncInterval: o.SyncInterval,
 		NoWatch:      o.NoWatch,
