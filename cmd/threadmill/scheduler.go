@@ -196,12 +196,12 @@ func runScheduler(ctx context.Context, o *schedulerOptions, stderr io.Writer) er
 	m.Registry().MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(rc.RDB), []string{scheduler.DefaultQueue, o.Queue}, log))
 
 	s, err := scheduler.New(scheduler.Config{
-		Dir:          dir,
-		Load:         func(path string) (*pipelines.Pipeline, error) { return pipelines.Load(path, lookup) },
-		RDB:          rc.RDB,
+		Dir:  dir,
+		Load: func(path string) (*pipelines.Pipeline, error) { return pipelines.Load(path, lookup) },
+		RDB:  rc.RDB,
 		// Scheduled runs go to the priority queue: they start on time even
 		// behind a bulk run.
-		Starter: &scheduler.JobsStarter{Client: q, Store: store, Opts: []asynq.Option{asynq.Queue(worker.PriorityQueue(o.Queue))}},
+		Starter:      &scheduler.JobsStarter{Client: q, Store: store, Opts: []asynq.Option{asynq.Queue(worker.PriorityQueue(o.Queue))}},
 		Prefix:       store.Prefix(),
 		SyncInterval: o.SyncInterval,
 		NoWatch:      o.NoWatch,
