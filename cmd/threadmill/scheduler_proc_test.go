@@ -21,6 +21,7 @@ import (
 	"github.com/threadmill/threadmill/internal/redistest"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/scheduler"
+	"github.com/threadmill/threadmill/worker"
 )
 
 // schedLog is a goroutine-safe buffer for a subprocess's stderr.
@@ -223,13 +224,13 @@ func TestTwoSchedulerProcesses(t *testing.T) {
 	if !crossed && !slices.Equal(hourly, want) {
 		t.Errorf("hourly runs = %v, want %v", hourly, want)
 	}
-	// One run:start task per run on the workers' queue.
-	q, err := insp.GetQueueInfo("threadmill")
+	// One run:start task per run on the workers' priority queue.
+	q, err := insp.GetQueueInfo(worker.PriorityQueue("threadmill"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := len(fires) + len(hourly); q.Size != n {
-		t.Errorf("queue threadmill holds %d tasks for %d runs", q.Size, n)
+		t.Errorf("queue %s holds %d tasks for %d runs", q.Queue, q.Size, n)
 	}
 	// `threadmill status` shows each run once.
 	out, err := exec.Command(bin, "status", "--redis", srv.URL()).Output()
