@@ -108,7 +108,18 @@ func (w *Worker) exclusive(h asynq.Handler) asynq.Handler {
 			w.log.Info("attempt already run by another copy of the task; skipping", "task", id, "attempt", n+1, "copy", by)
 			return nil
 		}
-		return h.ProcessTask(ctx, t)
+		err = h.ProcessTask(ctx, t)
+		if err != nil && (!isFailure(err) || ctx.Err() != nil) {
+			// asynq delivers this attempt again with the same retry count:
+			// after a wait the API asked for (not a failure), or after a
+			// shutdown handed the task back. Give the claim back for it.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+			defer cancel()
+			if derr := w.cfg.RDB.Del(rctx, w.attemptKey(id, n)).Err(); derr != nil {
+				w.log.Warn("could not release an attempt's claim; the task's next delivery may be skipped", "task", id, "error", derr)
+			}
+		}
+		return err
 	})
 }
 

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -98,5 +99,67 @@ func TestExclusiveRunsEachAttemptOnce(t *testing.T) {
 	}
 	if by, _ := rdb.Get(ctx, w.attemptKey("free-orphan", 1)).Result(); by != "rescue" {
 		t.Errorf("the rescue copy claimed its attempt as %q", by)
+	}
+}
+
+// A retry that the API only paced (not a failure: asynq delivers it again
+// with the same retry count) gives its claim back, so that its next
+// delivery runs instead of being skipped as a duplicate.
+func TestExclusivePacedRetryRunsAgain(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	api, err := workspace.New("http://127.0.0.1:1", workspace.WithToken("unused"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Config{RDB: rdb, API: api})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var deliveries []int
+	h := w.exclusive(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		n, _ := asynq.GetRetryCount(ctx)
+		mu.Lock()
+		defer mu.Unlock()
+		deliveries = append(deliveries, n)
+		switch len(deliveries) {
+		case 1:
+			return errors.New("transient") // a failure: retry count 1 next
+		case 2:
+			return &PacedError{Wait: time.Millisecond} // paced: retry count stays 1
+		}
+		return nil
+	}))
+	const q = "paced"
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency: 1, Queues: map[string]int{q: 1}, LogLevel: asynq.FatalLevel,
+		RetryDelayFunc:    func(int, error, *asynq.Task) time.Duration { return 0 },
+		IsFailure:         isFailure,
+		TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond,
+	})
+	if err := srv.Start(h); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	client := asynq.NewClientFromRedisClient(rdb)
+	if _, err := client.Enqueue(asynq.NewTask("k", []byte("{}")), asynq.Queue(q), asynq.TaskID("t1"), asynq.MaxRetry(5), asynq.Retention(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := insp.GetTaskInfo(q, "t1")
+		if err == nil && info.State == asynq.TaskStateCompleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task did not complete: %+v %v", info, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition, bounded by the deadline
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []int{0, 1, 1}; !slices.Equal(deliveries, want) {
+		t.Errorf("deliveries by retry count %v, want %v: the paced retry's next delivery must run", deliveries, want)
 	}
 }
