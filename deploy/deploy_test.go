@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/threadmill/threadmill/deploy"
 	"github.com/threadmill/threadmill/metrics"
+	"github.com/threadmill/threadmill/pipelines"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated sections of docs/deploy.md")
@@ -110,7 +112,7 @@ func TestComposeServices(t *testing.T) {
 	if w.ContainerName != "" || len(w.Ports) != 0 {
 		t.Errorf("worker must be scalable (no container_name, no host ports): %q %v", w.ContainerName, w.Ports)
 	}
-	if !slices.Contains(w.Volumes, "results:/var/lib/threadmill/results") || !slices.Contains(w.Command, "--results=/var/lib/threadmill/results") {
+	if !slices.Contains(w.Volumes, "results:"+imageResults) || !slices.Contains(w.Command, "--results="+imageResults) {
 		t.Errorf("worker must write results to the shared volume: volumes %v command %v", w.Volumes, w.Command)
 	}
 	if _, ok := c.Volumes["results"]; !ok {
@@ -188,6 +190,10 @@ func TestDockerComposeConfig(t *testing.T) {
 	}
 }
 
+// imageResults is the results directory of the image: the default results
+// root from the image's working directory, a volume.
+var imageResults = path.Join("/var/lib/threadmill", pipelines.DefaultOutputDir)
+
 func TestDockerfile(t *testing.T) {
 	text := readFile(t, dockerfile)
 	froms := regexp.MustCompile(`(?m)^FROM\s+(\S+)`).FindAllStringSubmatch(text, -1)
@@ -206,6 +212,18 @@ func TestDockerfile(t *testing.T) {
 	user := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindAllStringSubmatch(text, -1)
 	if len(user) == 0 || strings.HasPrefix(user[len(user)-1][1], "0") || strings.HasPrefix(user[len(user)-1][1], "root") {
 		t.Errorf("the image must run as a non-root user, USER lines: %v", user)
+	}
+	// Every command run in the image writes results to the volume, with or
+	// without --results; the scheduler finds the pipelines without
+	// --pipelines.
+	workdir := regexp.MustCompile(`(?m)^WORKDIR\s+(\S+)`).FindAllStringSubmatch(text, -1)
+	if len(workdir) == 0 || path.Join(workdir[len(workdir)-1][1], pipelines.DefaultOutputDir) != imageResults {
+		t.Errorf("WORKDIR %v: want the default results root %s to be %s", workdir, pipelines.DefaultOutputDir, imageResults)
+	}
+	for _, want := range []string{`VOLUME ["` + imageResults + `"]`, "mkdir -p /out" + imageResults, "ENV THREADMILL_PIPELINES=/etc/threadmill/pipelines", "cp examples/*.yaml /out/etc/threadmill/pipelines/"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
 	}
 	// TestDockerBuildContextBuilds checks the build context builds.
 }
