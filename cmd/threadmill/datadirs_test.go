@@ -49,27 +49,37 @@ func sourceDirs(t *testing.T) (root string, pkgDirs []string) {
 // would land among sources, pipeline files among testdata).
 func TestDefaultDataDirsAreNotSourceDirs(t *testing.T) {
 	root, pkgDirs := sourceDirs(t)
-	for _, d := range []struct{ what, name string }{
-		{"results root (pipelines.DefaultOutputDir)", pipelines.DefaultOutputDir},
-		{"pipelines directory (defaultPipelinesDir)", defaultPipelinesDir},
-	} {
+	dirs := []struct{ what, name string }{
+		{"default results root (pipelines.DefaultOutputDir)", pipelines.DefaultOutputDir},
+		{"default pipelines directory (defaultPipelinesDir)", defaultPipelinesDir},
+	}
+	// The examples' output.dir, as run from the repository root.
+	examples, _ := filepath.Glob("../../examples/*.yaml")
+	for _, f := range examples {
+		p, err := pipelines.Load(f, func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, struct{ what, name string }{"output.dir of " + filepath.Base(f), p.Output.Dir})
+	}
+	for _, d := range dirs {
 		if !filepath.IsLocal(d.name) {
-			t.Errorf("default %s %q is not a relative path inside the working directory", d.what, d.name)
+			t.Errorf("%s %q is not a relative path inside the working directory", d.what, d.name)
 			continue
 		}
 		dir := filepath.Join(root, d.name)
 		for _, p := range pkgDirs {
 			switch {
 			case within(p, dir):
-				t.Errorf("default %s ./%s holds the sources of package %s", d.what, d.name, p)
+				t.Errorf("%s ./%s holds the sources of package %s", d.what, d.name, p)
 			case p != root && within(dir, p):
-				t.Errorf("default %s ./%s is inside the sources of package %s", d.what, d.name, p)
+				t.Errorf("%s ./%s is inside the sources of package %s", d.what, d.name, p)
 			}
 		}
 		// A directory of that name left by a run must hold no Go file.
 		_ = filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 			if err == nil && strings.HasSuffix(path, ".go") {
-				t.Errorf("%s is a Go file inside the default %s", path, d.what)
+				t.Errorf("%s is a Go file inside the %s", path, d.what)
 				return filepath.SkipAll
 			}
 			return nil
