@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -433,7 +434,7 @@ type tplProblem struct {
 func checkTemplate(name, text string, sc tplScope) []tplProblem {
 	t, err := parseTemplate(name, text)
 	if err != nil {
-		return []tplProblem{parseProblem(name, err)}
+		return []tplProblem{parseProblem(name, text, err)}
 	}
 	c := &tplChecker{text: text, root: rootShape(sc)}
 	for _, tt := range t.Templates() {
@@ -451,7 +452,7 @@ func checkTemplate(name, text string, sc tplScope) []tplProblem {
 
 // parseProblem turns text/template's "template: NAME:LINE: msg" into a
 // located problem. An unclosed action is placed where it started.
-func parseProblem(name string, err error) tplProblem {
+func parseProblem(name, text string, err error) tplProblem {
 	msg := err.Error()
 	rest, ok := strings.CutPrefix(msg, "template: "+name+":")
 	if !ok {
@@ -470,7 +471,54 @@ func parseProblem(name string, err error) tplProblem {
 		}
 	}
 	m = strings.ReplaceAll(m, name+":", "line ")
+	if fn, ok := undefinedFunction(m); ok {
+		return unknownFunction(text, line, fn)
+	}
 	return tplProblem{line: line, msg: "template: " + m}
+}
+
+// builtinFuncs are text/template's predefined functions.
+var builtinFuncs = []string{"and", "call", "eq", "ge", "gt", "html", "index", "js", "le", "len", "lt", "ne", "not", "or", "print", "printf", "println", "slice", "urlquery"}
+
+var (
+	undefinedFuncRe = regexp.MustCompile(`^function "([^"]+)" not defined$`)
+	actionRe        = regexp.MustCompile(`(?s)\{\{.*?\}\}`)
+)
+
+// undefinedFunction returns the name in text/template's `function "x" not
+// defined`.
+func undefinedFunction(msg string) (string, bool) {
+	m := undefinedFuncRe.FindStringSubmatch(msg)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// unknownFunction is the problem of a call to a function that does not
+// exist: placed on its first use inside an action (else on line), with
+// the closest function name when one is close, as a misspelled key gets.
+func unknownFunction(text string, line int, fn string) tplProblem {
+	msg := fmt.Sprintf("template: function %q not defined", fn)
+	if s := suggest(fn, append(FuncNames(), builtinFuncs...)); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	} else {
+		msg += " (the functions: " + strings.Join(FuncNames(), ", ") + ", and text/template's own)"
+	}
+	use := regexp.MustCompile(`(^|[^\w.$])` + regexp.QuoteMeta(fn) + `\b`)
+	for _, a := range actionRe.FindAllStringIndex(text, -1) {
+		if m := use.FindStringSubmatchIndex(text[a[0]:a[1]]); m != nil {
+			off := a[0] + m[3] // after the character before the name
+			before := text[:off]
+			return tplProblem{
+				line: strings.Count(before, "\n") + 1,
+				col:  utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:]) + 1,
+				off:  off,
+				msg:  msg,
+			}
+		}
+	}
+	return tplProblem{line: line, msg: msg}
 }
 
 type tplChecker struct {
