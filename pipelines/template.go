@@ -16,35 +16,15 @@ import (
 
 // Templates are Go text/template texts (prompt, turns, system, thread.name)
 // executed with missingkey=error: a missing key is an error, never
-// "<no value>". The data a template sees:
-//
-//	.Run.ID, .Run.Time, .Run.Date ("2006-01-02"), .Run.Week ("2006-W01"),
-//	.Run.WindowStart, .Run.WindowEnd   the run (times in the schedule's zone)
-//	.Pipeline.Name, .Pipeline.Description
-//	.Vars.<key>                        the file's vars (strings)
-//	.Artifact.ID, .Name, .Type, .Folder, .UpdatedAt
-//	                                   the item's artifact, only in a for_each step
-//	.Steps.<id>.Items                  a needed step's finished items, in plan
-//	                                   order; each has .Artifact, .Output and
-//	                                   .Usage (.InputTokens, .OutputTokens, .Total)
-//	.Steps.<id>.Output                 the output of a needed step that runs once
-//	                                   (no for_each; for one, range over .Items)
+// "<no value>". The data they see (.Run, .Pipeline, .Vars, .Artifact,
+// .Steps) is built by templateData; the functions are funcs. Both are
+// documented, with an example each, in TemplateFields and
+// TemplateFunctions (templatedoc.go), from which docs/templates.md is
+// generated; tests check every field and function has an entry and every
+// example renders to what the page shows.
 //
 // The checker also reads {{ index .Vars "name" }} and {{ index .Steps "id" }}
 // with a constant key like the fields they stand for.
-//
-// The functions, besides text/template's built-ins:
-//
-//	join SEP LIST      the elements of a list joined with SEP
-//	upper S, lower S   change case
-//	trim S             remove leading and trailing white space
-//	truncate N S       at most N characters of S, with "…" when cut
-//	indent N S         S with every line indented by N spaces
-//	default D V        V, or D when V is empty
-//	date LAYOUT T      T formatted with a Go layout ("Jan 2, 2006")
-//	json V             V as compact JSON
-//	quote S            S as a double-quoted Go string
-//	outputs STEP       the Output of each item of a step (.Steps.<id>), a list
 var funcs = template.FuncMap{
 	"join":     tplJoin,
 	"upper":    strings.ToUpper,
