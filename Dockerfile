@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/usr/local/bin/threadmill ./cmd/threadmill \
  && /out/usr/local/bin/threadmill version \
- && mkdir -p /out/var/lib/threadmill/results /out/etc/threadmill/pipelines \
+ && mkdir -p /out/var/lib/threadmill/threadmill-results /out/etc/threadmill/pipelines \
  && cp examples/*.yaml /out/etc/threadmill/pipelines/
 
 # ---- run -------------------------------------------------------------------
@@ -38,8 +38,13 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build --chown=65532:65532 /out/ /
 USER 65532:65532
 WORKDIR /var/lib/threadmill
-# Results are written here (worker --results); mount a volume on it.
-VOLUME ["/var/lib/threadmill/results"]
+# Results are written to ./threadmill-results, the default results root
+# (--results, output.dir) from this working directory, by every command;
+# mount a volume on it.
+VOLUME ["/var/lib/threadmill/threadmill-results"]
+# The scheduler, schedule ls and backfill read the pipelines here unless
+# --pipelines says otherwise; mount your own directory over it.
+ENV THREADMILL_PIPELINES=/etc/threadmill/pipelines
 # 9090: /metrics, /healthz, /readyz (--metrics-addr); 8080: the simulator.
 EXPOSE 9090 8080
 ENTRYPOINT ["/usr/local/bin/threadmill"]

@@ -37,6 +37,7 @@ type Service struct {
 	DependsOn       map[string]DependsOn `yaml:"depends_on"`
 	ContainerName   string               `yaml:"container_name"`
 	Restart         string               `yaml:"restart"`
+	PullPolicy      string               `yaml:"pull_policy"`
 	StopGracePeriod string               `yaml:"stop_grace_period"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,17 +21,21 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/threadmill/threadmill/deploy"
+	"github.com/threadmill/threadmill/internal/redistest"
 	"github.com/threadmill/threadmill/metrics"
+	"github.com/threadmill/threadmill/pipelines"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated sections of docs/deploy.md")
 
 const (
 	composePath = "../docker-compose.yml"
-	dockerfile  = "../Dockerfile"
-	deployDoc   = "../docs/deploy.md"
-	alertsPath  = "prometheus/alerts.yml"
-	promPath    = "prometheus/prometheus.yml"
+	// redisPortPath is the override file that publishes Redis on the host.
+	redisPortPath = "../docker-compose.redis-port.yml"
+	dockerfile    = "../Dockerfile"
+	deployDoc     = "../docs/deploy.md"
+	alertsPath    = "prometheus/alerts.yml"
+	promPath      = "prometheus/prometheus.yml"
 )
 
 func loadCompose(t *testing.T) (*deploy.Compose, []string) {
@@ -78,8 +83,43 @@ func TestComposeServices(t *testing.T) {
 	if _, ok := c.Volumes["redis-data"]; !ok {
 		t.Error("volume redis-data is not declared")
 	}
-	if redis.Healthcheck == nil || !slices.Contains(redis.Healthcheck.Test, "ping") {
-		t.Errorf("redis healthcheck %+v: want redis-cli ping", redis.Healthcheck)
+	if redis.Healthcheck == nil || len(redis.Healthcheck.Test) != 2 || redis.Healthcheck.Test[0] != "CMD-SHELL" ||
+		!strings.Contains(redis.Healthcheck.Test[1], "PONG") {
+		t.Errorf("redis healthcheck %+v: want a shell check for PONG (TestRedisHealthcheck runs it)", redis.Healthcheck)
+	}
+	if len(redis.Ports) != 0 {
+		t.Errorf("redis publishes %v on the host by default; publish it only with %s", redis.Ports, redisPortPath)
+	}
+	over, _, err := deploy.LoadCompose(redisPortPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(over.Services) != 1 || !slices.Equal(over.Services["redis"].Ports, []string{"127.0.0.1:6379:6379"}) {
+		t.Errorf("%s: want only redis on 127.0.0.1:6379, got %+v", redisPortPath, over.Services)
+	}
+
+	// The threadmill image is built once, with the VERSION argument; the
+	// other services that run it neither build nor pull it.
+	builds := 0
+	for name, s := range c.Services {
+		if !strings.HasPrefix(s.Image, "threadmill:") {
+			continue
+		}
+		switch b, _ := s.Build.(map[string]any); {
+		case b != nil:
+			args, _ := b["args"].(map[string]any)
+			if b["context"] != "." || args["VERSION"] != "dev" {
+				t.Errorf("%s: build %v: want context . and args.VERSION", name, s.Build)
+			}
+			builds++
+		case s.Build != nil:
+			t.Errorf("%s: build %v: want the shared build section", name, s.Build)
+		case s.PullPolicy != "never":
+			t.Errorf("%s runs the local image without building it: want pull_policy: never, got %q", name, s.PullPolicy)
+		}
+	}
+	if builds == 0 {
+		t.Error("no service builds the threadmill image")
 	}
 
 	for _, name := range []string{"scheduler", "worker"} {
@@ -110,7 +150,7 @@ func TestComposeServices(t *testing.T) {
 	if w.ContainerName != "" || len(w.Ports) != 0 {
 		t.Errorf("worker must be scalable (no container_name, no host ports): %q %v", w.ContainerName, w.Ports)
 	}
-	if !slices.Contains(w.Volumes, "results:/var/lib/threadmill/results") || !slices.Contains(w.Command, "--results=/var/lib/threadmill/results") {
+	if !slices.Contains(w.Volumes, "results:"+imageResults) || !slices.Contains(w.Command, "--results="+imageResults) {
 		t.Errorf("worker must write results to the shared volume: volumes %v command %v", w.Volumes, w.Command)
 	}
 	if _, ok := c.Volumes["results"]; !ok {
@@ -141,6 +181,13 @@ func TestComposeServices(t *testing.T) {
 // file reads is listed in docs/deploy.md, and the other way round.
 func TestComposeVariablesDocumented(t *testing.T) {
 	_, vars := loadCompose(t)
+	_, more, err := deploy.LoadCompose(redisPortPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars = append(vars, more...)
+	slices.Sort(vars)
+	vars = slices.Compact(vars)
 	doc := readFile(t, deployDoc)
 	table := section(t, doc, "compose-env")
 	documented := regexp.MustCompile("(?m)^\\| `([A-Z_][A-Z0-9_]*)`").FindAllStringSubmatch(table, -1)
@@ -151,12 +198,12 @@ func TestComposeVariablesDocumented(t *testing.T) {
 	slices.Sort(names)
 	for _, v := range vars {
 		if !slices.Contains(names, v) {
-			t.Errorf("docker-compose.yml reads %s, which docs/deploy.md does not list", v)
+			t.Errorf("the compose files read %s, which docs/deploy.md does not list", v)
 		}
 	}
 	for _, v := range names {
 		if !slices.Contains(vars, v) {
-			t.Errorf("docs/deploy.md lists %s, which docker-compose.yml does not read", v)
+			t.Errorf("docs/deploy.md lists %s, which no compose file reads", v)
 		}
 	}
 }
@@ -175,9 +222,12 @@ func TestDockerComposeConfig(t *testing.T) {
 		}
 		t.Skip("no docker compose client installed")
 	}
-	for _, profile := range [][]string{nil, {"--profile", "simulator", "--profile", "tools", "--profile", "monitoring"}} {
-		args := append(slices.Clone(cmd[1:]), "-f", composePath)
-		args = append(args, profile...)
+	for _, files := range [][]string{
+		{"-f", composePath},
+		{"-f", composePath, "--profile", "simulator", "--profile", "tools", "--profile", "monitoring"},
+		{"-f", composePath, "-f", redisPortPath},
+	} {
+		args := append(slices.Clone(cmd[1:]), files...)
 		args = append(args, "config", "-q")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		out, err := exec.CommandContext(ctx, cmd[0], args...).CombinedOutput()
@@ -187,6 +237,10 @@ func TestDockerComposeConfig(t *testing.T) {
 		}
 	}
 }
+
+// imageResults is the results directory of the image: the default results
+// root from the image's working directory, a volume.
+var imageResults = path.Join("/var/lib/threadmill", pipelines.DefaultOutputDir)
 
 func TestDockerfile(t *testing.T) {
 	text := readFile(t, dockerfile)
@@ -207,19 +261,19 @@ func TestDockerfile(t *testing.T) {
 	if len(user) == 0 || strings.HasPrefix(user[len(user)-1][1], "0") || strings.HasPrefix(user[len(user)-1][1], "root") {
 		t.Errorf("the image must run as a non-root user, USER lines: %v", user)
 	}
-	// Every package the build compiles must be in the build context.
-	ignore := readFile(t, "../.dockerignore")
-	for _, line := range strings.Split(ignore, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		for _, kept := range []string{"go.mod", "go.sum", "cmd", "examples", "pipelines", "workspace", "worker"} {
-			if m, _ := filepath.Match(strings.TrimSuffix(line, "/"), kept); m {
-				t.Errorf(".dockerignore line %q excludes %s, which the build needs", line, kept)
-			}
+	// Every command run in the image writes results to the volume, with or
+	// without --results; the scheduler finds the pipelines without
+	// --pipelines.
+	workdir := regexp.MustCompile(`(?m)^WORKDIR\s+(\S+)`).FindAllStringSubmatch(text, -1)
+	if len(workdir) == 0 || path.Join(workdir[len(workdir)-1][1], pipelines.DefaultOutputDir) != imageResults {
+		t.Errorf("WORKDIR %v: want the default results root %s to be %s", workdir, pipelines.DefaultOutputDir, imageResults)
+	}
+	for _, want := range []string{`VOLUME ["` + imageResults + `"]`, "mkdir -p /out" + imageResults, "ENV THREADMILL_PIPELINES=/etc/threadmill/pipelines", "cp examples/*.yaml /out/etc/threadmill/pipelines/"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
+	// TestDockerBuildContextBuilds checks the build context builds.
 }
 
 // populated returns a registry in which every threadmill metric has a
@@ -438,4 +492,50 @@ func mustRequest(t *testing.T) *http.Request {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestRedisHealthcheck runs the redis service's health check, as the
+// container would, against a private redis-server (redis-cli is pointed at
+// its socket by a shim first on PATH): healthy when Redis answers PONG,
+// unhealthy when it answers an error such as NOAUTH, on which a bare
+// `redis-cli ping` still exits 0.
+func TestRedisHealthcheck(t *testing.T) {
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Skip("no redis-cli")
+	}
+	c, _ := loadCompose(t)
+	hc := c.Services["redis"].Healthcheck
+	srv := redistest.Start(t)
+	shim := t.TempDir()
+	script := "#!/bin/sh\nexec " + cli + " -s " + srv.Socket + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(shim, "redis-cli"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PATH="+shim+string(os.PathListSeparator)+os.Getenv("PATH"))
+	check := func(test []string) error {
+		var cmd *exec.Cmd
+		switch test[0] {
+		case "CMD":
+			cmd = exec.Command(test[1], test[2:]...)
+		case "CMD-SHELL":
+			cmd = exec.Command("sh", "-c", test[1])
+		default:
+			t.Fatalf("healthcheck %v: unknown form", test)
+		}
+		cmd.Env = env
+		return cmd.Run()
+	}
+	if err := check(hc.Test); err != nil {
+		t.Fatalf("healthcheck %v fails on a ready Redis: %v", hc.Test, err)
+	}
+	if err := srv.Client(t).ConfigSet(context.Background(), "requirepass", "secret").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := check([]string{"CMD", "redis-cli", "ping"}); err != nil {
+		t.Fatalf("the shim is broken: plain redis-cli ping should exit 0 on NOAUTH: %v", err)
+	}
+	if err := check(hc.Test); err == nil {
+		t.Errorf("healthcheck %v passes while Redis answers NOAUTH", hc.Test)
+	}
 }

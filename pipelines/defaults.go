@@ -35,8 +35,14 @@ const (
 	DefaultMaxAttempts  = 5
 	DefaultItemTimeout  = 10 * time.Minute
 	DefaultCatchupLimit = 10
-	DefaultOutputDir    = "results"
-	DefaultTimezone     = "UTC"
+	// DefaultOutputDir is the results root when output.dir, --results
+	// and the worker's ResultsRoot are unset, relative to the working
+	// directory. Not "results": that is the results package of this
+	// repository, and a user cleaning up their results would delete its
+	// sources. A name no source directory of this module has (a test
+	// checks) that says which program wrote it.
+	DefaultOutputDir = "threadmill-results"
+	DefaultTimezone  = "UTC"
 )
 
 // applyDefaults fills every unset field that has a default, in one place, so

@@ -176,7 +176,7 @@ type Thread struct {
 
 // Output configures the result files.
 type Output struct {
-	// Dir is the results root; default "results".
+	// Dir is the results root; default DefaultOutputDir ("threadmill-results").
 	Dir string `yaml:"dir,omitempty" json:"dir,omitempty"`
 	// Report is the id of the step whose output becomes report.md; default the
 	// last step.

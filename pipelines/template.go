@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,35 +16,15 @@ import (
 
 // Templates are Go text/template texts (prompt, turns, system, thread.name)
 // executed with missingkey=error: a missing key is an error, never
-// "<no value>". The data a template sees:
-//
-//	.Run.ID, .Run.Time, .Run.Date ("2006-01-02"), .Run.Week ("2006-W01"),
-//	.Run.WindowStart, .Run.WindowEnd   the run (times in the schedule's zone)
-//	.Pipeline.Name, .Pipeline.Description
-//	.Vars.<key>                        the file's vars (strings)
-//	.Artifact.ID, .Name, .Type, .Folder, .UpdatedAt
-//	                                   the item's artifact, only in a for_each step
-//	.Steps.<id>.Items                  a needed step's finished items, in plan
-//	                                   order; each has .Artifact, .Output and
-//	                                   .Usage (.InputTokens, .OutputTokens, .Total)
-//	.Steps.<id>.Output                 the output of a needed step that runs once
-//	                                   (no for_each; for one, range over .Items)
+// "<no value>". The data they see (.Run, .Pipeline, .Vars, .Artifact,
+// .Steps) is built by templateData; the functions are funcs. Both are
+// documented, with an example each, in TemplateFields and
+// TemplateFunctions (templatedoc.go), from which docs/templates.md is
+// generated; tests check every field and function has an entry and every
+// example renders to what the page shows.
 //
 // The checker also reads {{ index .Vars "name" }} and {{ index .Steps "id" }}
 // with a constant key like the fields they stand for.
-//
-// The functions, besides text/template's built-ins:
-//
-//	join SEP LIST      the elements of a list joined with SEP
-//	upper S, lower S   change case
-//	trim S             remove leading and trailing white space
-//	truncate N S       at most N characters of S, with "…" when cut
-//	indent N S         S with every line indented by N spaces
-//	default D V        V, or D when V is empty
-//	date LAYOUT T      T formatted with a Go layout ("Jan 2, 2006")
-//	json V             V as compact JSON
-//	quote S            S as a double-quoted Go string
-//	outputs STEP       the Output of each item of a step (.Steps.<id>), a list
 var funcs = template.FuncMap{
 	"join":     tplJoin,
 	"upper":    strings.ToUpper,
@@ -433,7 +414,7 @@ type tplProblem struct {
 func checkTemplate(name, text string, sc tplScope) []tplProblem {
 	t, err := parseTemplate(name, text)
 	if err != nil {
-		return []tplProblem{parseProblem(name, err)}
+		return []tplProblem{parseProblem(name, text, err)}
 	}
 	c := &tplChecker{text: text, root: rootShape(sc)}
 	for _, tt := range t.Templates() {
@@ -451,7 +432,7 @@ func checkTemplate(name, text string, sc tplScope) []tplProblem {
 
 // parseProblem turns text/template's "template: NAME:LINE: msg" into a
 // located problem. An unclosed action is placed where it started.
-func parseProblem(name string, err error) tplProblem {
+func parseProblem(name, text string, err error) tplProblem {
 	msg := err.Error()
 	rest, ok := strings.CutPrefix(msg, "template: "+name+":")
 	if !ok {
@@ -470,7 +451,54 @@ func parseProblem(name string, err error) tplProblem {
 		}
 	}
 	m = strings.ReplaceAll(m, name+":", "line ")
+	if fn, ok := undefinedFunction(m); ok {
+		return unknownFunction(text, line, fn)
+	}
 	return tplProblem{line: line, msg: "template: " + m}
+}
+
+// builtinFuncs are text/template's predefined functions.
+var builtinFuncs = []string{"and", "call", "eq", "ge", "gt", "html", "index", "js", "le", "len", "lt", "ne", "not", "or", "print", "printf", "println", "slice", "urlquery"}
+
+var (
+	undefinedFuncRe = regexp.MustCompile(`^function "([^"]+)" not defined$`)
+	actionRe        = regexp.MustCompile(`(?s)\{\{.*?\}\}`)
+)
+
+// undefinedFunction returns the name in text/template's `function "x" not
+// defined`.
+func undefinedFunction(msg string) (string, bool) {
+	m := undefinedFuncRe.FindStringSubmatch(msg)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// unknownFunction is the problem of a call to a function that does not
+// exist: placed on its first use inside an action (else on line), with
+// the closest function name when one is close, as a misspelled key gets.
+func unknownFunction(text string, line int, fn string) tplProblem {
+	msg := fmt.Sprintf("template: function %q not defined", fn)
+	if s := suggest(fn, append(FuncNames(), builtinFuncs...)); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	} else {
+		msg += " (the functions: " + strings.Join(FuncNames(), ", ") + ", and text/template's own)"
+	}
+	use := regexp.MustCompile(`(^|[^\w.$])` + regexp.QuoteMeta(fn) + `\b`)
+	for _, a := range actionRe.FindAllStringIndex(text, -1) {
+		if m := use.FindStringSubmatchIndex(text[a[0]:a[1]]); m != nil {
+			off := a[0] + m[3] // after the character before the name
+			before := text[:off]
+			return tplProblem{
+				line: strings.Count(before, "\n") + 1,
+				col:  utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:]) + 1,
+				off:  off,
+				msg:  msg,
+			}
+		}
+	}
+	return tplProblem{line: line, msg: msg}
 }
 
 type tplChecker struct {

@@ -52,7 +52,7 @@ type Config struct {
 	Queue string
 	// ResultsRoot is where result directories are written
 	// (<root>/<pipeline>/<run-id>/). Default: the pipeline's output.dir,
-	// else "results".
+	// else pipelines.DefaultOutputDir ("threadmill-results").
 	ResultsRoot string
 	// ShutdownTimeout is how long in-flight tasks may take to finish once
 	// the worker stops; tasks still running then are handed back to the

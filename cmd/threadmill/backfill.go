@@ -68,7 +68,7 @@ cannot be backfilled. --dry-run lists the fire times without starting
 anything (and needs no Redis).
 
 ` + redisURLHelp,
-		Example: `  threadmill backfill weekly-support-brief --from 2026-03-01 --to 2026-03-31 --pipelines ./pipelines
+		Example: `  threadmill backfill weekly-support-brief --from 2026-03-01 --to 2026-03-31 --pipelines ./pipelines.d
   threadmill backfill examples/weekly-support-brief.yaml --from 2026-01-01 --to now --dry-run`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -87,7 +87,7 @@ func newRunCmd() *cobra.Command {
 		Use:   "run FILE",
 		Short: "Run a pipeline to its end and write its result files",
 		Long: `Run a pipeline once, to its end, and print where its result files are:
-results/<pipeline>/<run-id>/ with run.json, results.jsonl, errors.jsonl and
+threadmill-results/<pipeline>/<run-id>/ with run.json, results.jsonl, errors.jsonl and
 report.md (the results root is --results, else the pipeline's output.dir).
 
 Without --redis (or THREADMILL_REDIS_URL) the run needs no Redis: an
@@ -132,7 +132,7 @@ interrupted, 2 for bad flags.
 	f.StringVar(&at, "at", "", "run the scheduled window at this time: RFC 3339 or a date (UTC); default now")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "tasks the local worker runs at once (default: the pipeline's limits.concurrency + 2)")
 	f.BoolVar(&o.Resume, "resume", false, "continue an interrupted run (--run-id, else the latest) without re-sending its finished items")
-	f.StringVar(&o.ResultsDir, "results", "", "results root (default: the pipeline's output.dir, else results)")
+	f.StringVar(&o.ResultsDir, "results", "", "results root (default: the pipeline's output.dir, else ./"+pipelines.DefaultOutputDir+")")
 	f.StringVar(&o.Progress, "progress", "auto", "progress display: auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "time between progress lines when not on a terminal")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on interrupt, how long items in flight may take to finish")

@@ -53,12 +53,14 @@ func newScheduleLsCmd() *cobra.Command {
 expression and zone, its catch-up policy, its next three fire times (in its
 zone), and its last run with that run's status. Files that do not load are
 reported as file:line:col after the table, and the exit code is then 1.
+The first line names the directory read and where it came from: --pipelines,
+else ` + envPipelines + `, else ./` + defaultPipelinesDir + `.
 
 The last run is read from Redis (--redis, else THREADMILL_REDIS_URL); without
 one, the table has no last-run column.
 
 ` + redisURLHelp,
-		Example: `  threadmill schedule ls --pipelines ./pipelines --redis redis://localhost:6379`,
+		Example: `  threadmill schedule ls --pipelines ./pipelines.d --redis redis://localhost:6379`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Next < 1 || o.Next > 100 {
@@ -77,7 +79,10 @@ one, the table has no last-run column.
 
 // scheduleListing is what `schedule ls --json` prints.
 type scheduleListing struct {
-	Dir       string                  `json:"dir"`
+	Dir string `json:"dir"`
+	// DirSource says where Dir came from: "--pipelines",
+	// "THREADMILL_PIPELINES" or "default".
+	DirSource string                  `json:"dir_source"`
 	Pipelines []scheduler.Description `json:"pipelines"`
 	Problems  []string                `json:"problems,omitempty"`
 	// Unscheduled are valid pipeline files without a schedule.
@@ -121,7 +126,7 @@ func runScheduleLs(ctx context.Context, o *scheduleLsOptions, stdout, stderr io.
 	}
 
 	if o.JSON {
-		l := scheduleListing{Dir: dir, Pipelines: descs, Unscheduled: snap.Unscheduled}
+		l := scheduleListing{Dir: dir, DirSource: dirSource, Pipelines: descs, Unscheduled: snap.Unscheduled}
 		if l.Pipelines == nil {
 			l.Pipelines = []scheduler.Description{}
 		}
@@ -133,8 +138,11 @@ func runScheduleLs(ctx context.Context, o *scheduleLsOptions, stdout, stderr io.
 		if err := enc.Encode(l); err != nil {
 			return err
 		}
-	} else if err := printSchedule(stdout, descs, withRuns); err != nil {
-		return err
+	} else {
+		fmt.Fprintln(stdout, describePipelinesDir(dir, dirSource))
+		if err := printSchedule(stdout, descs, withRuns); err != nil {
+			return err
+		}
 	}
 	if len(snap.Problems) > 0 {
 		for _, p := range snap.Problems {

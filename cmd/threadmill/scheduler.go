@@ -28,8 +28,12 @@ import (
 const envPipelines = "THREADMILL_PIPELINES"
 
 // defaultPipelinesDir is the pipelines directory when neither --pipelines
-// nor THREADMILL_PIPELINES is set.
-const defaultPipelinesDir = "pipelines"
+// nor THREADMILL_PIPELINES is set, relative to the working directory. Not
+// "pipelines": that is the pipelines package of this repository, whose
+// testdata is full of deliberately broken files. A ".d" directory of
+// drop-in files, as cron.d and conf.d are; no source directory of this
+// module has the name (a test checks).
+const defaultPipelinesDir = "pipelines.d"
 
 // pipelinesDirFlag is the --pipelines flag of the scheduling commands.
 type pipelinesDirFlag struct{ Dir string }
@@ -49,6 +53,15 @@ func (p *pipelinesDirFlag) resolve(lookup func(string) (string, bool)) (dir, sou
 		return strings.TrimSpace(v), envPipelines
 	}
 	return defaultPipelinesDir, "default"
+}
+
+// describePipelinesDir is the line that tells which directory a command
+// reads, and why that one.
+func describePipelinesDir(dir, source string) string {
+	if source == "default" {
+		return fmt.Sprintf("pipelines directory: %s (the default; give --pipelines DIR or set %s)", dir, envPipelines)
+	}
+	return fmt.Sprintf("pipelines directory: %s (from %s)", dir, source)
 }
 
 // checkPipelinesDir reports whether dir, from source, is a readable directory, with an
@@ -133,7 +146,9 @@ time makes exactly one run. A run covers the window [previous fire time,
 this fire time), which templates see as .Run.WindowStart/.Run.WindowEnd and
 "updated: within_run_window" filters on.
 
-Changes to the directory are picked up at once (and every --sync-interval):
+The directory is --pipelines, else ` + envPipelines + `, else ./` + defaultPipelinesDir + `
+(relative to the working directory); the "scheduling" log line names it and
+where it came from. Changes to it are picked up at once (and every --sync-interval):
 a new file is scheduled, a changed one rescheduled, a removed one
 unscheduled. A file that does not load is reported as file:line:col and
 skipped; its last good version stays scheduled.
@@ -148,7 +163,7 @@ list them with their next fire times. With --health-addr, GET /healthz and
 otherwise, with the reason), and /metrics serves Prometheus metrics.
 
 ` + redisURLHelp,
-		Example: `  threadmill scheduler --pipelines ./pipelines --redis redis://localhost:6379 --health-addr :9090`,
+		Example: `  threadmill scheduler --pipelines ./pipelines.d --redis redis://localhost:6379 --health-addr :9090`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
@@ -231,6 +246,6 @@ func runScheduler(ctx context.Context, o *schedulerOptions, stderr io.Writer) er
 	} else if o.ready != nil {
 		o.ready("")
 	}
-	log.Info("scheduling", "dir", dir, "redis", rc.Display, "queue", o.Queue)
+	log.Info("scheduling", "dir", dir, "dir_source", dirSource, "redis", rc.Display, "queue", o.Queue)
 	return s.Run(ctx)
 }

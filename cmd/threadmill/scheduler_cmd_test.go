@@ -90,7 +90,7 @@ func TestScheduleLs(t *testing.T) {
 	if !errors.As(err, &ee) || ee.code != exitFailure || !strings.Contains(err.Error(), "1 file not scheduled") {
 		t.Fatalf("error = %v, want exit %d naming the file count", err, exitFailure)
 	}
-	golden(t, "schedule-ls.golden", out.String())
+	golden(t, "schedule-ls.golden", strings.ReplaceAll(out.String(), dir, "DIR"))
 	if want := filepath.Join(dir, "broken.yaml") + ":10:5: "; !strings.HasPrefix(errb.String(), want) {
 		t.Errorf("stderr = %q, want a line starting %q", errb.String(), want)
 	}
@@ -129,7 +129,7 @@ func TestBackfillCmdTwiceThenLs(t *testing.T) {
 	o.Redis.URL = srv.URL()
 	var out, errb bytes.Buffer
 	_ = runScheduleLs(context.Background(), o, &out, &errb) // exit 1 for broken.yaml, checked above
-	golden(t, "schedule-ls-runs.golden", out.String())
+	golden(t, "schedule-ls-runs.golden", strings.ReplaceAll(out.String(), dir, "DIR"))
 }
 
 func TestBackfillCmdErrors(t *testing.T) {

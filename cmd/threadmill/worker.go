@@ -101,7 +101,7 @@ the API answers).
 	f := cmd.Flags()
 	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+")")
 	f.IntVar(&o.Concurrency, "concurrency", worker.DefaultConcurrency, "tasks processed at once")
-	f.StringVar(&o.ResultsDir, "results", "", "results root (default: each pipeline's output.dir, else results)")
+	f.StringVar(&o.ResultsDir, "results", "", "results root (default: each pipeline's output.dir, else ./threadmill-results)")
 	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue to serve")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long items in flight may take to finish")
 	f.DurationVar(&o.OrphanCheck, "orphan-check", worker.DefaultOrphanCheck, "how often the fleet looks for the tasks of dead workers (negative: never; asynq's recoverer alone, about a minute)")

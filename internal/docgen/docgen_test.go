@@ -95,3 +95,27 @@ func TestPipelineReferenceErrors(t *testing.T) {
 		}
 	}
 }
+
+const templatesPath = "../../docs/templates.md"
+
+// TestTemplateReferenceUpToDate fails when docs/templates.md is not what
+// pipelines/templatedoc.go renders to (every example rendered anew).
+func TestTemplateReferenceUpToDate(t *testing.T) {
+	got, err := docgen.TemplateReference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		if err := os.WriteFile(templatesPath, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(templatesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(want) != got {
+		t.Errorf("docs/templates.md is out of date with pipelines/templatedoc.go; run: go test ./internal/docgen -update")
+	}
+}
