@@ -221,5 +221,8 @@ func runBackfill(ctx context.Context, o *backfillOptions, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "%s  %s  window [%s, %s)\n", verb, r.Run.ID, r.Run.WindowStart.Format(time.RFC3339), r.Run.WindowEnd.Format(time.RFC3339))
 	})
 	fmt.Fprintf(stdout, "%s: %d started, %d existed already (queue %s on %s)\n", plural(created+existed, "run"), created, existed, o.Queue, rc.Display)
+	if existed > 0 {
+		fmt.Fprintf(stdout, "a run that exists is left as it is: to produce one again for its window with the file as it is now, use threadmill rerun RUN %s; to send only its items that did not succeed, threadmill retry RUN\n", e.File)
+	}
 	return err
 }

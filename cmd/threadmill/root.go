@@ -71,6 +71,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newRunsCmd(),
 		newCancelCmd(),
 		newRetryCmd(),
+		newRerunCmd(),
 		newSchedulerCmd(),
 		newScheduleCmd(),
 		newBackfillCmd(),
