@@ -241,3 +241,49 @@ func (s *Store) Recorded(ctx context.Context, runID, step string) (map[string]bo
 
 // historyKey is the list of a run's earlier attempts.
 func (s *Store) historyKey(id string) string { return s.runKey(id) + ":history" }
+
+// Creating is the pending mark of a turn whose interaction may have been
+// created without its id being known (an attempt died, or the answer was
+// lost): the worker looks it up by correlation id before creating another.
+const Creating = "?"
+
+// SeedRetry prepares, in a new store, the retry of an item recorded by an
+// earlier attempt of the run whose store is gone (the embedded runner's):
+// the item keeps its thread, and each of its turns is marked Creating, so
+// that the retry finds any interaction the earlier attempt created, by its
+// correlation id, before it creates one. An item without a thread created
+// nothing to find, and gets no checkpoint.
+func (s *Store) SeedRetry(ctx context.Context, runID string, it results.Item) error {
+	if it.ThreadID == "" {
+		return nil
+	}
+	values := []any{"thread", it.ThreadID}
+	for i := range it.Requests {
+		values = append(values, "pending:"+strconv.Itoa(i), Creating)
+	}
+	return s.hsetCkpt(ctx, runID, it.Step, it.Key, values...)
+}
+
+// AddHistory records earlier attempts of a run whose store is gone (the
+// embedded runner's), oldest first, and sets the run's attempt count to
+// theirs, for run.json's history.
+func (s *Store) AddHistory(ctx context.Context, runID string, attempts ...Attempt) error {
+	if len(attempts) == 0 {
+		return nil
+	}
+	vals := make([]any, len(attempts))
+	for i, a := range attempts {
+		b, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("runstore: run %s: encode history: %w", runID, err)
+		}
+		vals[i] = b
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.RPush(ctx, s.historyKey(runID), vals...)
+		p.PExpire(ctx, s.historyKey(runID), s.retention)
+		p.HSet(ctx, s.runKey(runID), "attempt", len(attempts))
+		return nil
+	})
+	return wrap("record run history", runID, err)
+}

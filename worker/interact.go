@@ -15,7 +15,7 @@ import (
 // creating marks a turn whose interaction is being created: if the attempt
 // dies before the id is checkpointed, the retry looks the interaction up by
 // its correlation id before creating another.
-const creating = "?"
+const creating = runstore.Creating
 
 // runThreadLockTTL bounds how long other items wait for a dead worker that
 // took the lock to create a run's shared thread.

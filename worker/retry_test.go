@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/threadmill/threadmill/internal/hostile"
 	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
@@ -131,5 +133,85 @@ func TestRetryRefusesARunThatIsNotFinished(t *testing.T) {
 	run := e.start(e.pipeline(cancelPipeline), "retry-3")
 	if _, err := e.store.Reopen(context.Background(), run, []string{results.StateFailed}); err == nil {
 		t.Error("a pending run was reopened")
+	}
+}
+
+// The retry of a run whose store is gone (the embedded runner's): the item
+// that failed after creating its interaction is seeded with its thread and
+// a Creating mark, and the retry finds that interaction by its correlation
+// id instead of paying for another.
+func TestSeedRetryFindsTheInteractionOfALostStore(t *testing.T) {
+	e := newEnv(t, simulator.Config{Async: true, Latency: 3 * time.Second})
+	e.folder("Inbox", 1)
+	e.startWorker()
+	p := e.pipeline(`
+version: 1
+name: slow
+workspace: { project: proj_test }
+limits: { max_attempts: 1, item_timeout: 1s }
+artifacts:
+  docs: { folder: "Inbox" }
+steps:
+  - id: summarize
+    for_each: docs
+    prompt: "Summarize {{ .Artifact.Name }}."
+`)
+	run := e.start(p, "lost-store-1")
+	st := e.wait(run, time.Minute)
+	failed := readItems(t, resultsFile(st.ResultDir))
+	if st.Failed != 1 || len(failed) != 1 || failed[0].ThreadID == "" {
+		t.Fatalf("first attempt: %s, %d failed, items %+v", st.Status, st.Failed, failed)
+	}
+	// The store is lost; a new one gets the run again, seeded from the
+	// result file.
+	if err := e.rdb().FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.CreateRun(context.Background(), p, pipelines.RunInfo{ID: run, Time: time.Date(2026, 7, 6, 9, 0, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.SeedRetry(context.Background(), run, failed[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.AddHistory(context.Background(), run, results.Attempt{Status: st.Status, Failed: 1, Total: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// The item times out again until the interaction has finished, then
+	// resumes it: retry until it succeeds.
+	deadline := time.Now().Add(time.Minute)
+	for attempt := 1; ; {
+		e.retryStart(run, attempt)
+		st = e.wait(run, time.Minute)
+		if st.Status == runstore.StatusSucceeded {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run still %s", st.Status)
+		}
+		re, err := e.store.Reopen(context.Background(), run, []string{results.StateFailed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		attempt = re.Attempt
+	}
+	if c := e.sim.Counters(); c.InteractionsCreated != 1 {
+		t.Errorf("%d interactions for one item, want 1: the retry must find the first by its correlation id", c.InteractionsCreated)
+	}
+	if r := readRun(t, st.ResultDir); len(r.Attempts) == 0 || r.Attempts[0].Failed != 1 {
+		t.Errorf("run.json attempts %+v", r.Attempts)
+	}
+}
+
+// retryStart enqueues the start task of a run's attempt.
+func (e *env) retryStart(runID string, attempt int) {
+	e.t.Helper()
+	q := asynq.NewClient(e.asynqOpt())
+	defer q.Close()
+	t, err := jobs.NewRunStart(jobs.RunStart{RunID: runID, Attempt: attempt}, asynq.Queue(worker.DefaultQueue))
+	if err == nil {
+		_, err = q.Enqueue(t)
+	}
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		e.t.Fatal(err)
 	}
 }
