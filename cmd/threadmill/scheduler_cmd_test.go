@@ -111,7 +111,7 @@ func TestBackfillCmdTwiceThenLs(t *testing.T) {
 		if err := runBackfill(context.Background(), o, &out, &errb); err != nil {
 			t.Fatalf("backfill: %v\n%s", err, errb.String())
 		}
-		return strings.ReplaceAll(out.String(), srv.URL(), "REDIS")
+		return strings.NewReplacer(srv.URL(), "REDIS", dir, "DIR").Replace(out.String())
 	}
 	golden(t, "backfill-first.golden", backfill())
 	golden(t, "backfill-second.golden", backfill())
