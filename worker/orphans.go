@@ -253,7 +253,7 @@ func (o *orphanChecker) rescue(ctx context.Context, t *asynq.TaskInfo, orphanedF
 	}
 	headers[rescueHeader] = strconv.Itoa(next) + " " + t.ID
 	opts := []asynq.Option{
-		asynq.TaskID(t.ID + "~rescue-" + strconv.Itoa(next)),
+		asynq.TaskID(t.ID + ":rescue" + strconv.Itoa(next)),
 		asynq.MaxRetry(t.MaxRetry - next),
 	}
 	if t.Timeout > 0 {
