@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -166,8 +167,17 @@ var (
 	_ Payload = Finalize{}
 )
 
-// NewRunStart returns the run:start task of a run.
-func NewRunStart(p RunStart, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }
+// StartRetention is how long asynq keeps a completed run:start task, with
+// its result ("enqueued 120 items of step summarize"), unless the caller's
+// options say otherwise: a day, like the worker's step:advance and
+// run:finalize tasks. A late duplicate enqueue meets its task id meanwhile.
+const StartRetention = 24 * time.Hour
+
+// NewRunStart returns the run:start task of a run, kept StartRetention
+// after it completes unless opts hold another asynq.Retention.
+func NewRunStart(p RunStart, opts ...asynq.Option) (*asynq.Task, error) {
+	return newTask(p, append([]asynq.Option{asynq.Retention(StartRetention)}, opts...))
+}
 
 // NewItem returns the step:item task of an item.
 func NewItem(p Item, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }

@@ -106,6 +106,7 @@ func (w *Worker) exclusive(h asynq.Handler) asynq.Handler {
 		}
 		if !ok {
 			w.log.Info("attempt already run by another copy of the task; skipping", "task", id, "attempt", n+1, "copy", by)
+			noteDid(ctx, "nothing: attempt %d of %s was run by another copy", n+1, id)
 			return nil
 		}
 		return h.ProcessTask(ctx, t)
