@@ -23,7 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -64,16 +64,9 @@ type RunStart struct {
 // Kind returns KindRunStart.
 func (RunStart) Kind() string { return KindRunStart }
 
-// TaskID returns "<run>/start", with "/r<attempt>" after a retry.
-func (p RunStart) TaskID() string { return p.RunID + "/start" + attemptSuffix(p.Attempt) }
-
-// attemptSuffix is the task id suffix of a run's attempt: "" for the first.
-func attemptSuffix(attempt int) string {
-	if attempt <= 0 {
-		return ""
-	}
-	return "/r" + strconv.Itoa(attempt)
-}
+// TaskID returns "<run>:start" ("<run>:r<attempt>:start" after a retry;
+// see taskid.go for how the run id is written).
+func (p RunStart) TaskID() string { return runPrefix(p.RunID, p.Attempt) + ":start" }
 
 // Run returns RunID.
 func (p RunStart) Run() string { return p.RunID }
@@ -92,10 +85,11 @@ type Item struct {
 // Kind returns KindItem.
 func (Item) Kind() string { return KindItem }
 
-// TaskID returns "<run>/<step>/<item key>", with "/r<attempt>" after a
-// retry.
+// TaskID returns "<run>:item:<step>:<artifact>" for the item key
+// "<step>/<artifact>" ("<run>:item:<step>" for a step that runs once), with
+// "r<attempt>" after the run after a retry; see taskid.go.
 func (p Item) TaskID() string {
-	return p.RunID + "/" + p.Item.Step + "/" + p.Item.Key + attemptSuffix(p.Attempt)
+	return runPrefix(p.RunID, p.Attempt) + ":item:" + itemParts(p.Item.Step, p.Item.Key)
 }
 
 // Run returns RunID.
@@ -132,8 +126,9 @@ type Advance struct {
 // Kind returns KindAdvance.
 func (Advance) Kind() string { return KindAdvance }
 
-// TaskID returns "<run>/advance/<step>", with "/r<attempt>" after a retry.
-func (p Advance) TaskID() string { return p.RunID + "/advance/" + p.Step + attemptSuffix(p.Attempt) }
+// TaskID returns "<run>:advance:<step>", with "r<attempt>" after the run
+// after a retry; see taskid.go.
+func (p Advance) TaskID() string { return runPrefix(p.RunID, p.Attempt) + ":advance:" + idPart(p.Step) }
 
 // Run returns RunID.
 func (p Advance) Run() string { return p.RunID }
@@ -155,8 +150,9 @@ type Finalize struct {
 // Kind returns KindFinalize.
 func (Finalize) Kind() string { return KindFinalize }
 
-// TaskID returns "<run>/finalize", with "/r<attempt>" after a retry.
-func (p Finalize) TaskID() string { return p.RunID + "/finalize" + attemptSuffix(p.Attempt) }
+// TaskID returns "<run>:finalize", with "r<attempt>" after the run after a
+// retry; see taskid.go.
+func (p Finalize) TaskID() string { return runPrefix(p.RunID, p.Attempt) + ":finalize" }
 
 // Run returns RunID.
 func (p Finalize) Run() string { return p.RunID }
@@ -171,8 +167,17 @@ var (
 	_ Payload = Finalize{}
 )
 
-// NewRunStart returns the run:start task of a run.
-func NewRunStart(p RunStart, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }
+// StartRetention is how long asynq keeps a completed run:start task, with
+// its result ("enqueued 120 items of step summarize"), unless the caller's
+// options say otherwise: a day, like the worker's step:advance and
+// run:finalize tasks. A late duplicate enqueue meets its task id meanwhile.
+const StartRetention = 24 * time.Hour
+
+// NewRunStart returns the run:start task of a run, kept StartRetention
+// after it completes unless opts hold another asynq.Retention.
+func NewRunStart(p RunStart, opts ...asynq.Option) (*asynq.Task, error) {
+	return newTask(p, append([]asynq.Option{asynq.Retention(StartRetention)}, opts...))
+}
 
 // NewItem returns the step:item task of an item.
 func NewItem(p Item, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }

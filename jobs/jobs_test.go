@@ -34,13 +34,13 @@ func TestRoundTripAndTaskIDs(t *testing.T) {
 		id      string
 	}{
 		{jobs.RunStart{RunID: "r1"}, func() (*asynq.Task, error) { return jobs.NewRunStart(jobs.RunStart{RunID: "r1"}) },
-			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeRunStart(t) }, "r1/start"},
+			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeRunStart(t) }, "r1:start"},
 		{sampleItem(), func() (*asynq.Task, error) { return jobs.NewItem(sampleItem()) },
-			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeItem(t) }, "weekly-2026-07-06/summarize/summarize/artifact_1"},
+			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeItem(t) }, "weekly-2026-07-06:item:summarize:artifact_1"},
 		{jobs.Advance{RunID: "r1", Step: "map"}, func() (*asynq.Task, error) { return jobs.NewAdvance(jobs.Advance{RunID: "r1", Step: "map"}) },
-			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeAdvance(t) }, "r1/advance/map"},
+			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeAdvance(t) }, "r1:advance:map"},
 		{jobs.Finalize{RunID: "r1"}, func() (*asynq.Task, error) { return jobs.NewFinalize(jobs.Finalize{RunID: "r1"}) },
-			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeFinalize(t) }, "r1/finalize"},
+			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeFinalize(t) }, "r1:finalize"},
 	}
 	for _, c := range cases {
 		t.Run(c.payload.Kind(), func(t *testing.T) {
@@ -199,5 +199,5 @@ func ExampleNewAdvance() {
 	fmt.Println(p.TaskID())
 	// Output:
 	// step:advance {"run_id":"weekly-2026-07-06","step":"summarize"}
-	// weekly-2026-07-06/advance/summarize
+	// weekly-2026-07-06:advance:summarize
 }

@@ -51,8 +51,8 @@ func TestStartRunIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tasks) != 1 || tasks[0].ID != "hello-1/start" || tasks[0].Type != jobs.KindRunStart {
-		t.Fatalf("pending tasks %+v, want the one run:start task hello-1/start", tasks)
+	if len(tasks) != 1 || tasks[0].ID != "hello-1:start" || tasks[0].Type != jobs.KindRunStart {
+		t.Fatalf("pending tasks %+v, want the one run:start task hello-1:start", tasks)
 	}
 	st, err := store.Run(ctx, "hello-1")
 	if err != nil || st.Status != runstore.StatusPending || st.Pipeline != "hello" {
@@ -86,8 +86,8 @@ func TestDeterministicTaskIDWinsOverOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.ID != "r1/finalize" || info.MaxRetry != 3 {
-		t.Errorf("task id %q, max retry %d; want r1/finalize and 3", info.ID, info.MaxRetry)
+	if info.ID != "r1:finalize" || info.MaxRetry != 3 {
+		t.Errorf("task id %q, max retry %d; want r1:finalize and 3", info.ID, info.MaxRetry)
 	}
 	if _, err := q.Enqueue(task); err == nil {
 		t.Error("enqueueing the same payload twice succeeded; want a task id conflict")

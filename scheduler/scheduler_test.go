@@ -486,7 +486,7 @@ func TestBackfillTwice(t *testing.T) {
 		ids = append(ids, tk.ID)
 	}
 	slices.Sort(ids)
-	if len(ids) != len(wantIDs) || ids[0] != wantIDs[0]+"/start" {
+	if len(ids) != len(wantIDs) || ids[0] != (jobs.RunStart{RunID: wantIDs[0]}).TaskID() {
 		t.Errorf("run:start tasks = %v", ids)
 	}
 

@@ -29,6 +29,7 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if st.Finished() {
+		noteFinalized(ctx, st.Status, st.ResultDir)
 		return nil
 	}
 	if err := w.store.MarkFinalizing(ctx, rc.id); err != nil {
@@ -91,6 +92,7 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	if err := w.store.Finish(ctx, rc.id, status, dir); err != nil {
 		return err
 	}
+	noteFinalized(ctx, status, dir)
 	w.cfg.Observer.RunFinished(pl.Name, status)
 	rc.log.Info("run finished", "status", status, "dir", dir,
 		"succeeded", st.Succeeded, "failed", st.Failed, "skipped", st.Skipped,

@@ -274,6 +274,7 @@ func (w *Worker) finish(ctx context.Context, ir *itemRun, state, errMsg string, 
 // deterministic and its handler idempotent, so finishers that race here (or
 // a duplicate delivery) cannot advance a step twice.
 func (w *Worker) afterRecord(ctx context.Context, ir *itemRun, rec runstore.Recorded, item *results.Item) error {
+	noteItem(ctx, item)
 	if rec.New && item != nil {
 		w.itemDone(*item)
 		pl := ir.rc.spec.Pipeline.Name

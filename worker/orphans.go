@@ -106,6 +106,7 @@ func (w *Worker) exclusive(h asynq.Handler) asynq.Handler {
 		}
 		if !ok {
 			w.log.Info("attempt already run by another copy of the task; skipping", "task", id, "attempt", n+1, "copy", by)
+			noteDid(ctx, "nothing: attempt %d of %s was run by another copy", n+1, id)
 			return nil
 		}
 		err = h.ProcessTask(ctx, t)
@@ -274,7 +275,7 @@ func (o *orphanChecker) rescue(ctx context.Context, t *asynq.TaskInfo, orphanedF
 	}
 	headers[rescueHeader] = strconv.Itoa(next) + " " + t.ID
 	opts := []asynq.Option{
-		asynq.TaskID(t.ID + "~rescue-" + strconv.Itoa(next)),
+		asynq.TaskID(t.ID + ":rescue" + strconv.Itoa(next)),
 		asynq.MaxRetry(t.MaxRetry - next),
 	}
 	if t.Timeout > 0 {

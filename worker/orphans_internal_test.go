@@ -64,8 +64,8 @@ func TestExclusiveRunsEachAttemptOnce(t *testing.T) {
 		"free":  asynq.NewTask("k", []byte("{}")),
 		// Rescue copies: of a task whose attempt is free, and of one whose
 		// attempt asynq's retry took.
-		"taken~rescue-1":   asynq.NewTaskWithHeaders("k", []byte("{}"), map[string]string{rescueHeader: "1 free-orphan"}),
-		"rescued~rescue-1": asynq.NewTaskWithHeaders("k", []byte("{}"), map[string]string{rescueHeader: "1 rescued"}),
+		"taken:rescue1":   asynq.NewTaskWithHeaders("k", []byte("{}"), map[string]string{rescueHeader: "1 free-orphan"}),
+		"rescued:rescue1": asynq.NewTaskWithHeaders("k", []byte("{}"), map[string]string{rescueHeader: "1 rescued"}),
 	}
 	for id, task := range tasks {
 		if _, err := client.Enqueue(task, asynq.Queue(q), asynq.TaskID(id), asynq.MaxRetry(3), asynq.Retention(time.Hour)); err != nil {
@@ -88,7 +88,7 @@ func TestExclusiveRunsEachAttemptOnce(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := map[string]int{"taken": 1, "free": 2, "taken~rescue-1": 1, "rescued~rescue-1": 0}
+	want := map[string]int{"taken": 1, "free": 2, "taken:rescue1": 1, "rescued:rescue1": 0}
 	for id, n := range want {
 		if runs[id] != n {
 			t.Errorf("task %s ran %d times, want %d", id, runs[id], n)

@@ -34,6 +34,7 @@ func (w *Worker) handleRunStart(ctx context.Context, t *asynq.Task) error {
 	}
 	if runstore.Terminal(status) {
 		rc.log.Info("run already finished; nothing to start", "status", status)
+		noteDid(ctx, "nothing: the run is already %s", status)
 		return nil
 	}
 	if _, canceled := runstore.CancelReason(stop); canceled {
@@ -42,6 +43,7 @@ func (w *Worker) handleRunStart(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		ft, err := jobs.NewFinalize(jobs.Finalize{RunID: rc.id, Attempt: p.Attempt}, controlOpts()...)
+		noteDid(ctx, "the run was canceled before it started; enqueued its finalize")
 		return w.enqueue(ctx, ft, err)
 	}
 	if err := w.store.MarkRunning(ctx, rc.id); err != nil {
@@ -94,6 +96,7 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 	step := p.Steps[idx]
 	log := rc.log.With("step", step.ID)
 	advance := func() error {
+		noteDid(ctx, "step %s has nothing left to run; enqueued its advance", step.ID)
 		t, err := jobs.NewAdvance(jobs.Advance{RunID: rc.id, Step: step.ID, Attempt: attempt}, controlOpts()...)
 		return w.enqueue(ctx, t, err)
 	}
@@ -139,6 +142,7 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 	if err := w.enqueueItems(ctx, rc, items, attempt); err != nil {
 		return err
 	}
+	noteDid(ctx, "enqueued %s of step %s", plural(len(items), "item"), step.ID)
 	if err := w.store.MarkEnqueued(ctx, rc.id, step.ID); err != nil {
 		return err
 	}
@@ -153,7 +157,7 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 // deterministic task id, the pipeline's attempts and item timeout.
 func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items []pipelines.Item, attempt int) error {
 	lim := rc.spec.Pipeline.Limits
-	opts := []asynq.Option{asynq.MaxRetry(max(lim.MaxAttempts, 1) - 1)}
+	opts := append(w.itemRetention(), asynq.MaxRetry(max(lim.MaxAttempts, 1)-1))
 	if d := lim.ItemTimeout.D(); d > 0 {
 		opts = append(opts, asynq.Timeout(d))
 	} else {
@@ -185,6 +189,7 @@ func (w *Worker) handleAdvance(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if runstore.Terminal(status) {
+		noteDid(ctx, "nothing: the run is already %s", status)
 		return nil
 	}
 	done, total, err := w.store.StepProgress(ctx, rc.id, p.Step)
@@ -200,6 +205,7 @@ func (w *Worker) handleAdvance(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("worker: run %s: pipeline has no step %q: %w", rc.id, p.Step, asynq.SkipRetry)
 	}
 	if stop != "" || idx == len(steps)-1 {
+		noteDid(ctx, "step %s done; enqueued the run's finalize", p.Step)
 		ft, err := jobs.NewFinalize(jobs.Finalize{RunID: rc.id, Attempt: p.Attempt}, controlOpts()...)
 		return w.enqueue(ctx, ft, err)
 	}

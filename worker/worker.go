@@ -76,7 +76,7 @@ func New(cfg Config) (*Worker, error) {
 	w.initRedisHealth()
 	w.pace.adaptive = w.store.Adaptive(cfg.API.BaseURL(), cfg.AdaptiveRate)
 	w.mux = asynq.NewServeMux()
-	w.mux.Use(w.track, w.exclusive)
+	w.mux.Use(w.track, w.taskResults, w.exclusive)
 	w.mux.HandleFunc(jobs.KindRunStart, w.handleRunStart)
 	w.mux.HandleFunc(jobs.KindItem, w.handleItem)
 	w.mux.HandleFunc(jobs.KindAdvance, w.handleAdvance)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,9 @@ type workerOptions struct {
 	// MaxRetryAfter caps the waits a 429 or 503 asks for; 0:
 	// THREADMILL_MAX_RETRY_AFTER, else worker.DefaultMaxRetryAfter.
 	MaxRetryAfter time.Duration
+	// ItemRetention is how long asynq keeps completed item tasks, with
+	// their results; 0: not kept. Default worker.DefaultItemRetention.
+	ItemRetention time.Duration
 	// LookupEnv reads WORKSPACE_* and THREADMILL_REDIS_URL; default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 }
@@ -52,6 +56,9 @@ func (o *workerOptions) validate() error {
 	}
 	if o.OrphanCheck >= 0 && o.OrphanCheck < 100*time.Millisecond {
 		return fmt.Errorf("--orphan-check must be at least 100ms, or negative to leave dead workers' tasks to asynq alone; got %s", o.OrphanCheck)
+	}
+	if o.ItemRetention < 0 {
+		return fmt.Errorf("--item-retention must not be negative (0 keeps no completed item task), got %s", o.ItemRetention)
 	}
 	if o.OrphanGrace <= 0 {
 		return fmt.Errorf("--orphan-grace must be positive, got %s", o.OrphanGrace)
@@ -106,6 +113,7 @@ the API answers).
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM/SIGINT, how long items in flight may take to finish")
 	f.DurationVar(&o.OrphanCheck, "orphan-check", worker.DefaultOrphanCheck, "how often the fleet looks for the tasks of dead workers (negative: never; asynq's recoverer alone, about a minute)")
 	f.DurationVar(&o.OrphanGrace, "orphan-grace", worker.DefaultOrphanGrace, "how long a task must have had an expired asynq lease, with no live worker, before it runs again")
+	f.DurationVar(&o.ItemRetention, "item-retention", worker.DefaultItemRetention, "how long completed item tasks stay in Redis with their results, for asynq task ls and asynqmon (0: not kept)")
 	o.Preflight.add(f)
 	addMaxRetryAfter(f, &o.MaxRetryAfter)
 	o.Log.add(f, "info")
@@ -187,6 +195,7 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 		OrphanCheck:     o.OrphanCheck,
 		OrphanGrace:     o.OrphanGrace,
 		MaxRetryAfter:   maxWait,
+		ItemRetention:   cmp.Or(o.ItemRetention, -1), // 0 on the command line: not kept
 		Logger:          log,
 		Observer:        obs.Metrics,
 	})
