@@ -34,7 +34,8 @@ type runOptions struct {
 	Redis    redisFlags
 	// RunID overrides the default <pipeline>-<UTC time>.
 	RunID string
-	// At picks the run window as `plan` does; zero means now.
+	// At picks the run window as `plan` does (the last fire time at or
+	// before At); zero means now.
 	At time.Time
 	// Concurrency is the local worker's task concurrency; 0: the pipeline's
 	// limits.concurrency plus room for control tasks.
@@ -95,9 +96,11 @@ in-process Redis-compatible server and an in-process worker run it, on the
 same code path as the distributed workers. With a Redis, the run is started
 on it and a local worker joins the workers already serving it.
 
-The run covers the pipeline's next scheduled window, as ` + "`plan`" + ` shows it
-(--at picks another), and its id is <pipeline>-<UTC time> unless --run-id
-gives one.
+A scheduled pipeline's run covers the window of its latest completed fire
+time (the one the scheduler fired most recently), never a window that ends in
+the future; --at picks the window of the last fire time at or before another
+time. ` + "`plan`" + ` shows the same run. Its id is <pipeline>-<UTC time> (with a
+-2, -3, ... suffix when that id is taken) unless --run-id gives one.
 
 Interrupted (Ctrl-C, SIGTERM), the worker stops taking items, lets those in
 flight finish, and keeps a journal of the finished items beside the run
@@ -129,7 +132,7 @@ interrupted, 2 for bad flags.
 	f.BoolVar(&o.Simulate, "simulate", false, "send the requests to an in-process simulator serving the example corpus")
 	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+", else an in-process Redis)")
 	f.StringVar(&o.RunID, "run-id", "", "run id (default <pipeline>-<UTC time>; with --resume, the run to resume)")
-	f.StringVar(&at, "at", "", "run the scheduled window at this time: RFC 3339 or a date (UTC); default now")
+	f.StringVar(&at, "at", "", "run the window of the last fire time at or before this time: RFC 3339 or a date (UTC); default now")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "tasks the local worker runs at once (default: the pipeline's limits.concurrency + 2)")
 	f.BoolVar(&o.Resume, "resume", false, "continue an interrupted run (--run-id, else the latest) without re-sending its finished items")
 	f.StringVar(&o.ResultsDir, "results", "", "results root (default: the pipeline's output.dir, else results)")
@@ -179,10 +182,9 @@ func progressMode(s string) (progress.Mode, error) {
 // runIDTime is the layout of the time in a run id: <pipeline>-<UTC time>.
 const runIDTime = "20060102T150405Z"
 
-// freshRunID returns <pipeline>-<UTC time now>, with a -2, -3, ... suffix
-// while taken says the id is in use.
-func freshRunID(pipeline string, taken func(id string) (bool, error)) (string, error) {
-	base := pipeline + "-" + time.Now().UTC().Format(runIDTime)
+// freshRunID returns base (an adHocRunID), with a -2, -3, ... suffix while
+// taken says the id is in use.
+func freshRunID(base string, taken func(id string) (bool, error)) (string, error) {
 	id := base
 	for i := 2; ; i++ {
 		used, err := taken(id)
@@ -259,6 +261,9 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	}
 	defer conn.Close()
 	p.Workspace.Project = conn.ProjectID
+	if err := conn.dateCorpus(run); err != nil {
+		return err
+	}
 	// Check the Workspace before anything reaches Redis: a run that cannot
 	// start leaves no run record and no task behind.
 	if err := preflight(ctx, conn.Client, conn.BaseURL, conn.ProjectID, o.Preflight.Timeout, log); err != nil {
@@ -381,7 +386,7 @@ func pollInterval(rc *redisConn) time.Duration {
 // newRun picks the run window as plan does, and the run id: --run-id, else
 // <pipeline>-<UTC time> (with a suffix if that id already has results here).
 func newRun(o *runOptions, p *pipelines.Pipeline, root string) (pipelines.RunInfo, error) {
-	run, err := planRun(p, o.At, "")
+	run, err := planRun(p, o.At, time.Time{}, "")
 	if err != nil {
 		return run, err
 	}
@@ -398,7 +403,7 @@ func newRun(o *runOptions, p *pipelines.Pipeline, root string) (pipelines.RunInf
 		}
 		return run, nil
 	}
-	run.ID, err = freshRunID(p.Name, func(id string) (bool, error) { return exists(id), nil })
+	run.ID, err = freshRunID(run.ID, func(id string) (bool, error) { return exists(id), nil })
 	return run, err
 }
 
