@@ -22,18 +22,38 @@ func JournalPath(root, pipeline, runID string) string {
 // Journal is an append-only JSON-lines file of finished items. Each Append
 // is a single write(2) of one whole line, so a process killed at any moment
 // (SIGKILL included) leaves every appended line intact; at most a line cut
-// by a machine crash is lost, and OpenJournal drops it. Its methods are safe
-// for concurrent use.
+// by a machine crash is lost, and opening the file drops it. Its methods are
+// safe for concurrent use.
 type Journal struct {
-	mu   sync.Mutex
-	f    *os.File
-	path string
+	mu      sync.Mutex
+	f       *os.File
+	path    string
+	prepare func() error
+	closed  bool
+	created bool // the file was opened
+}
+
+// NewJournal returns the journal at path without touching the disk: its
+// first Append runs prepare (when not nil; the embedded runner writes the
+// run's resume metadata there), then opens the file as OpenJournal does. A
+// run that finishes no item therefore leaves no journal behind. A prepare
+// that fails fails that Append, and the next Append tries again.
+func NewJournal(path string, prepare func() error) *Journal {
+	return &Journal{path: path, prepare: prepare}
 }
 
 // OpenJournal opens (creating it and its directory when needed) the journal at
 // path for appending. A torn last line, left by a crash in the middle of a
 // write, is cut off first so that appends start on a line of their own.
 func OpenJournal(path string) (*Journal, error) {
+	f, err := openJournalFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Journal{f: f, path: path, created: true}, nil
+}
+
+func openJournalFile(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("results: journal %s: %w", path, err)
 	}
@@ -52,7 +72,7 @@ func OpenJournal(path string) (*Journal, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("results: journal %s: %w", path, err)
 	}
-	return &Journal{f: f, path: path}, nil
+	return f, nil
 }
 
 // completeLength returns the length of f up to and including its last newline.
@@ -88,8 +108,20 @@ func (j *Journal) Append(it Item) error {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
+	if j.closed {
 		return fmt.Errorf("results: journal %s is closed", j.path)
+	}
+	if j.f == nil {
+		if j.prepare != nil {
+			if err := j.prepare(); err != nil {
+				return fmt.Errorf("results: journal %s: %w", j.path, err)
+			}
+			j.prepare = nil
+		}
+		if j.f, err = openJournalFile(j.path); err != nil {
+			return err
+		}
+		j.created = true
 	}
 	if _, err := j.f.Write(line); err != nil {
 		return fmt.Errorf("results: journal %s: %w", j.path, err)
@@ -110,10 +142,20 @@ func (j *Journal) Sync() error {
 	return nil
 }
 
-// Close syncs and closes the journal; closing twice is a no-op.
+// Created reports whether the journal's file exists: OpenJournal, or an
+// Append to a NewJournal.
+func (j *Journal) Created() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.created
+}
+
+// Close syncs and closes the journal; closing twice is a no-op. A NewJournal
+// never appended to stays without a file.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.closed = true
 	if j.f == nil {
 		return nil
 	}

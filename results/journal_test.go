@@ -225,3 +225,70 @@ func TestReadItemsIsStrict(t *testing.T) {
 		t.Errorf("missing file: errors %v", errs)
 	}
 }
+
+// A NewJournal touches the disk only at its first Append, after prepare;
+// one never appended to leaves nothing behind.
+func TestNewJournalIsCreatedByTheFirstAppend(t *testing.T) {
+	dir := t.TempDir()
+	path := JournalPath(dir, "p", "r1")
+	prepared := 0
+	prepare := func() error {
+		prepared++
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("journal exists before prepare ran: %v", err)
+		}
+		return nil
+	}
+
+	unused := NewJournal(path, prepare)
+	if err := unused.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unused.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if unused.Created() || prepared != 0 {
+		t.Errorf("an unused journal: created %v, prepare ran %d times", unused.Created(), prepared)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "p")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("an unused journal created its directory: %v", err)
+	}
+	if err := unused.Append(Item{Step: "s", Key: "k", State: StateSucceeded}); err == nil {
+		t.Error("Append after Close succeeded")
+	}
+
+	// A failing prepare fails the Append and is tried again.
+	boom := errors.New("disk full")
+	fail := true
+	j := NewJournal(path, func() error {
+		if fail {
+			return boom
+		}
+		return prepare()
+	})
+	if err := j.Append(Item{Step: "s", Key: "k0", State: StateSucceeded}); !errors.Is(err, boom) || j.Created() {
+		t.Fatalf("Append with a failing prepare: %v, created %v", err, j.Created())
+	}
+	fail = false
+	for i := range 3 {
+		if err := j.Append(Item{Step: "s", Key: fmt.Sprintf("k%d", i), State: StateSucceeded}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !j.Created() || prepared != 1 {
+		t.Errorf("created %v, prepare ran %d times, want once", j.Created(), prepared)
+	}
+	n := 0
+	for _, err := range ReadJournal(path) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Errorf("%d items journaled, want 3", n)
+	}
+}

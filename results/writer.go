@@ -172,6 +172,11 @@ func (w *Writer) Add(it Item) error {
 // and renames the directory into place, replacing an older attempt of the
 // same run. It then points root/pipeline/latest at the run unless latest
 // already names a newer one. It returns the run directory.
+//
+// A run id reserved (Reserve) by another live run, in another process or in
+// this one, is not committed: the error wraps ErrRunBusy and the directory
+// in place, if any, is left alone. Commit in the process that holds the
+// reservation, or while nobody holds it, goes ahead (holding it meanwhile).
 func (w *Writer) Commit(run Run, report string) (string, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -204,6 +209,16 @@ func (w *Writer) Commit(run Run, report string) (string, error) {
 	if err != nil {
 		w.abortLocked()
 		return "", err
+	}
+	// A run id held by another live run (an embedded run in another
+	// process, or another run of this one) is that run's directory to write.
+	if lock := LockPath(w.root, w.pipeline, w.runID); !heldHere(lock) {
+		r, err := Reserve(w.root, w.pipeline, w.runID)
+		if err != nil {
+			w.abortLocked()
+			return "", fmt.Errorf("results: run %s not committed: %w", w.runID, err)
+		}
+		defer r.Release()
 	}
 	final := w.Dir()
 	if err := replaceDir(w.tmpDir, final); err != nil {

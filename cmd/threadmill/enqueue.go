@@ -65,9 +65,9 @@ func newEnqueueCmd() *cobra.Command {
 the workers (` + "`threadmill worker`" + `) do the rest. The run carries the
 pipeline, so workers never read the file. Prints the run id on stdout.
 
-The run covers the pipeline's next scheduled window, as ` + "`plan`" + ` shows it
-(--at picks another); its id is <pipeline>-<UTC time> unless --run-id gives
-one. Enqueueing a run id that exists already, for the same pipeline file,
+A scheduled pipeline's run covers the window of its latest completed fire
+time, as ` + "`plan`" + ` shows it (--at picks the last fire time at or before
+another time); its id is <pipeline>-<UTC time> unless --run-id gives one. Enqueueing a run id that exists already, for the same pipeline file,
 changes nothing.
 
 The workers hold the Workspace URL and token. When WORKSPACE_BASE_URL is
@@ -95,7 +95,7 @@ here rather than on the workers; without it, only WORKSPACE_PROJECT is read
 	f := cmd.Flags()
 	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+")")
 	f.StringVar(&o.RunID, "run-id", "", "run id (default <pipeline>-<UTC time>)")
-	f.StringVar(&at, "at", "", "run the scheduled window at this time: RFC 3339 or a date (UTC); default now")
+	f.StringVar(&at, "at", "", "run the window of the last fire time at or before this time: RFC 3339 or a date (UTC); default now")
 	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue the workers serve")
 	f.StringVar(&o.Priority, "priority", "normal", "high: start the run in the workers' priority queue, ahead of normal runs (scheduled runs start there); normal")
 	f.BoolVar(&o.Wait, "wait", false, "follow the run until it finishes; exit 0, 3 (failed items) or 1 as run does")
@@ -118,7 +118,7 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	run, err := planRun(p, o.At, "")
+	run, err := planRun(p, o.At, time.Time{}, "")
 	if err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 		_, _, err := store.Status(ctx, run.ID)
 		existed = err == nil
 	} else {
-		run.ID, err = freshRunID(p.Name, func(id string) (bool, error) {
+		run.ID, err = freshRunID(run.ID, func(id string) (bool, error) {
 			_, _, err := store.Status(ctx, id)
 			if errors.Is(err, runstore.ErrNotFound) {
 				return false, nil

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/threadmill/threadmill/examples"
 	"github.com/threadmill/threadmill/pipelines"
@@ -220,7 +221,8 @@ func TestPlanSimulateWeeklyJSON(t *testing.T) {
 	if rep.TotalEstimatedTokens != sum || sum == 0 {
 		t.Errorf("total %d, steps sum to %d", rep.TotalEstimatedTokens, sum)
 	}
-	if rep.Run.WindowStart.IsZero() || !rep.Run.WindowEnd.After(rep.Run.WindowStart) || !strings.HasPrefix(rep.Run.ID, "weekly-support-brief@") {
+	if rep.Run.WindowStart.IsZero() || !rep.Run.WindowEnd.After(rep.Run.WindowStart) || rep.Run.WindowEnd.After(time.Now()) ||
+		!strings.HasPrefix(rep.Run.ID, "weekly-support-brief-") {
 		t.Errorf("run: %+v", rep.Run)
 	}
 }

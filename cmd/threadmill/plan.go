@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,7 +24,7 @@ type planOptions struct {
 	File     string
 	Simulate bool
 	JSON     bool
-	// At picks the run: the first scheduled fire time at or after At for a
+	// At picks the run: the last scheduled fire time at or before At for a
 	// scheduled pipeline, else a manual run at At. Zero means now.
 	At    time.Time
 	RunID string
@@ -44,10 +45,13 @@ func newPlanCmd() *cobra.Command {
 every step with their token estimates, as a table or as JSON. Nothing is
 sent to the model.
 
-The run planned is the pipeline's next scheduled run (the first fire time at
-or after --at, default now), with its window [previous fire time, fire time);
-a pipeline without a schedule is planned as a manual run at --at, which has
-no window.
+The run planned is the one ` + "`run`" + ` and ` + "`enqueue`" + ` would start now: for a
+scheduled pipeline, the latest completed fire time (the last one at or before
+--at, default now: the one the scheduler fired most recently) with its window
+[previous fire time, fire time), never a window that ends in the future; a
+pipeline without a schedule is planned as a manual run at --at, which has no
+window. Its id is <pipeline>-<UTC time now>, as ` + "`run`" + ` names it, unless
+--run-id gives one.
 
 Steps that read earlier steps' outputs are planned with placeholders for
 those outputs ("[output of <item key>]"); their estimates exclude the real
@@ -74,8 +78,8 @@ Artifact content is not counted (the server retrieves from it).
 	f := cmd.Flags()
 	f.BoolVar(&opts.Simulate, "simulate", false, "resolve against an in-process simulator serving the example corpus")
 	f.BoolVar(&opts.JSON, "json", false, "print the plan as JSON")
-	f.StringVar(&at, "at", "", "plan the run at this time: RFC 3339 (2026-06-15T09:00:00+02:00) or a date (2026-06-15, UTC); default now")
-	f.StringVar(&opts.RunID, "run-id", "", "the run id templates see as .Run.ID (default: the scheduled run's id, or <pipeline>-<UTC time>)")
+	f.StringVar(&at, "at", "", "plan the run as of this time (a scheduled pipeline: its last fire time at or before it): RFC 3339 (2026-06-15T09:00:00+02:00) or a date (2026-06-15, UTC); default now")
+	f.StringVar(&opts.RunID, "run-id", "", "the run id templates see as .Run.ID (default <pipeline>-<UTC time now>, as run names it)")
 	return cmd
 }
 
@@ -103,11 +107,24 @@ func parseAt(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time or a date (YYYY-MM-DD)", s)
 }
 
-// planRun returns the run `plan` plans: the next scheduled run at or after
-// at (the zero time: now), or a manual run at at.
-func planRun(p *pipelines.Pipeline, at time.Time, runID string) (pipelines.RunInfo, error) {
+// planRun returns the run that `plan`, `run` and `enqueue` start at time now
+// (the zero time: time.Now()).
+//
+// A scheduled pipeline covers the window of its latest completed fire time:
+// the last fire time at or before at (default now), the one the scheduler
+// fired most recently, whose window [previous fire time, fire time) has
+// ended. A run never covers a window that ends in the future. A pipeline
+// without a schedule is a manual run at at, with no window.
+//
+// Either way the run id is adHocRunID(pipeline, now) unless runID gives one:
+// an ad-hoc run is not the scheduler's run of that fire time
+// (<pipeline>@<fire time>), which may exist too.
+func planRun(p *pipelines.Pipeline, at, now time.Time, runID string) (pipelines.RunInfo, error) {
+	if now.IsZero() {
+		now = time.Now()
+	}
 	if at.IsZero() {
-		at = time.Now()
+		at = now
 	}
 	var run pipelines.RunInfo
 	if p.Schedule != nil {
@@ -115,19 +132,23 @@ func planRun(p *pipelines.Pipeline, at time.Time, runID string) (pipelines.RunIn
 		if err != nil {
 			return run, err
 		}
-		fire := s.Next(at.Add(-time.Nanosecond))
+		fire := s.Floor(at)
 		if fire.IsZero() {
-			return run, fmt.Errorf("schedule %q never fires after %s", p.Schedule.Cron, at.Format(time.RFC3339))
+			return run, fmt.Errorf("schedule %q of %s never fired before %s: pick a later --at", p.Schedule.Cron, p.Name, at.Format(time.RFC3339))
 		}
 		run = scheduler.RunInfo(p.Name, s, fire)
 	} else {
-		at = at.UTC().Truncate(time.Second)
-		run = pipelines.RunInfo{ID: p.Name + "-" + at.Format(runIDTime), Time: at}
+		run = pipelines.RunInfo{Time: at.UTC().Truncate(time.Second)}
 	}
-	if runID != "" {
-		run.ID = runID
-	}
+	run.ID = cmp.Or(runID, adHocRunID(p.Name, now))
 	return run, nil
+}
+
+// adHocRunID is the id of a run started by hand (run, enqueue) at now:
+// <pipeline>-<UTC time>, for example brief-20261202T101500Z. freshRunID adds
+// a -2, -3, ... suffix when it is taken.
+func adHocRunID(pipeline string, now time.Time) string {
+	return pipeline + "-" + now.UTC().Format(runIDTime)
 }
 
 // stepPlan is one step of a printed plan.
@@ -168,7 +189,7 @@ func runPlan(ctx context.Context, opts planOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return loadFailure(err, stderr)
 	}
-	run, err := planRun(p, opts.At, opts.RunID)
+	run, err := planRun(p, opts.At, time.Time{}, opts.RunID)
 	if err != nil {
 		return err
 	}
@@ -178,6 +199,9 @@ func runPlan(ctx context.Context, opts planOptions, stdout, stderr io.Writer) er
 	}
 	defer conn.Close()
 	p.Workspace.Project = conn.ProjectID
+	if err := conn.dateCorpus(run); err != nil {
+		return err
+	}
 
 	sets, err := pipelines.Resolve(ctx, conn.Client, p, run)
 	if err != nil {

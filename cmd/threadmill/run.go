@@ -34,7 +34,8 @@ type runOptions struct {
 	Redis    redisFlags
 	// RunID overrides the default <pipeline>-<UTC time>.
 	RunID string
-	// At picks the run window as `plan` does; zero means now.
+	// At picks the run window as `plan` does (the last fire time at or
+	// before At); zero means now.
 	At time.Time
 	// Concurrency is the local worker's task concurrency; 0: the pipeline's
 	// limits.concurrency plus room for control tasks.
@@ -95,9 +96,11 @@ in-process Redis-compatible server and an in-process worker run it, on the
 same code path as the distributed workers. With a Redis, the run is started
 on it and a local worker joins the workers already serving it.
 
-The run covers the pipeline's next scheduled window, as ` + "`plan`" + ` shows it
-(--at picks another), and its id is <pipeline>-<UTC time> unless --run-id
-gives one.
+A scheduled pipeline's run covers the window of its latest completed fire
+time (the one the scheduler fired most recently), never a window that ends in
+the future; --at picks the window of the last fire time at or before another
+time. ` + "`plan`" + ` shows the same run. Its id is <pipeline>-<UTC time> (with a
+-2, -3, ... suffix when that id is taken) unless --run-id gives one.
 
 Interrupted (Ctrl-C, SIGTERM), the worker stops taking items, lets those in
 flight finish, and keeps a journal of the finished items beside the run
@@ -129,7 +132,7 @@ interrupted, 2 for bad flags.
 	f.BoolVar(&o.Simulate, "simulate", false, "send the requests to an in-process simulator serving the example corpus")
 	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+", else an in-process Redis)")
 	f.StringVar(&o.RunID, "run-id", "", "run id (default <pipeline>-<UTC time>; with --resume, the run to resume)")
-	f.StringVar(&at, "at", "", "run the scheduled window at this time: RFC 3339 or a date (UTC); default now")
+	f.StringVar(&at, "at", "", "run the window of the last fire time at or before this time: RFC 3339 or a date (UTC); default now")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "tasks the local worker runs at once (default: the pipeline's limits.concurrency + 2)")
 	f.BoolVar(&o.Resume, "resume", false, "continue an interrupted run (--run-id, else the latest) without re-sending its finished items")
 	f.StringVar(&o.ResultsDir, "results", "", "results root (default: the pipeline's output.dir, else ./"+pipelines.DefaultOutputDir+")")
@@ -179,10 +182,9 @@ func progressMode(s string) (progress.Mode, error) {
 // runIDTime is the layout of the time in a run id: <pipeline>-<UTC time>.
 const runIDTime = "20060102T150405Z"
 
-// freshRunID returns <pipeline>-<UTC time now>, with a -2, -3, ... suffix
-// while taken says the id is in use.
-func freshRunID(pipeline string, taken func(id string) (bool, error)) (string, error) {
-	base := pipeline + "-" + time.Now().UTC().Format(runIDTime)
+// freshRunID returns base (an adHocRunID), with a -2, -3, ... suffix while
+// taken says the id is in use.
+func freshRunID(base string, taken func(id string) (bool, error)) (string, error) {
 	id := base
 	for i := 2; ; i++ {
 		used, err := taken(id)
@@ -238,12 +240,22 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 		return withCode(exitUsage, err)
 	}
 
-	// The run: a new one, or the interrupted one to resume.
-	var run pipelines.RunInfo
+	// The run: a new one (its window now; its id once Redis is up), or the
+	// interrupted one to resume.
+	embedded := redisURL == ""
+	var (
+		run  pipelines.RunInfo
+		resv *results.Reservation
+	)
+	defer func() {
+		if resv != nil {
+			_ = resv.Release()
+		}
+	}()
 	if o.Resume {
-		run, err = resumeRun(o, p, root)
+		run, resv, err = resumeRun(o, p, root, embedded, stderr)
 	} else {
-		run, err = newRun(o, p, root)
+		run, err = planRun(p, o.At, time.Time{}, o.RunID)
 	}
 	if err != nil {
 		return err
@@ -259,6 +271,9 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	}
 	defer conn.Close()
 	p.Workspace.Project = conn.ProjectID
+	if err := conn.dateCorpus(run); err != nil {
+		return err
+	}
 	// Check the Workspace before anything reaches Redis: a run that cannot
 	// start leaves no run record and no task behind.
 	if err := preflight(ctx, conn.Client, conn.BaseURL, conn.ProjectID, o.Preflight.Timeout, log); err != nil {
@@ -298,20 +313,25 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 		return err
 	}
 	store := w.Store()
+	if !o.Resume {
+		if resv, err = claimRunID(ctx, o, p, root, &run, embedded, store); err != nil {
+			return err
+		}
+	}
 
 	// Embedded runs keep a journal of finished items for --resume: the
-	// in-process Redis dies with the process.
+	// in-process Redis dies with the process. It is created with the first
+	// finished item (its metadata just before), so a run that never got
+	// that far leaves none behind.
 	var journal *results.Journal
 	jpath := results.JournalPath(root, p.Name, run.ID)
 	if rc.Embedded != nil {
+		var prepare func() error
 		if !o.Resume {
-			if err := writeMeta(metaPath(jpath), resumeMeta{Pipeline: p.Name, File: o.File, PipelineHash: p.Hash, Run: run, Simulate: o.Simulate}); err != nil {
-				return err
-			}
+			meta := resumeMeta{Pipeline: p.Name, File: o.File, PipelineHash: p.Hash, Run: run, Simulate: o.Simulate}
+			prepare = func() error { return writeMeta(metaPath(jpath), meta) }
 		}
-		if journal, err = results.OpenJournal(jpath); err != nil {
-			return err
-		}
+		journal = results.NewJournal(jpath, prepare)
 		defer journal.Close()
 		var journalErr sync.Once
 		w.OnItemDone(func(it results.Item) {
@@ -378,88 +398,218 @@ func pollInterval(rc *redisConn) time.Duration {
 	return 0
 }
 
-// newRun picks the run window as plan does, and the run id: --run-id, else
-// <pipeline>-<UTC time> (with a suffix if that id already has results here).
-func newRun(o *runOptions, p *pipelines.Pipeline, root string) (pipelines.RunInfo, error) {
-	run, err := planRun(p, o.At, "")
-	if err != nil {
-		return run, err
-	}
+// claimRunID names a new run: --run-id, else run.ID (an adHocRunID) or the
+// first free one of its -2, -3, ... An id is taken while another live run
+// holds it (results.Reserve), when it has a run directory or a journal under
+// root, and, on a shared Redis, when Redis knows it. Two runs started in the
+// same second therefore get different ids, even embedded ones that each
+// have their own in-process Redis.
+//
+// An embedded run keeps the reservation for its life: only its own worker
+// writes its directory, and results.Writer refuses any other. A run on a
+// shared Redis gives it back at once: any worker may finalize it, and Redis
+// is where its id is unique.
+func claimRunID(ctx context.Context, o *runOptions, p *pipelines.Pipeline, root string, run *pipelines.RunInfo, embedded bool, store *runstore.Store) (*results.Reservation, error) {
 	jpath := func(id string) string { return results.JournalPath(root, p.Name, id) }
-	exists := func(id string) bool {
-		_, e1 := os.Lstat(filepath.Join(root, p.Name, id))
-		_, e2 := os.Lstat(jpath(id))
-		return e1 == nil || e2 == nil
+	onDisk := func(id string) bool {
+		for _, path := range []string{filepath.Join(root, p.Name, id), jpath(id), metaPath(jpath(id))} {
+			if _, err := os.Lstat(path); err == nil {
+				return true
+			}
+		}
+		return false
+	}
+	reserve := func(id string) (*results.Reservation, error) {
+		r, err := results.Reserve(root, p.Name, id)
+		if err == nil && !embedded {
+			_ = r.Release()
+			r = nil
+		}
+		return r, err
 	}
 	if o.RunID != "" {
 		run.ID = o.RunID
 		if _, err := os.Stat(jpath(run.ID)); err == nil {
-			return run, withCode(exitUsage, fmt.Errorf("run %s was interrupted earlier (journal %s): add --resume to continue it, or remove the journal to start over", run.ID, jpath(run.ID)))
+			return nil, withCode(exitUsage, fmt.Errorf("run %s was interrupted earlier (journal %s): add --resume to continue it, or remove the journal to start over", run.ID, jpath(run.ID)))
 		}
-		return run, nil
+		r, err := reserve(run.ID)
+		if errors.Is(err, results.ErrRunBusy) {
+			var busy *results.BusyError
+			errors.As(err, &busy)
+			return nil, withCode(exitFailure, fmt.Errorf("run %s is already running (%s): wait for it, or pick another --run-id", run.ID, busy.Owner))
+		}
+		return r, err
 	}
-	run.ID, err = freshRunID(p.Name, func(id string) (bool, error) { return exists(id), nil })
-	return run, err
+	var held *results.Reservation
+	id, err := freshRunID(run.ID, func(id string) (bool, error) {
+		r, err := reserve(id)
+		if errors.Is(err, results.ErrRunBusy) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		taken := onDisk(id)
+		if !taken && !embedded {
+			_, _, serr := store.Status(ctx, id)
+			if serr != nil && !errors.Is(serr, runstore.ErrNotFound) {
+				return false, serr
+			}
+			taken = serr == nil
+		}
+		if taken {
+			if r != nil {
+				_ = r.Release()
+			}
+			return true, nil
+		}
+		held = r
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pick a run id: %w", err)
+	}
+	run.ID = id
+	return held, nil
 }
 
 // resumeRun finds the run to resume (--run-id, else the pipeline's newest
-// journal) and returns its original run info, refusing a pipeline file that
-// changed since: its items would not be the same.
-func resumeRun(o *runOptions, p *pipelines.Pipeline, root string) (pipelines.RunInfo, error) {
-	id := o.RunID
-	if id == "" {
-		var err error
-		if id, err = latestJournal(root, p.Name); err != nil {
-			return pipelines.RunInfo{}, err
+// resumable journal) and returns its original run info and, for an
+// embedded run, its reservation. Stale journals (of another version of the
+// file, without items, older than the run retention, finished, or in use)
+// are not resumed: with --run-id that is an error saying why; otherwise
+// each is reported on stderr, with why, and skipped.
+func resumeRun(o *runOptions, p *pipelines.Pipeline, root string, embedded bool, stderr io.Writer) (pipelines.RunInfo, *results.Reservation, error) {
+	now := time.Now()
+	take := func(id string) (pipelines.RunInfo, *results.Reservation, string) {
+		meta, why := inspectJournal(o, p, root, id, now)
+		if why != "" {
+			return meta.Run, nil, why
 		}
+		if !embedded {
+			return meta.Run, nil, ""
+		}
+		r, err := results.Reserve(root, p.Name, id)
+		var busy *results.BusyError
+		if errors.As(err, &busy) {
+			return meta.Run, nil, "it is being resumed already (" + busy.Owner.String() + ")"
+		}
+		if err != nil {
+			return meta.Run, nil, err.Error()
+		}
+		return meta.Run, r, ""
 	}
-	jpath := results.JournalPath(root, p.Name, id)
-	meta, err := readMeta(metaPath(jpath))
+	if o.RunID != "" {
+		run, r, why := take(o.RunID)
+		if strings.HasPrefix(why, "no journal ") {
+			return run, nil, fmt.Errorf("nothing to resume for run %s: %s", o.RunID, why)
+		}
+		if why != "" {
+			return run, nil, fmt.Errorf("cannot resume run %s: %s", o.RunID, why)
+		}
+		return run, r, nil
+	}
+	ids, err := journalIDs(root, p.Name)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return pipelines.RunInfo{}, fmt.Errorf("nothing to resume for run %s: no journal %s (a run that finished, or was never started here)", id, metaPath(jpath))
+		return pipelines.RunInfo{}, nil, err
+	}
+	stale := 0
+	for _, id := range ids {
+		run, r, why := take(id)
+		if why == "" {
+			return run, r, nil
 		}
-		return pipelines.RunInfo{}, err
+		stale++
+		fmt.Fprintf(stderr, "ignoring the journal of run %s (%s): %s\n", id, results.JournalPath(root, p.Name, id), why)
 	}
-	if meta.Pipeline != p.Name {
-		return pipelines.RunInfo{}, fmt.Errorf("run %s is a run of pipeline %q, not %q", id, meta.Pipeline, p.Name)
+	dir := filepath.Join(root, p.Name)
+	if stale > 0 {
+		return pipelines.RunInfo{}, nil, fmt.Errorf("nothing to resume: no resumable run of %s in %s (%s ignored, see above; remove them when they are of no use)", p.Name, dir, plural(stale, "stale journal"))
 	}
-	if meta.PipelineHash != p.Hash {
-		return pipelines.RunInfo{}, fmt.Errorf("%s changed since run %s was interrupted (hash %.12s, now %.12s): its items would differ; restore the file or start a new run", o.File, id, meta.PipelineHash, p.Hash)
-	}
-	if meta.Simulate != o.Simulate {
-		return pipelines.RunInfo{}, fmt.Errorf("run %s was started %s --simulate: resume it the same way", id, map[bool]string{true: "with", false: "without"}[meta.Simulate])
-	}
-	return meta.Run, nil
+	return pipelines.RunInfo{}, nil, fmt.Errorf("nothing to resume: no interrupted run of %s in %s", p.Name, dir)
 }
 
-// latestJournal returns the run id of the newest journal of a pipeline (its
-// meta file is written first, so even a run interrupted before its first
-// item finished is found).
-func latestJournal(root, pipeline string) (string, error) {
+// inspectJournal reads the journal of run id and says why it cannot be
+// resumed with this pipeline file and these flags at now, "" when it can.
+func inspectJournal(o *runOptions, p *pipelines.Pipeline, root, id string, now time.Time) (resumeMeta, string) {
+	jpath := results.JournalPath(root, p.Name, id)
+	meta, err := readMeta(metaPath(jpath))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if _, jerr := os.Stat(jpath); jerr != nil {
+			return meta, fmt.Sprintf("no journal %s (a run that finished, or was never started here)", jpath)
+		}
+		return meta, fmt.Sprintf("its metadata %s is missing, so its window and file are unknown", metaPath(jpath))
+	case err != nil:
+		return meta, fmt.Sprintf("its metadata cannot be read: %v", err)
+	case meta.Pipeline != p.Name:
+		return meta, fmt.Sprintf("it is a run of pipeline %q, not %q", meta.Pipeline, p.Name)
+	case meta.PipelineHash != p.Hash:
+		return meta, fmt.Sprintf("%s changed since run %s was interrupted (hash %.12s, now %.12s): its items would differ; restore the file or start a new run", o.File, id, meta.PipelineHash, p.Hash)
+	case meta.Simulate != o.Simulate:
+		return meta, fmt.Sprintf("run %s was started %s --simulate: resume it the same way", id, map[bool]string{true: "with", false: "without"}[meta.Simulate])
+	}
+	if _, err := results.ReadRun(filepath.Join(root, p.Name, id)); err == nil {
+		return meta, fmt.Sprintf("the run finished: its directory %s exists", filepath.Join(root, p.Name, id))
+	}
+	items, last := 0, time.Time{}
+	for _, path := range []string{jpath, metaPath(jpath)} {
+		if fi, err := os.Stat(path); err == nil && fi.ModTime().After(last) {
+			last = fi.ModTime()
+		}
+	}
+	for _, err := range results.ReadJournal(jpath) {
+		if err == nil {
+			items++
+		}
+	}
+	if items == 0 {
+		return meta, "it holds no finished item (the run stopped before any item finished): start a new run instead"
+	}
+	if age := now.Sub(last); age > runstore.DefaultRetention {
+		return meta, fmt.Sprintf("it was last written %s, %s ago, more than the run retention (%s): start a new run instead",
+			last.Format(time.DateTime), age.Round(time.Hour), runstore.DefaultRetention)
+	}
+	return meta, ""
+}
+
+// journalIDs returns the run ids of a pipeline's journals and journal
+// metadata files, the most recently written first.
+func journalIDs(root, pipeline string) ([]string, error) {
 	dir := filepath.Join(root, pipeline)
-	const suffix = ".journal.meta.json"
-	matches, err := filepath.Glob(filepath.Join(dir, "*"+suffix))
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("look for journals: %w", err)
 	}
-	type cand struct {
-		id  string
-		mod time.Time
-	}
-	var cs []cand
-	for _, m := range matches {
-		fi, err := os.Stat(m)
-		if err != nil {
+	mods := map[string]time.Time{}
+	for _, de := range des {
+		id, ok := strings.CutSuffix(de.Name(), ".journal.meta.json")
+		if !ok {
+			id, ok = strings.CutSuffix(de.Name(), ".journal.jsonl")
+		}
+		if !ok || de.IsDir() || strings.HasPrefix(id, ".") {
 			continue
 		}
-		cs = append(cs, cand{strings.TrimSuffix(filepath.Base(m), suffix), fi.ModTime()})
+		if fi, err := de.Info(); err == nil && fi.ModTime().After(mods[id]) {
+			mods[id] = fi.ModTime()
+		} else if _, seen := mods[id]; !seen {
+			mods[id] = time.Time{}
+		}
 	}
-	if len(cs) == 0 {
-		return "", fmt.Errorf("nothing to resume: no interrupted run of %s in %s", pipeline, dir)
+	ids := make([]string, 0, len(mods))
+	for id := range mods {
+		ids = append(ids, id)
 	}
-	sort.Slice(cs, func(i, j int) bool { return cs[i].mod.After(cs[j].mod) })
-	return cs[0].id, nil
+	sort.Slice(ids, func(i, j int) bool {
+		if !mods[ids[i]].Equal(mods[ids[j]]) {
+			return mods[ids[i]].After(mods[ids[j]])
+		}
+		return ids[i] > ids[j]
+	})
+	return ids, nil
 }
 
 func writeMeta(path string, m resumeMeta) error {
@@ -603,14 +753,19 @@ func interrupted(ctx context.Context, store *runstore.Store, runID string, o *ru
 	if st, err := store.Run(ctx, runID); err == nil {
 		done, total = st.Done, st.Total
 	}
-	if rc.Embedded != nil {
+	_, jerr := os.Stat(jpath)
+	switch {
+	case rc.Embedded != nil && jerr != nil:
+		fmt.Fprintf(stderr, "interrupted before any item finished: nothing to resume; start it again with: threadmill run%s %s\n",
+			map[bool]string{true: " --simulate"}[o.Simulate], o.File)
+	case rc.Embedded != nil:
 		sim := ""
 		if o.Simulate {
 			sim = " --simulate"
 		}
 		fmt.Fprintf(stderr, "interrupted: %d of %d items finished and journaled in %s\nresume with: threadmill run --resume%s --run-id %s %s\n",
 			done, total, jpath, sim, runID, o.File)
-	} else {
+	default:
 		fmt.Fprintf(stderr, "interrupted: %d of %d items finished; the run stays on Redis for other workers (threadmill status %s),\nor continue it here with: threadmill run --run-id %s %s\n",
 			done, total, runID, runID, o.File)
 	}

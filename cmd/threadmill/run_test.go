@@ -321,7 +321,7 @@ func TestRunResumeRefusesAChangedPipeline(t *testing.T) {
 
 func TestFreshRunID(t *testing.T) {
 	asked := []string{}
-	id, err := freshRunID("brief", func(id string) (bool, error) {
+	id, err := freshRunID(adHocRunID("brief", time.Now()), func(id string) (bool, error) {
 		asked = append(asked, id)
 		return len(asked) < 3, nil
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/threadmill/threadmill/examples"
+	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/workspace"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
@@ -187,4 +188,23 @@ func connectWorkspace(ctx context.Context, lookup func(string) (string, bool), s
 		return nil, err
 	}
 	return &workspaceConn{Client: c, ProjectID: projectID, BaseURL: env.BaseURL}, nil
+}
+
+// dateCorpus stamps every artifact of the in-process simulator (--simulate)
+// as updated in the middle of run's window, so that `updated:
+// within_run_window` finds the example corpus whichever window the run
+// covers (the corpus is otherwise stamped with the time the simulator
+// started, which lies after the window of the latest completed fire time).
+// It does nothing without a simulator or a window.
+func (c *workspaceConn) dateCorpus(run pipelines.RunInfo) error {
+	if c.Sim == nil || run.WindowStart.IsZero() || !run.WindowEnd.After(run.WindowStart) {
+		return nil
+	}
+	mid := run.WindowStart.Add(run.WindowEnd.Sub(run.WindowStart) / 2)
+	for _, a := range c.Sim.Artifacts() {
+		if err := c.Sim.SetUpdatedAt(a.ID, mid); err != nil {
+			return fmt.Errorf("simulator: date artifact %s: %w", a.ID, err)
+		}
+	}
+	return nil
 }
