@@ -72,19 +72,25 @@ func (s *Store) skipKey(id string) string { return s.runKey(id) + ":skipped" }
 //
 // KEYS: run, runs index, active runs of the pipeline, skip marker.
 // ARGV: id, name, hash, spec, info, steps, now (ms), created_at, ttl (ms),
-// overlap (skip, queue, allow), the prefix of run keys ("<prefix>run:{").
+// overlap (skip, queue, allow), the prefix of run keys ("<prefix>run:{"),
+// the prefix of a cancellation's stop reason.
 // Returns {outcome, first (0/1), name, hash, blocker}.
 //
 // A run waits only for runs recorded before it (lower in the active set),
 // so waiting runs can never wait for each other: the oldest live run never
-// waits.
+// waits. A canceled run does not hold anyone back, even before its workers
+// finalize it: canceling a run stuck forever frees its pipeline.
 var scriptAdmit = redis.NewScript(`
 local function blocker(mine)
   for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
     if m == mine then return '' end
-    local status = redis.call('HGET', ARGV[11] .. m .. '}', 'status')
-    if status and not ` + luaTerminal() + ` then return m end
-    redis.call('ZREM', KEYS[3], m)
+    local v = redis.call('HMGET', ARGV[11] .. m .. '}', 'status', 'stop')
+    local status, stop = v[1], v[2]
+    if status and not ` + luaTerminal() + ` then
+      if not (stop and string.sub(stop, 1, #ARGV[12]) == ARGV[12]) then return m end
+    else
+      redis.call('ZREM', KEYS[3], m)
+    end
   end
   return ''
 end
@@ -151,6 +157,10 @@ return {'created', 1, ARGV[2], ARGV[3], ''}
 //     has ended. A waiting run that was canceled is released at once, so
 //     that a worker finalizes it as canceled.
 //
+// A canceled run (Cancel) no longer holds other runs back, even while its
+// workers are still tearing it down: that is how a run stuck forever is
+// cleared out of its pipeline's way.
+//
 // An existing run that is not waiting is AdmitExists whatever the policy.
 // Admit does not compare content hashes: Admission.Hash is the recorded
 // one. A run id that belongs to another pipeline is an error.
@@ -185,7 +195,7 @@ func (s *Store) Admit(ctx context.Context, p *pipelines.Pipeline, run pipelines.
 	res, err := scriptAdmit.Run(ctx, s.rdb,
 		[]string{s.runKey(run.ID), s.runsKey(), s.activeKey(p.Name), s.skipKey(run.ID)},
 		run.ID, p.Name, p.Hash, spec, info, stepsJSON,
-		now.UnixMilli(), fmtTime(now), s.ttlMS(), overlap, s.prefix+"run:{").Slice()
+		now.UnixMilli(), fmtTime(now), s.ttlMS(), overlap, s.prefix+"run:{", cancelPrefix).Slice()
 	if err != nil {
 		return Admission{}, wrap("admit run", run.ID, err)
 	}

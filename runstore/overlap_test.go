@@ -217,3 +217,25 @@ func TestAdmitConcurrentOneDecision(t *testing.T) {
 		})
 	}
 }
+
+// Canceling a run stuck forever (no worker will ever finalize it) frees its
+// pipeline at once.
+func TestAdmitIgnoresCanceledRun(t *testing.T) {
+	backends(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		admit(t, s, "stuck", pipelines.OverlapAllow)
+		if err := s.MarkRunning(ctx, "stuck"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Stop(ctx, "stuck", "max_total_tokens reached"); err != nil {
+			t.Fatal(err)
+		}
+		wantAdmission(t, "while stuck stops", admit(t, s, "r2", pipelines.OverlapQueue),
+			Admission{Outcome: AdmitWaiting, First: true, Blocker: "stuck"})
+		if _, err := s.Cancel(ctx, "stuck", "stuck since Monday"); err != nil {
+			t.Fatal(err)
+		}
+		wantAdmission(t, "after stuck was canceled", admit(t, s, "r2", pipelines.OverlapQueue),
+			Admission{Outcome: AdmitReleased, First: true})
+	})
+}
