@@ -62,7 +62,8 @@ pipeline, so workers never read the file. Prints the run id on stdout.
 The run covers the pipeline's next scheduled window, as ` + "`plan`" + ` shows it
 (--at picks another); its id is <pipeline>-<UTC time> unless --run-id gives
 one. Enqueueing a run id that exists already, for the same pipeline file,
-changes nothing.
+changes nothing. Enqueue ignores schedule.overlap (the run starts at once),
+but the scheduler's next fire time of the pipeline waits for or skips it.
 
 The workers hold the Workspace URL and token. When WORKSPACE_BASE_URL is
 set here too (with WORKSPACE_API_TOKEN and WORKSPACE_ORG as the workers have
