@@ -288,6 +288,7 @@ func populated(t *testing.T) (*prometheus.Registry, []string) {
 	m.RateLimitWaited("p", "requests", time.Second)
 	m.RunFinished("p", "succeeded")
 	m.SchedulerFired("p", "created")
+	m.SchedulerSkipped("p", "overlap")
 	m.SchedulerSynced(time.Now(), 1, 0)
 	rt := m.InstrumentTransport(roundTripFunc(func() {}))
 	_, _ = rt.RoundTrip(mustRequest(t))

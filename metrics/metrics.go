@@ -64,6 +64,7 @@ type Metrics struct {
 	retryAfterCapped prometheus.Counter
 
 	schedFires    *prometheus.CounterVec
+	schedSkipped  *prometheus.CounterVec
 	schedEntries  prometheus.Gauge
 	schedLastSync prometheus.Gauge
 	schedInvalid  prometheus.Gauge
@@ -142,8 +143,12 @@ func New(opts Options) *Metrics {
 
 	m.schedFires = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Name: "scheduler_fires_total",
-		Help: "Scheduled fire times handled, by pipeline and outcome (created: this scheduler created the run; duplicate: another delivery or scheduler already had).",
+		Help: "Scheduled fire times handled, by pipeline and outcome (created: this scheduler created the run, or started it after it waited; duplicate: another delivery or scheduler already had; queued: the run waits for an earlier run of the pipeline to end; skipped: no run, see threadmill_scheduler_fires_skipped_total).",
 	}, []string{"pipeline", "outcome"})
+	m.schedSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "scheduler_fires_skipped_total",
+		Help: "Scheduled fire times for which no run was started, by pipeline and reason (overlap: an earlier run of the pipeline was still active and schedule.overlap is skip).",
+	}, []string{"pipeline", "reason"})
 	m.schedEntries = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "scheduler_entries",
 		Help: "Pipelines currently scheduled.",
@@ -167,7 +172,7 @@ func New(opts Options) *Metrics {
 		m.items, m.itemDuration, m.itemsInFlight, m.retries, m.tokens, m.rateWait, m.runs,
 		m.apiRequests, m.apiDuration, m.apiRateLimited, m.apiInFlight,
 		m.fleetPause, m.adaptiveRate, m.retryAfterCapped,
-		m.schedFires, m.schedEntries, m.schedLastSync, m.schedInvalid, build,
+		m.schedFires, m.schedSkipped, m.schedEntries, m.schedLastSync, m.schedInvalid, build,
 	} {
 		f(c)
 	}
@@ -266,12 +271,22 @@ func (m *Metrics) FleetPacing(pause time.Duration, rate float64) {
 }
 
 // SchedulerFired records a fire time handled by the scheduler, with outcome
-// "created" (this call created the run) or "duplicate" (it already existed).
+// "created" (this call created or released the run), "duplicate" (another
+// call had), "queued" (the run waits for an earlier run) or "skipped".
 func (m *Metrics) SchedulerFired(pipeline, outcome string) {
 	if m == nil {
 		return
 	}
 	m.schedFires.WithLabelValues(pipeline, outcome).Inc()
+}
+
+// SchedulerSkipped records a fire time for which the scheduler started no
+// run, with the reason ("overlap").
+func (m *Metrics) SchedulerSkipped(pipeline, reason string) {
+	if m == nil {
+		return
+	}
+	m.schedSkipped.WithLabelValues(pipeline, reason).Inc()
 }
 
 // SchedulerSynced records a read of the pipelines directory at t: entries

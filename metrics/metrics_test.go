@@ -99,6 +99,8 @@ func TestRecordingMethods(t *testing.T) {
 	m.RateLimitWaited("weekly", "requests", 250*time.Millisecond)
 	m.RunFinished("weekly", "succeeded")
 	m.SchedulerFired("weekly", "created")
+	m.SchedulerFired("weekly", "skipped")
+	m.SchedulerSkipped("weekly", "overlap")
 	m.SchedulerSynced(time.Unix(1_700_000_000, 0), 3, 1)
 	m.RetryAfterCapped(24*time.Hour, 2*time.Minute)
 	m.RetryAfterCapped(time.Hour, 2*time.Minute)
@@ -131,9 +133,13 @@ threadmill_tokens_total{direction="out",pipeline="weekly",step="summarize"} 300
 # HELP threadmill_runs_total Runs finalized by this process, by pipeline and status.
 # TYPE threadmill_runs_total counter
 threadmill_runs_total{pipeline="weekly",status="succeeded"} 1
-# HELP threadmill_scheduler_fires_total Scheduled fire times handled, by pipeline and outcome (created: this scheduler created the run; duplicate: another delivery or scheduler already had).
+# HELP threadmill_scheduler_fires_total Scheduled fire times handled, by pipeline and outcome (created: this scheduler created the run, or started it after it waited; duplicate: another delivery or scheduler already had; queued: the run waits for an earlier run of the pipeline to end; skipped: no run, see threadmill_scheduler_fires_skipped_total).
 # TYPE threadmill_scheduler_fires_total counter
 threadmill_scheduler_fires_total{outcome="created",pipeline="weekly"} 1
+threadmill_scheduler_fires_total{outcome="skipped",pipeline="weekly"} 1
+# HELP threadmill_scheduler_fires_skipped_total Scheduled fire times for which no run was started, by pipeline and reason (overlap: an earlier run of the pipeline was still active and schedule.overlap is skip).
+# TYPE threadmill_scheduler_fires_skipped_total counter
+threadmill_scheduler_fires_skipped_total{pipeline="weekly",reason="overlap"} 1
 # HELP threadmill_scheduler_entries Pipelines currently scheduled.
 # TYPE threadmill_scheduler_entries gauge
 threadmill_scheduler_entries 3
@@ -147,7 +153,7 @@ threadmill_scheduler_last_sync_timestamp_seconds 1.7e+09
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
 		"threadmill_items_in_flight", "threadmill_items_total", "threadmill_item_retries_total",
 		"threadmill_tokens_total", "threadmill_runs_total", "threadmill_scheduler_fires_total",
-		"threadmill_scheduler_entries", "threadmill_scheduler_invalid_files",
+		"threadmill_scheduler_fires_skipped_total", "threadmill_scheduler_entries", "threadmill_scheduler_invalid_files",
 		"threadmill_scheduler_last_sync_timestamp_seconds", "threadmill_api_retry_after_capped_total",
 		"threadmill_fleet_pause_seconds", "threadmill_adaptive_request_rate"); err != nil {
 		t.Error(err)
@@ -168,6 +174,7 @@ threadmill_scheduler_last_sync_timestamp_seconds 1.7e+09
 	nilM.RateLimitWaited("p", "tokens", time.Second)
 	nilM.RunFinished("p", "failed")
 	nilM.SchedulerFired("p", "duplicate")
+	nilM.SchedulerSkipped("p", "overlap")
 	nilM.SchedulerSynced(time.Now(), 1, 0)
 	nilM.RetryAfterCapped(time.Hour, time.Minute)
 	nilM.FleetPacing(time.Second, 1)

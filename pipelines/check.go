@@ -251,6 +251,7 @@ func (c *checker) checkSchedule() {
 	}
 	c.oneOf("schedule.catchup", s.Catchup, CatchupNone, CatchupLatest, CatchupAll)
 	c.intRange("schedule.catchup_limit", int64(s.CatchupLimit), 1, maxCatchupLimit)
+	c.oneOf("schedule.overlap", s.Overlap, OverlapSkip, OverlapQueue, OverlapAllow)
 }
 
 func (c *checker) checkDefaults() {

@@ -25,6 +25,10 @@ const (
 	CatchupLatest = "latest" // only the most recent missed fire time runs
 	CatchupAll    = "all"    // every missed fire time runs, up to catchup_limit
 
+	OverlapSkip  = "skip"  // a fire time while a run is active starts nothing (logged, counted)
+	OverlapQueue = "queue" // a fire time while a run is active waits for the active runs to end
+	OverlapAllow = "allow" // a fire time always starts its run at once
+
 	// UpdatedWithinRunWindow is the `updated` value that keeps the artifacts
 	// updated in [Run.WindowStart, Run.WindowEnd).
 	UpdatedWithinRunWindow = "within_run_window"
@@ -60,6 +64,7 @@ func (p *Pipeline) applyDefaults(lookupEnv func(string) (string, bool)) {
 		s.Timezone = cmp.Or(s.Timezone, DefaultTimezone)
 		s.Catchup = cmp.Or(s.Catchup, CatchupLatest)
 		s.CatchupLimit = cmp.Or(s.CatchupLimit, DefaultCatchupLimit)
+		s.Overlap = cmp.Or(s.Overlap, OverlapSkip)
 	}
 	d := &p.Defaults
 	d.Agent = cmp.Or(d.Agent, DefaultAgent)

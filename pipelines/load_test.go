@@ -56,6 +56,7 @@ steps:
 		{"timezone", p.Schedule.Timezone, "UTC"},
 		{"catchup", p.Schedule.Catchup, pipelines.CatchupLatest},
 		{"catchup_limit", p.Schedule.CatchupLimit, pipelines.DefaultCatchupLimit},
+		{"overlap", p.Schedule.Overlap, pipelines.OverlapSkip},
 		{"concurrency", p.Limits.Concurrency, pipelines.DefaultConcurrency},
 		{"max_attempts", p.Limits.MaxAttempts, pipelines.DefaultMaxAttempts},
 		{"item_timeout", p.Limits.ItemTimeout.D(), pipelines.DefaultItemTimeout},

@@ -55,6 +55,12 @@ type Schedule struct {
 	Catchup string `yaml:"catchup,omitempty" json:"catchup,omitempty"`
 	// CatchupLimit caps how many missed fire times "all" enqueues. Default 10.
 	CatchupLimit int `yaml:"catchup_limit,omitempty" json:"catchup_limit,omitempty"`
+	// Overlap is skip, queue or allow: what a fire time does while a run of
+	// the pipeline is still pending, running or finalizing. skip: no run is
+	// started for it (logged and counted); queue: its run is recorded and
+	// starts once the earlier runs ended; allow: it starts at once. Default
+	// skip.
+	Overlap string `yaml:"overlap,omitempty" json:"overlap,omitempty"`
 }
 
 // WorkspaceConfig names the Workspace project. Base URL, org and token come

@@ -69,6 +69,9 @@ type RunState struct {
 	Error string `json:"error,omitempty"`
 	// StopReason says why a run was stopped (StatusStopped).
 	StopReason string `json:"stop_reason,omitempty"`
+	// WaitingFor is the run of the same pipeline this pending run waits for
+	// before it starts (schedule.overlap: queue; see Store.Admit).
+	WaitingFor string `json:"waiting_for,omitempty"`
 	// Total is the number of items planned so far (the steps not yet
 	// planned are not counted); Done = Succeeded + Failed + Skipped +
 	// Canceled.
@@ -114,44 +117,21 @@ type Spec struct {
 // error, when the run id already exists for the same pipeline (the same name
 // and content hash), so that starting a run twice is a no-op; a run id that
 // already belongs to another pipeline, or to another version of the file, is
-// an error.
+// an error. It ignores overlap (Admit with pipelines.OverlapAllow): a run
+// waiting for an earlier one (Admit, overlap: queue) is released. The run
+// joins its pipeline's active runs, which scheduled fire times of the
+// pipeline wait for or skip.
 func (s *Store) CreateRun(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo) (created bool, err error) {
-	if run.ID == "" {
-		return false, errors.New("runstore: create run: empty run id")
-	}
-	if p == nil || p.Name == "" {
-		return false, fmt.Errorf("runstore: create run %s: no pipeline", run.ID)
-	}
-	spec, err := json.Marshal(p)
+	a, err := s.Admit(ctx, p, run, pipelines.OverlapAllow)
 	if err != nil {
-		return false, fmt.Errorf("runstore: create run %s: encode pipeline: %w", run.ID, err)
+		return false, err
 	}
-	info, err := json.Marshal(run)
-	if err != nil {
-		return false, fmt.Errorf("runstore: create run %s: encode run info: %w", run.ID, err)
-	}
-	steps := make([]string, len(p.Steps))
-	for i, st := range p.Steps {
-		steps[i] = st.ID
-	}
-	stepsJSON, _ := json.Marshal(steps)
-	now := time.Now()
-	res, err := scriptCreateRun.Run(ctx, s.rdb, []string{s.runKey(run.ID), s.runsKey()},
-		run.ID, p.Name, p.Hash, spec, info, stepsJSON,
-		now.UnixMilli(), fmtTime(now), s.ttlMS()).Slice()
-	if err != nil {
-		return false, wrap("create run", run.ID, err)
-	}
-	if toInt(res[0]) == 1 {
+	if a.Outcome == AdmitCreated {
 		return true, nil
 	}
-	name, hash := toString(res[1]), toString(res[2])
-	if name != p.Name {
-		return false, fmt.Errorf("runstore: run id %s already belongs to pipeline %q, not %q", run.ID, name, p.Name)
-	}
-	if hash != "" && p.Hash != "" && hash != p.Hash {
+	if a.Hash != "" && p.Hash != "" && a.Hash != p.Hash {
 		return false, fmt.Errorf("runstore: run id %s of pipeline %q already exists for another version of the file (hash %.12s, this file %.12s); use another run id",
-			run.ID, p.Name, hash, p.Hash)
+			run.ID, p.Name, a.Hash, p.Hash)
 	}
 	return false, nil
 }
@@ -206,27 +186,43 @@ func (s *Store) MarkFinalizing(ctx context.Context, runID string) error {
 	return wrap("mark finalizing", runID, err)
 }
 
-// Finish sets a terminal status, the result directory and the end time.
+// Finish sets a terminal status, the result directory and the end time,
+// and removes the run from its pipeline's active runs.
 func (s *Store) Finish(ctx context.Context, runID, status, resultDir string) error {
 	if !Terminal(status) {
 		return fmt.Errorf("runstore: finish run %s: %q is not a terminal status", runID, status)
 	}
 	key := s.runKey(runID)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	pipe, err := s.pipelineOf(ctx, runID)
+	if err != nil {
+		return wrap("finish run", runID, err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, "status", status, "result_dir", resultDir, "finished_at", fmtTime(time.Now()))
 		p.PExpire(ctx, key, s.retention)
+		if pipe != "" {
+			p.ZRem(ctx, s.activeKey(pipe), runID)
+		}
 		p.Publish(ctx, s.endedChannel(runID), status)
 		return nil
 	})
 	return wrap("finish run", runID, err)
 }
 
-// Fail ends a run in StatusError with the reason.
+// Fail ends a run in StatusError with the reason and removes it from its
+// pipeline's active runs.
 func (s *Store) Fail(ctx context.Context, runID string, reason error) error {
 	key := s.runKey(runID)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	pipe, err := s.pipelineOf(ctx, runID)
+	if err != nil {
+		return wrap("fail run", runID, err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, "status", StatusError, "error", reason.Error(), "finished_at", fmtTime(time.Now()))
 		p.PExpire(ctx, key, s.retention)
+		if pipe != "" {
+			p.ZRem(ctx, s.activeKey(pipe), runID)
+		}
 		p.Publish(ctx, s.endedChannel(runID), StatusError)
 		return nil
 	})
@@ -344,6 +340,7 @@ func (s *Store) Run(ctx context.Context, runID string) (*RunState, error) {
 		ResultDir:    h["result_dir"],
 		Error:        h["error"],
 		StopReason:   h["stop"],
+		WaitingFor:   h["waiting_for"],
 		Retries:      atoi(h["retries"]),
 		CreatedAt:    parseTime(h["created_at"]),
 		StartedAt:    parseTime(h["started_at"]),

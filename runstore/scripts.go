@@ -8,21 +8,6 @@ import (
 // come from Redis (TIME), not from the workers, so machines with skewed
 // clocks agree on rate limits and leases.
 
-// scriptCreateRun creates the run record unless it already has a pipeline.
-// KEYS: run, runs index. ARGV: id, name, hash, spec, info, steps, now (ms),
-// created_at, ttl (ms). Returns {1} when created, else {0, name, hash}.
-var scriptCreateRun = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], 'spec') == 1 then
-  return {0, redis.call('HGET', KEYS[1], 'pipeline') or '', redis.call('HGET', KEYS[1], 'hash') or ''}
-end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'pipeline', ARGV[2], 'hash', ARGV[3], 'spec', ARGV[4],
-  'info', ARGV[5], 'steps', ARGV[6], 'status', 'pending', 'created_at', ARGV[8])
-redis.call('PEXPIRE', KEYS[1], ARGV[9])
-redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[9]))
-return {1}
-`)
-
 // scriptTransition moves the run from one status to another.
 // KEYS: run. ARGV: from, to, extra field (or empty), its value, ttl (ms).
 var scriptTransition = redis.NewScript(`

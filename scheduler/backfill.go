@@ -12,6 +12,7 @@ import (
 
 	"github.com/threadmill/threadmill/internal/logging"
 	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/runstore"
 )
 
 // DefaultBackfillMax is the most fire times one backfill starts unless told
@@ -65,6 +66,8 @@ func BackfillTimes(s *Schedule, from, to, now time.Time, max int) ([]time.Time, 
 // Backfill starts one run of e per fire time in [from, to], oldest first,
 // with the same run ids and windows the scheduler gives them, so running it
 // twice, or over fire times the scheduler already ran, creates each run once.
+// It ignores schedule.overlap: every run starts at once (a fire time the
+// scheduler skipped is created; one that waits is released).
 // each, when not nil, is called after every run.
 func Backfill(ctx context.Context, e *Entry, from, to time.Time, o BackfillOptions, each func(BackfillRun)) error {
 	if o.Starter == nil {
@@ -86,7 +89,10 @@ func Backfill(ctx context.Context, e *Entry, from, to time.Time, o BackfillOptio
 	}
 	for _, f := range fires {
 		run := RunInfo(e.Name(), e.Schedule, f)
-		created, err := o.Starter.Start(ctx, e.Pipeline, run)
+		// Backfill creates runs on purpose, often many at once: it ignores
+		// schedule.overlap (an explicit request, like enqueue). Its runs do
+		// count as active for the scheduler's next fire.
+		a, err := o.Starter.Start(ctx, e.Pipeline, run, pipelines.OverlapAllow)
 		if err != nil {
 			return fmt.Errorf("backfill %s: start run %s: %w", e.Name(), run.ID, err)
 		}
@@ -95,6 +101,7 @@ func Backfill(ctx context.Context, e *Entry, from, to time.Time, o BackfillOptio
 				return fmt.Errorf("backfill %s: %w", e.Name(), err)
 			}
 		}
+		created := a.Outcome == runstore.AdmitCreated
 		o.Logger.Info("backfill", logging.KeyPipeline, e.Name(), logging.KeyRun, run.ID, "created", created)
 		if each != nil {
 			each(BackfillRun{Run: run, Created: created})

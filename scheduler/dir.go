@@ -36,6 +36,15 @@ type Entry struct {
 // Name returns the pipeline's name.
 func (e *Entry) Name() string { return e.Pipeline.Name }
 
+// overlap returns the pipeline's schedule.overlap, skip when unset (a
+// pipeline built without Load).
+func (e *Entry) overlap() string {
+	if s := e.Pipeline.Schedule; s != nil && s.Overlap != "" {
+		return s.Overlap
+	}
+	return pipelines.OverlapSkip
+}
+
 // key identifies the entry's version: a change to the file or its schedule
 // makes a new key, so the asynq entry is registered anew.
 func (e *Entry) key() string { return e.Schedule.Spec() + "\x00" + e.Pipeline.Hash }

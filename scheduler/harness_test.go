@@ -66,15 +66,15 @@ type countingStarter struct {
 	created map[string]int
 }
 
-func (c *countingStarter) Start(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo) (bool, error) {
-	created, err := c.next.Start(ctx, p, run)
+func (c *countingStarter) Start(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo, overlap string) (runstore.Admission, error) {
+	a, err := c.next.Start(ctx, p, run, overlap)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++
-	if created {
+	if a.Outcome == runstore.AdmitCreated {
 		c.created[run.ID]++
 	}
-	return created, err
+	return a, err
 }
 
 func (c *countingStarter) snapshot() (calls int, created map[string]int) {
@@ -105,6 +105,11 @@ steps:
     prompt: "Summarize {{ .Artifact.Name }} in three bullets."
 `)
 	return b.String()
+}
+
+// withOverlap sets schedule.overlap in a pipelineYAML file.
+func withOverlap(yaml, overlap string) string {
+	return strings.Replace(yaml, " }\n", ", overlap: "+overlap+" }\n", 1)
 }
 
 // write writes a file into the pipelines directory atomically (temp file,

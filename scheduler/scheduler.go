@@ -62,29 +62,39 @@ import (
 	"github.com/threadmill/threadmill/internal/logging"
 	"github.com/threadmill/threadmill/internal/redishealth"
 	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/runstore"
 )
 
 // Starter starts runs. Start must be idempotent per run.ID: a second call
-// for a run that exists is a no-op returning created=false, however many
-// processes call it at once.
+// for a run that exists starts nothing new, however many processes call it
+// at once. overlap is the pipeline's schedule.overlap (pipelines.OverlapSkip,
+// OverlapQueue or OverlapAllow): the Starter decides atomically whether the
+// run starts, waits for an earlier run of the pipeline or is skipped, and
+// reports it as a runstore.Admission. A waiting run is started by a later
+// call for the same run once the runs before it ended.
 type Starter interface {
-	Start(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo) (created bool, err error)
+	Start(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo, overlap string) (runstore.Admission, error)
 }
 
 // StarterFunc adapts a function to Starter.
-type StarterFunc func(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo) (bool, error)
+type StarterFunc func(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo, overlap string) (runstore.Admission, error)
 
 // Start calls f.
-func (f StarterFunc) Start(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo) (bool, error) {
-	return f(ctx, p, run)
+func (f StarterFunc) Start(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo, overlap string) (runstore.Admission, error) {
+	return f(ctx, p, run, overlap)
 }
 
 // Observer receives the scheduler's events, for metrics. *metrics.Metrics
 // implements it.
 type Observer interface {
 	// SchedulerFired is called for every fire time handled: outcome is
-	// "created" when this call created the run, "duplicate" when it existed.
+	// "created" when this call created the run (or started it after it
+	// waited), "duplicate" when another call had decided, "queued" when its
+	// run waits for an earlier run, "skipped" when no run was started.
 	SchedulerFired(pipeline, outcome string)
+	// SchedulerSkipped is called for a fire time for which no run was
+	// started, with the reason ("overlap").
+	SchedulerSkipped(pipeline, reason string)
 	// SchedulerSynced is called after every successful sync at t, with the
 	// number of scheduled pipelines and of files that failed to load.
 	SchedulerSynced(t time.Time, entries, invalid int)
@@ -473,36 +483,73 @@ func (s *Scheduler) catchUp(ctx context.Context, e *Entry, now time.Time) error 
 			s.log.Info("catching up", logging.KeyPipeline, name, "policy", string(e.Policy),
 				"since", cur.In(e.Schedule.Location()).Format(time.RFC3339), "runs", len(missed))
 		}
+		// The missed fire times never overlap each other: under skip, the
+		// first is skipped if a run is active and the next ones queue
+		// behind the first one recorded (catchup: all asked for each).
+		overlap := e.overlap()
 		for _, f := range missed {
-			if _, err := s.start(ctx, e, f, "catch-up"); err != nil {
+			_, a, err := s.start(ctx, e, f, "catch-up", overlap)
+			if err != nil {
 				return err // the cursor stays: the next sync retries
+			}
+			if a.Outcome == runstore.AdmitWaiting {
+				// Started by a later sync or fire, with the fired ones.
+				if err := s.st.addPending(ctx, name, f); err != nil {
+					return err
+				}
+			}
+			if a.Outcome != runstore.AdmitSkipped && overlap == pipelines.OverlapSkip {
+				overlap = pipelines.OverlapQueue
 			}
 		}
 	}
 	return s.st.advance(ctx, name, now)
 }
 
-// start starts the run of e at fire time f and records it in the history.
-func (s *Scheduler) start(ctx context.Context, e *Entry, f time.Time, why string) (pipelines.RunInfo, error) {
+// start asks the Starter for the run of e at fire time f under the overlap
+// policy, records the run in the history when it exists, counts and logs
+// the decision (once across schedulers: Admission.First).
+func (s *Scheduler) start(ctx context.Context, e *Entry, f time.Time, why, overlap string) (pipelines.RunInfo, runstore.Admission, error) {
 	run := RunInfo(e.Name(), e.Schedule, f)
-	created, err := s.cfg.Starter.Start(ctx, e.Pipeline, run)
+	a, err := s.cfg.Starter.Start(ctx, e.Pipeline, run, overlap)
 	if err != nil {
-		return run, fmt.Errorf("scheduler: start run %s: %w", run.ID, err)
+		return run, a, fmt.Errorf("scheduler: start run %s: %w", run.ID, err)
 	}
-	if err := s.st.record(ctx, e.Name(), run.ID, f); err != nil {
-		return run, err
+	if a.Outcome != runstore.AdmitSkipped {
+		if err := s.st.record(ctx, e.Name(), run.ID, f); err != nil {
+			return run, a, err
+		}
+	}
+	outcome := "duplicate"
+	log := s.log.With(logging.KeyPipeline, e.Name(), logging.KeyRun, run.ID, "why", why)
+	switch {
+	case a.Outcome == runstore.AdmitCreated || a.Outcome == runstore.AdmitReleased:
+		outcome = "created"
+		msg := "run started"
+		if a.Outcome == runstore.AdmitReleased {
+			msg = "run started: the earlier runs of the pipeline ended"
+		}
+		log.Info(msg, "window_start", run.WindowStart.Format(time.RFC3339), "window_end", run.WindowEnd.Format(time.RFC3339))
+	case a.Outcome == runstore.AdmitWaiting && a.First:
+		outcome = "queued"
+		log.Info("run queued: it starts when run "+a.Blocker+" of the pipeline has ended (schedule.overlap: "+overlap+")",
+			"waiting_for", a.Blocker)
+	case a.Outcome == runstore.AdmitSkipped && a.First:
+		outcome = "skipped"
+		log.Warn("fire time skipped: run "+a.Blocker+" of the pipeline is still active (schedule.overlap: skip)",
+			"active_run", a.Blocker, "fire", f.In(e.Schedule.Location()).Format(time.RFC3339))
+	case a.Outcome == runstore.AdmitWaiting:
+		log.Debug("run still waiting", "waiting_for", a.Blocker)
+	default:
+		log.Debug("run exists", "outcome", a.Outcome)
 	}
 	if o := s.cfg.Observer; o != nil {
-		o.SchedulerFired(e.Name(), map[bool]string{true: "created", false: "duplicate"}[created])
+		o.SchedulerFired(e.Name(), outcome)
+		if outcome == "skipped" {
+			o.SchedulerSkipped(e.Name(), "overlap")
+		}
 	}
-	log := s.log
-	if created {
-		log.Info("run started", logging.KeyPipeline, e.Name(), logging.KeyRun, run.ID, "why", why,
-			"window_start", run.WindowStart.Format(time.RFC3339), "window_end", run.WindowEnd.Format(time.RFC3339))
-	} else {
-		log.Debug("run exists", logging.KeyPipeline, e.Name(), logging.KeyRun, run.ID, "why", why)
-	}
-	return run, nil
+	return run, a, nil
 }
 
 // onFire is asynq's PreEnqueueFunc: it runs in the process whose cron
@@ -566,12 +613,12 @@ func (s *Scheduler) handleFire(ctx context.Context, task *asynq.Task) error {
 		// here after the next sync or in another process.
 		return fmt.Errorf("scheduler: fire task for pipeline %q, which this scheduler has not loaded from %s", f.Pipeline, s.dir.Path())
 	}
-	ids, err := s.startPending(ctx, e, "schedule")
+	res, err := s.startPending(ctx, e, "schedule")
 	if err != nil {
 		return err
 	}
 	if w := task.ResultWriter(); w != nil {
-		b, _ := json.Marshal(map[string][]string{"runs": ids})
+		b, _ := json.Marshal(res)
 		_, _ = w.Write(b)
 	}
 	return nil
@@ -582,29 +629,48 @@ func (s *Scheduler) drainPending(ctx context.Context, e *Entry, why string) erro
 	return err
 }
 
+// fireResult is the result of a fire task, as asynqmon shows it: the runs
+// started, waiting for an earlier run, and skipped.
+type fireResult struct {
+	Runs    []string `json:"runs"`
+	Queued  []string `json:"queued,omitempty"`
+	Skipped []string `json:"skipped,omitempty"`
+}
+
 // startPending starts a run for each pending fire time of e; a fire time
-// leaves the pending set only once its run exists.
-func (s *Scheduler) startPending(ctx context.Context, e *Entry, why string) ([]string, error) {
+// leaves the pending set once its run started or was skipped. A run waiting
+// for an earlier one (overlap: queue) keeps its fire time pending, so that
+// every fire task and every sync, in any scheduler process, asks again.
+func (s *Scheduler) startPending(ctx context.Context, e *Entry, why string) (fireResult, error) {
 	name := e.Name()
+	res := fireResult{Runs: []string{}}
 	fires, err := s.st.pending(ctx, name)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
-	ids := make([]string, 0, len(fires))
 	for _, fire := range fires {
-		run, err := s.start(ctx, e, fire, why)
+		run, a, err := s.start(ctx, e, fire, why, e.overlap())
 		if err != nil {
-			return ids, err
+			return res, err
 		}
-		if err := s.st.donePending(ctx, name, fire); err != nil {
-			return ids, err
+		switch a.Outcome {
+		case runstore.AdmitWaiting:
+			res.Queued = append(res.Queued, run.ID)
+		case runstore.AdmitSkipped:
+			res.Skipped = append(res.Skipped, run.ID)
+		default:
+			res.Runs = append(res.Runs, run.ID)
+		}
+		if a.Outcome != runstore.AdmitWaiting {
+			if err := s.st.donePending(ctx, name, fire); err != nil {
+				return res, err
+			}
 		}
 		if err := s.st.advance(ctx, name, fire); err != nil {
-			return ids, err
+			return res, err
 		}
-		ids = append(ids, run.ID)
 	}
-	return ids, nil
+	return res, nil
 }
 
 func (s *Scheduler) entry(name string) *Entry {

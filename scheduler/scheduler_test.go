@@ -15,6 +15,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/runstore"
 )
 
 // Two schedulers on one Redis and one directory, each firing every second
@@ -22,7 +24,9 @@ import (
 // windows that tile time; asynq's Inspector lists both schedulers' entries.
 func TestTwoSchedulersOneRunPerFireTime(t *testing.T) {
 	e := newEnv(t)
-	e.write("tick.yaml", pipelineYAML("tick", "@every 1s", "Europe/Madrid", "none", 0))
+	// No worker runs these runs: overlap allow keeps each fire time's run
+	// from waiting for the previous one (see overlap_test.go for overlap).
+	e.write("tick.yaml", withOverlap(pipelineYAML("tick", "@every 1s", "Europe/Madrid", "none", 0), "allow"))
 	a, b := e.scheduler(nil), e.scheduler(nil)
 	stopA, stopB := e.start(a), e.start(b)
 
@@ -117,11 +121,11 @@ func TestJobsStarterAfterEdit(t *testing.T) {
 	ent, _ := EntryOf(v1)
 	run := RunInfo("weekly", ent.Schedule, mustTime(t, "2026-03-30T09:00:00+02:00"))
 	st := &JobsStarter{Client: e.client, Store: e.store}
-	if created, err := st.Start(context.Background(), v1, run); err != nil || !created {
-		t.Fatalf("first start: %v, %v", created, err)
+	if a, err := st.Start(context.Background(), v1, run, pipelines.OverlapSkip); err != nil || a.Outcome != runstore.AdmitCreated {
+		t.Fatalf("first start: %+v, %v", a, err)
 	}
-	if created, err := st.Start(context.Background(), v2, run); err != nil || created {
-		t.Fatalf("start after the edit: created=%v, err=%v; want an existing run", created, err)
+	if a, err := st.Start(context.Background(), v2, run, pipelines.OverlapSkip); err != nil || a.Outcome != runstore.AdmitExists {
+		t.Fatalf("start after the edit: %+v, err=%v; want an existing run", a, err)
 	}
 	spec, err := e.store.Spec(context.Background(), run.ID)
 	if err != nil || spec.Pipeline.Hash != v1.Hash {
@@ -130,7 +134,7 @@ func TestJobsStarterAfterEdit(t *testing.T) {
 	// Another pipeline's run id is refused.
 	other := *v2
 	other.Name = "other"
-	if _, err := st.Start(context.Background(), &other, run); err == nil || !strings.Contains(err.Error(), "already belongs to pipeline") {
+	if _, err := st.Start(context.Background(), &other, run, pipelines.OverlapSkip); err == nil || !strings.Contains(err.Error(), "already belongs to pipeline") {
 		t.Errorf("start of another pipeline's run id: %v", err)
 	}
 }
@@ -140,7 +144,7 @@ func TestJobsStarterAfterEdit(t *testing.T) {
 // firings are recorded too, a long gap (downtime) is left to catch-up.
 func TestRecordFireFillsSkipped(t *testing.T) {
 	e := newEnv(t)
-	e.write("tick.yaml", pipelineYAML("tick", "@every 1s", "UTC", "none", 0))
+	e.write("tick.yaml", withOverlap(pipelineYAML("tick", "@every 1s", "UTC", "none", 0), "allow"))
 	s := e.scheduler(nil)
 	if _, err := s.Sync(context.Background()); err != nil {
 		t.Fatal(err)

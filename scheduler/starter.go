@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/hibiken/asynq"
 
@@ -12,10 +13,12 @@ import (
 )
 
 // JobsStarter starts runs on the workers' queue through jobs.StartRun. The
-// run store's CreateRun is the one claim of a run id: an atomic script that
-// records the run only when the id is new, so however many schedulers start
-// the same fire time, one run exists and one run:start task is enqueued
-// (its task id is derived from the run id).
+// run store's Admit is the one claim of a run id and the one overlap
+// decision: an atomic script that records the run only when the id is new
+// and no active run of the pipeline holds it back, so however many
+// schedulers start the same fire time, one run exists, one decision is made
+// and one run:start task is enqueued (its task id is derived from the run
+// id).
 type JobsStarter struct {
 	Client *asynq.Client
 	Store  *runstore.Store
@@ -26,26 +29,30 @@ type JobsStarter struct {
 
 var _ Starter = (*JobsStarter)(nil)
 
-// Start creates the run if its id is new and makes sure its run:start task
-// was enqueued. created reports whether this call created the run.
+// Start admits the run under overlap (runstore.Store.Admit) and, when it
+// may start, makes sure its run:start task was enqueued. A run that waits
+// for an earlier one, or was skipped, is not enqueued.
 //
 // When the id exists for an earlier version of the pipeline file (the file
 // was edited after the fire time was started), the run stands as recorded:
-// it is re-enqueued with the pipeline it was created with, not failed.
-func (j *JobsStarter) Start(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo) (bool, error) {
+// it is enqueued with the pipeline it was created with, not failed.
+func (j *JobsStarter) Start(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo, overlap string) (runstore.Admission, error) {
 	if j.Client == nil || j.Store == nil {
-		return false, errors.New("scheduler: JobsStarter needs an asynq client and a run store")
+		return runstore.Admission{}, errors.New("scheduler: JobsStarter needs an asynq client and a run store")
 	}
-	created, err := j.Store.CreateRun(ctx, p, run)
-	if err != nil {
-		spec, err2 := j.Store.Spec(ctx, run.ID)
-		if err2 != nil || spec.Pipeline.Name != p.Name {
-			return false, err
+	a, err := j.Store.Admit(ctx, p, run, overlap)
+	if err != nil || !a.Start() {
+		return a, err
+	}
+	if a.Hash != "" && p.Hash != "" && a.Hash != p.Hash {
+		spec, err := j.Store.Spec(ctx, run.ID)
+		if err != nil {
+			return a, fmt.Errorf("scheduler: run %s was recorded for another version of the file: %w", run.ID, err)
 		}
 		p = spec.Pipeline
 	}
 	if err := jobs.StartRun(ctx, j.Client, j.Store, p, run, j.Opts...); err != nil {
-		return created, err
+		return a, err
 	}
-	return created, nil
+	return a, nil
 }

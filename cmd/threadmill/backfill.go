@@ -59,7 +59,9 @@ func newBackfillCmd() *cobra.Command {
 --to (both included): one per fire time, with the same run ids and windows
 the scheduler gives them. Running it again, or over fire times the
 scheduler already ran, starts nothing twice: existing runs are reported as
-such. The workers (` + "`threadmill worker`" + `) do the runs.
+such. The workers (` + "`threadmill worker`" + `) do the runs. Backfill ignores
+schedule.overlap: every run starts at once, also a fire time the scheduler
+skipped because an earlier run was still active.
 
 PIPELINE is a pipeline file, or the name of a pipeline in --pipelines.
 --from and --to are RFC 3339 times (2026-03-02T09:00:00+01:00), dates

@@ -67,8 +67,10 @@ pipeline, so workers never read the file. Prints the run id on stdout.
 
 A scheduled pipeline's run covers the window of its latest completed fire
 time, as ` + "`plan`" + ` shows it (--at picks the last fire time at or before
-another time); its id is <pipeline>-<UTC time> unless --run-id gives one. Enqueueing a run id that exists already, for the same pipeline file,
-changes nothing.
+another time); its id is <pipeline>-<UTC time> unless --run-id gives one.
+Enqueueing a run id that exists already, for the same pipeline file, changes
+nothing. Enqueue ignores schedule.overlap (the run starts at once), but the
+scheduler's next fire time of the pipeline waits for or skips it.
 
 The workers hold the Workspace URL and token. When WORKSPACE_BASE_URL is
 set here too (with WORKSPACE_API_TOKEN and WORKSPACE_ORG as the workers have

@@ -157,6 +157,13 @@ Fire times missed while no scheduler ran are caught up on start and on
 every sync, per each pipeline's schedule.catchup: none, latest (default) or
 all (at most schedule.catchup_limit, default 10).
 
+A fire time while an earlier run of the pipeline is still pending, running
+or finalizing follows schedule.overlap: skip (default: no run, one WARN
+line naming the active run, counted in
+threadmill_scheduler_fires_skipped_total), queue (the run is recorded and
+starts once the earlier runs ended, checked at every fire and sync) or
+allow. Caught-up fire times never overlap each other.
+
 The entries are asynq scheduler entries: ` + "`asynq cron ls`" + ` and asynqmon
 list them with their next fire times. With --health-addr, GET /healthz and
 /readyz answer 200 while Redis answers and the last sync is recent (503

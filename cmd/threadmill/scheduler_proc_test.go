@@ -59,7 +59,9 @@ func TestTwoSchedulerProcesses(t *testing.T) {
 	rdb := srv.Client(t)
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
-		"tick.yaml":   schedPipeline("tick", `{ cron: "@every 1s", catchup: none }`),
+		// No worker runs these runs: overlap allow starts every second's
+		// run without waiting for the previous one.
+		"tick.yaml":   schedPipeline("tick", `{ cron: "@every 1s", catchup: none, overlap: allow }`),
 		"hourly.yaml": schedPipeline("hourly", `{ cron: "0 * * * *", catchup: all, catchup_limit: 3 }`),
 	})
 	started := time.Now()
@@ -210,8 +212,12 @@ func TestTwoSchedulerProcesses(t *testing.T) {
 	// The hourly catch-up: the last three hours, once, although both
 	// processes caught up at start.
 	var hourly []string
+	waiting := 0
 	for _, r := range runsOf("hourly") {
 		hourly = append(hourly, r.ID)
+		if r.WaitingFor != "" {
+			waiting++ // caught-up fire times queue behind each other (overlap)
+		}
 	}
 	slices.Sort(hourly)
 	var want []string
@@ -224,13 +230,18 @@ func TestTwoSchedulerProcesses(t *testing.T) {
 	if !crossed && !slices.Equal(hourly, want) {
 		t.Errorf("hourly runs = %v, want %v", hourly, want)
 	}
-	// One run:start task per run on the workers' priority queue.
+	// No worker runs the hourly runs: the first caught-up one started, the
+	// others wait for it (schedule.overlap skip queues caught-up fire times).
+	if !crossed && waiting != len(hourly)-1 {
+		t.Errorf("%d of the hourly runs %v wait, want all but the first", waiting, hourly)
+	}
+	// One run:start task per run started, on the workers' priority queue.
 	q, err := insp.GetQueueInfo(worker.PriorityQueue("threadmill"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(fires) + len(hourly); q.Size != n {
-		t.Errorf("queue %s holds %d tasks for %d runs", q.Queue, q.Size, n)
+	if n := len(fires) + len(hourly) - waiting; q.Size != n {
+		t.Errorf("queue %s holds %d tasks for %d runs started", q.Queue, q.Size, n)
 	}
 	// `threadmill status` shows each run once.
 	out, err := exec.Command(bin, "status", "--redis", srv.URL()).Output()

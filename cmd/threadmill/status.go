@@ -258,6 +258,9 @@ func printRun(w io.Writer, st *runstore.RunState, now time.Time) {
 	row("run", "%s", st.ID)
 	row("pipeline", "%s", st.Pipeline)
 	row("status", "%s", st.Status)
+	if st.WaitingFor != "" {
+		row("waiting for", "%s to end (schedule.overlap: queue)", st.WaitingFor)
+	}
 	if st.StopReason != "" {
 		row("stopped", "%s", st.StopReason)
 	}
