@@ -43,10 +43,11 @@ func (r *Reopened) Total() int {
 // finished, or that ended in StatusError.
 var ErrNotReopenable = errors.New("run cannot be retried")
 
-// scriptClaimReopen: KEYS: run, history list. ARGV: expected finished_at,
-// history entry, ttl (ms). Moves a finished run back to running, counts the
-// attempt and appends the entry to the history, unless the run changed
-// since it was read (another retry). Returns the new attempt, or 0.
+// scriptClaimReopen: KEYS: run, history list, the pipeline's active runs.
+// ARGV: expected finished_at, history entry, ttl (ms), run id. Moves a finished run
+// back to running, counts the attempt, appends the entry to the history and
+// makes the run active again (schedule.overlap sees it), unless the run
+// changed since it was read (another retry). Returns the new attempt, or 0.
 var scriptClaimReopen = redis.NewScript(`
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == 'error' or not ` + luaTerminal() + ` then return 0 end
@@ -55,8 +56,12 @@ redis.call('HSET', KEYS[1], 'status', 'running')
 redis.call('HDEL', KEYS[1], 'stop', 'error', 'finished_at', 'result_dir')
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+local t = redis.call('TIME')
+local score = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+if last[2] and tonumber(last[2]) >= score then score = tonumber(last[2]) + 1 end
+redis.call('ZADD', KEYS[3], score, ARGV[4])
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
 return attempt
 `)
 
@@ -157,8 +162,8 @@ func (s *Store) Reopen(ctx context.Context, runID string, states []string) (*Reo
 	if !st.FinishedAt.IsZero() {
 		finished = fmtTime(st.FinishedAt)
 	}
-	attempt, err := scriptClaimReopen.Run(ctx, s.rdb, []string{s.runKey(runID), s.historyKey(runID)},
-		finished, entry, s.ttlMS()).Int()
+	attempt, err := scriptClaimReopen.Run(ctx, s.rdb, []string{s.runKey(runID), s.historyKey(runID), s.activeKey(st.Pipeline)},
+		finished, entry, s.ttlMS(), runID).Int()
 	if err != nil {
 		return nil, wrap("reopen run", runID, err)
 	}

@@ -215,3 +215,25 @@ func (e *env) retryStart(runID string, attempt int) {
 		e.t.Fatal(err)
 	}
 }
+
+// A retried run is active again: the scheduler's overlap check sees it.
+func TestRetryMakesTheRunActiveAgain(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	e.folder("Inbox", 2)
+	e.front.Add(&hostile.Rule{Method: http.MethodPost, Path: hostile.Validate, Times: 1,
+		Do: hostile.Respond(http.StatusBadRequest, `{"message":"no"}`)})
+	e.startWorker()
+	run := e.start(e.pipeline(cancelPipeline), "retry-active-1")
+	if st := e.wait(run, time.Minute); st.Failed != 1 {
+		t.Fatalf("first attempt: %s, %d failed", st.Status, st.Failed)
+	}
+	if active, _ := e.store.ActiveRuns(context.Background(), "cancel"); len(active) != 0 {
+		t.Fatalf("a finished run is active: %v", active)
+	}
+	if _, err := e.store.Reopen(context.Background(), run, []string{results.StateFailed}); err != nil {
+		t.Fatal(err)
+	}
+	if active, _ := e.store.ActiveRuns(context.Background(), "cancel"); len(active) != 1 || active[0] != run {
+		t.Errorf("active runs after Reopen: %v, want [%s]", active, run)
+	}
+}
