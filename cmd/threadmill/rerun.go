@@ -27,6 +27,7 @@ type rerunOptions struct {
 	File             string
 	Redis            redisFlags
 	ResultsDir       string
+	Simulate         bool
 	Queue            string
 	Priority         string
 	NoWait           bool
@@ -49,8 +50,9 @@ items that did not succeed, with the file the run was started with).
 
 RUN is looked up in Redis (--redis or ` + envRedisURL + `), else in the results
 root (--results, else the pipeline's output.dir): its run.json gives the
-window. The new run is started on the shared Redis for the workers; follow
-it as ` + "`enqueue --wait`" + ` does, or pass --no-wait.
+window. With a Redis the new run is started there for the workers; follow
+it as ` + "`enqueue --wait`" + ` does, or pass --no-wait. Without one it runs here,
+as ` + "`run`" + ` does (--simulate for the in-process simulator).
 
 ` + redisURLHelp,
 		Example: `  threadmill rerun weekly-support-brief@2026-11-30T08:00:00Z pipelines.d/weekly-support-brief.yaml
@@ -70,6 +72,7 @@ it as ` + "`enqueue --wait`" + ` does, or pass --no-wait.
 	f := cmd.Flags()
 	o.Redis.add(f, "Redis URL of the queue and run state (default: "+envRedisURL+")")
 	f.StringVar(&o.ResultsDir, "results", "", "results root to find RUN's run.json in when Redis does not know it (default: the pipeline's output.dir, else ./"+pipelines.DefaultOutputDir+")")
+	f.BoolVar(&o.Simulate, "simulate", false, "without Redis: run on the in-process simulator")
 	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue the workers serve")
 	f.StringVar(&o.Priority, "priority", "high", "high (the workers' priority queue, as scheduled runs) or normal")
 	f.BoolVar(&o.NoWait, "no-wait", false, "return once the run is enqueued")
@@ -84,9 +87,19 @@ func runRerun(ctx context.Context, o *rerunOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return loadFailure(err, stderr)
 	}
-	redisURL, source, err := o.Redis.required(lookup)
-	if err != nil {
-		return withCode(exitUsage, err)
+	redisURL, source := o.Redis.resolve(lookup)
+	if redisURL == "" {
+		args := []string{o.File, "--rerun-of", o.RunID, "--progress", o.Progress, "--progress-interval", o.ProgressInterval.String()}
+		if o.Simulate {
+			args = append(args, "--simulate")
+		}
+		if o.ResultsDir != "" {
+			args = append(args, "--results", o.ResultsDir)
+		}
+		return runEmbedded(ctx, args, stdout, stderr)
+	}
+	if o.Simulate {
+		return withCode(exitUsage, errors.New("--simulate is for a re-run without Redis; the workers send a shared Redis's runs"))
 	}
 	rc, err := connectRedis(ctx, redisURL, source, 4)
 	if err != nil {

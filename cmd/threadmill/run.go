@@ -43,6 +43,13 @@ type runOptions struct {
 	// Resume continues an interrupted run (RunID, else the pipeline's latest
 	// journal) without sending its finished items again.
 	Resume bool
+	// RetryOf retries the items in RetryStates of a finished embedded run
+	// (`threadmill retry` without Redis), rebuilt from its directory.
+	RetryOf     string
+	RetryStates []string
+	// RerunOf starts a new run over the window of an earlier one
+	// (`threadmill rerun` without Redis).
+	RerunOf string
 	// ResultsDir overrides the pipeline's output.dir.
 	ResultsDir string
 	// Progress is auto, bar, lines or none.
@@ -74,6 +81,9 @@ func (o *runOptions) validate() error {
 		if err := checkRunID(o.RunID); err != nil {
 			return fmt.Errorf("--run-id: %w", err)
 		}
+	}
+	if n := btoi(o.Resume) + btoi(o.RetryOf != "") + btoi(o.RerunOf != ""); n > 1 || n == 1 && o.RunID != "" && !o.Resume {
+		return errors.New("--resume, --retry-of and --rerun-of go alone (and only --resume with --run-id)")
 	}
 	if err := o.Preflight.validate(); err != nil {
 		return err
@@ -135,6 +145,13 @@ interrupted, 2 for bad flags.
 	f.StringVar(&at, "at", "", "run the window of the last fire time at or before this time: RFC 3339 or a date (UTC); default now")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "tasks the local worker runs at once (default: the pipeline's limits.concurrency + 2)")
 	f.BoolVar(&o.Resume, "resume", false, "continue an interrupted run (--run-id, else the latest) without re-sending its finished items")
+	// The embedded side of `threadmill retry` and `threadmill rerun`.
+	f.StringVar(&o.RetryOf, "retry-of", "", "retry the items of this finished run (threadmill retry)")
+	f.StringSliceVar(&o.RetryStates, "retry-states", []string{results.StateFailed, results.StateSkipped, results.StateCanceled}, "item states to retry")
+	f.StringVar(&o.RerunOf, "rerun-of", "", "run the window of this earlier run again (threadmill rerun)")
+	for _, name := range []string{"retry-of", "retry-states", "rerun-of"} {
+		_ = f.MarkHidden(name)
+	}
 	f.StringVar(&o.ResultsDir, "results", "", "results root (default: the pipeline's output.dir, else ./"+pipelines.DefaultOutputDir+")")
 	f.StringVar(&o.Progress, "progress", "auto", "progress display: auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "time between progress lines when not on a terminal")
@@ -243,6 +260,9 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	// The run: a new one (its window now; its id once Redis is up), or the
 	// interrupted one to resume.
 	embedded := redisURL == ""
+	if !embedded && (o.RetryOf != "" || o.RerunOf != "") {
+		return withCode(exitUsage, errors.New("a run on a shared Redis is retried with threadmill retry RUN, and re-run with threadmill rerun RUN FILE"))
+	}
 	var (
 		run  pipelines.RunInfo
 		resv *results.Reservation
@@ -252,9 +272,22 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 			_ = resv.Release()
 		}
 	}()
-	if o.Resume {
+	var prev *results.Run
+	switch {
+	case o.Resume:
 		run, resv, err = resumeRun(o, p, root, embedded, stderr)
-	} else {
+	case o.RetryOf != "":
+		if run, prev, err = retryRunInfo(p, root, o.RetryOf); err != nil {
+			return err
+		}
+		if n := countStates(prev, o.RetryStates); n == 0 {
+			fmt.Fprintf(stdout, "run %s has no %s items: nothing to retry\n", run.ID, strings.Join(o.RetryStates, ", "))
+			return nil
+		}
+		resv, err = reserveRetry(root, p.Name, run.ID)
+	case o.RerunOf != "":
+		run, err = rerunInfo(p, root, o)
+	default:
 		run, err = planRun(p, o.At, time.Time{}, o.RunID)
 	}
 	if err != nil {
@@ -299,7 +332,12 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
+	itemRetention := time.Duration(0) // the default, on a shared Redis
+	if embedded {
+		itemRetention = -1 // nobody inspects a one-shot process's completed tasks
+	}
 	w, err := worker.New(worker.Config{
+		ItemRetention:   itemRetention,
 		MaxRetryAfter:   maxWait,
 		RDB:             rc.RDB,
 		API:             conn.Client,
@@ -313,7 +351,7 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 		return err
 	}
 	store := w.Store()
-	if !o.Resume {
+	if !o.Resume && o.RetryOf == "" {
 		if resv, err = claimRunID(ctx, o, p, root, &run, embedded, store); err != nil {
 			return err
 		}
@@ -325,7 +363,9 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	// that far leaves none behind.
 	var journal *results.Journal
 	jpath := results.JournalPath(root, p.Name, run.ID)
-	if rc.Embedded != nil {
+	// A retry keeps no journal: interrupted, it is simply retried again
+	// (its directory still holds the attempt before).
+	if rc.Embedded != nil && o.RetryOf == "" {
 		var prepare func() error
 		if !o.Resume {
 			meta := resumeMeta{Pipeline: p.Name, File: o.File, PipelineHash: p.Hash, Run: run, Simulate: o.Simulate}
@@ -344,8 +384,13 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	}
 
 	seeded := 0
-	if o.Resume {
+	switch {
+	case o.Resume:
 		if seeded, err = seedFromJournal(ctx, store, p, run, jpath); err != nil {
+			return err
+		}
+	case o.RetryOf != "":
+		if seeded, err = seedRetry(ctx, store, p, run, prev, filepath.Join(root, p.Name, run.ID), o.RetryStates); err != nil {
 			return err
 		}
 	}
@@ -354,9 +399,14 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	if err := jobs.StartRun(ctx, q, store, p, run, asynq.Queue(w.Queue())); err != nil {
 		return fmt.Errorf("start run %s: %w", run.ID, err)
 	}
-	if o.Resume {
+	switch {
+	case o.Resume:
 		fmt.Fprintf(stderr, "resuming run %s: %d finished items from %s are not sent again\n", run.ID, seeded, jpath)
-	} else {
+	case o.RetryOf != "":
+		fmt.Fprintf(stderr, "retrying run %s: %d items sent again (and the steps that read them); the others are kept\n", run.ID, seeded)
+	case o.RerunOf != "":
+		fmt.Fprintf(stderr, "run %s re-runs %s (fire time %s) with %s\n", run.ID, o.RerunOf, run.Time.UTC().Format(time.RFC3339), o.File)
+	default:
 		fmt.Fprintf(stderr, "run %s of %s started (redis: %s)\n", run.ID, p.Name, rc.Display)
 	}
 
@@ -800,6 +850,14 @@ func printSummary(w io.Writer, st *runstore.RunState) {
 
 // urlPassword returns the password of a URL, "" when none, for the log
 // redactor (decoded when the URL parses, as written otherwise).
+// btoi is 1 for true.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func urlPassword(raw string) string {
 	if raw == "" {
 		return ""
