@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -454,4 +455,58 @@ func (s *Store) Threads(ctx context.Context, runID string) iter.Seq2[string, err
 // RemoveThread forgets a thread remembered by AddThread.
 func (s *Store) RemoveThread(ctx context.Context, runID, threadID string) error {
 	return wrap("forget thread", runID, s.rdb.SRem(ctx, s.threadsKey(runID), threadID).Err())
+}
+
+// WithoutThread returns the checkpoint of an item whose thread no longer
+// exists (deleted after an earlier attempt of the run): its turns and
+// pending interactions go with the thread, their ids into Discarded and the
+// usage of its finished turns into Wasted (they were billed), so that the
+// item starts again in a new thread.
+func (c Checkpoint) WithoutThread() Checkpoint {
+	out := c
+	out.ThreadID = ""
+	out.Discarded = slices.Clone(c.Discarded)
+	out.Pending, out.Turns = map[int]string{}, map[int]Turn{}
+	for i, id := range c.Pending {
+		if _, done := c.Turns[i]; !done && id != "" && id != Creating {
+			out.Discarded = append(out.Discarded, id)
+		}
+	}
+	for _, t := range c.Turns {
+		if t.InteractionID != "" {
+			out.Discarded = append(out.Discarded, t.InteractionID)
+		}
+		out.Wasted = out.Wasted.Add(t.Usage)
+	}
+	return out
+}
+
+// CheckpointThreadGone records ck.WithoutThread() for an item whose thread
+// is gone, and returns it.
+func (s *Store) CheckpointThreadGone(ctx context.Context, runID, step, key string, ck Checkpoint) (Checkpoint, error) {
+	k := s.ckptKey(runID, step, key)
+	out := ck.WithoutThread()
+	fields := []string{"thread"}
+	for i := range ck.Pending {
+		fields = append(fields, "pending:"+strconv.Itoa(i))
+	}
+	for i := range ck.Turns {
+		fields = append(fields, "turn:"+strconv.Itoa(i))
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HDel(ctx, k, fields...)
+		p.HSet(ctx, k, "discarded", strings.Join(out.Discarded, ","),
+			"wasted_in", int64(out.Wasted.InputTokens), "wasted_out", int64(out.Wasted.OutputTokens))
+		p.PExpire(ctx, k, s.retention)
+		return nil
+	})
+	return out, wrap("checkpoint item "+step+"/"+key, runID, err)
+}
+
+// ForgetRunThread forgets a step's shared thread (thread.per: run) when it
+// is threadID and no longer exists, so that RunThread creates another.
+func (s *Store) ForgetRunThread(ctx context.Context, runID, step, threadID string) error {
+	err := s.rdb.Eval(ctx, `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
+		[]string{s.runThreadKey(runID, step)}, threadID).Err()
+	return wrap("forget the shared thread of "+step, runID, err)
 }

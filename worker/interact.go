@@ -71,6 +71,25 @@ func CorrelationID(runID, key string, turn int) string {
 // thread sends the item's turns as interactions in its thread.
 func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
 	rc, it := ir.rc, ir.it
+	if ir.ck.ThreadID != "" {
+		// A thread of an earlier attempt may be gone: deleted after the
+		// run (thread.delete_after) before a retry of it, or by hand.
+		if _, err := w.api.GetThread(withRun(ctx, rc), ir.ck.ThreadID); errorsIsNotFound(err) {
+			ir.logger().Info("the item's thread is gone; it starts again in a new one", "thread", ir.ck.ThreadID)
+			if it.ThreadPer == pipelines.PerRun {
+				if err := w.store.ForgetRunThread(ctx, rc.id, it.Step, ir.ck.ThreadID); err != nil {
+					return err
+				}
+			}
+			ck, err := w.store.CheckpointThreadGone(ctx, rc.id, it.Step, it.Key, ir.ck)
+			if err != nil {
+				return err
+			}
+			ir.ck = ck
+		} else if err != nil {
+			return fmt.Errorf("check the thread %s of an earlier attempt: %w", ir.ck.ThreadID, err)
+		}
+	}
 	if ir.ck.ThreadID == "" {
 		id, err := w.threadFor(ctx, ir)
 		if err != nil {
@@ -171,10 +190,12 @@ func (w *Worker) createInteraction(ctx context.Context, ir *itemRun, turn int, r
 		// Ambiguous (a proxy's 5xx, a timeout, a reset, a cut body): the
 		// interaction may exist. The mark stays, so that no attempt creates
 		// again before looking it up; look now.
-		ir.logger().Warn("create interaction got no clear answer; looking it up by correlation id", "turn", turn, "error", err)
 		if shuttingDown(ctx) {
+			// Stopping (or canceled): the next attempt, or the cancel,
+			// looks it up.
 			return nil, err
 		}
+		ir.logger().Warn("create interaction got no clear answer; looking it up by correlation id", "turn", turn, "error", err)
 		id, lerr := w.lookUp(ctx, ir, turn, req.CorrelationID)
 		if lerr != nil || id == "" {
 			// Not (yet) visible: the next attempt looks again before it

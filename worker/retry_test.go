@@ -237,3 +237,57 @@ func TestRetryMakesTheRunActiveAgain(t *testing.T) {
 		t.Errorf("active runs after Reopen: %v, want [%s]", active, run)
 	}
 }
+
+// A canceled run whose threads were deleted at its end (thread.delete_after)
+// is retried: each item whose thread is gone starts again in a new one, and
+// its result line lists the cancelled interaction too.
+func TestRetryOfACanceledRunWhoseThreadsWereDeleted(t *testing.T) {
+	e := newEnv(t, simulator.Config{Async: true, Latency: time.Minute})
+	e.folder("Inbox", 6)
+	e.startWorker()
+	p := e.pipeline(`
+version: 1
+name: tidy
+workspace: { project: proj_test }
+limits: { concurrency: 4 }
+artifacts:
+  docs: { folder: "Inbox" }
+steps:
+  - id: summarize
+    for_each: docs
+    thread: { delete_after: true }
+    prompt: "Summarize {{ .Artifact.Name }}."
+`)
+	run := e.start(p, "tidy-1")
+	waitFor(t, 30*time.Second, "4 interactions in flight", func() bool { return e.sim.Counters().InteractionsCreated == 4 })
+	if _, err := e.store.Cancel(context.Background(), run, "later"); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.wait(run, 30*time.Second); st.Status != runstore.StatusCanceled || st.Canceled != 6 {
+		t.Fatalf("canceled run: %s, %d canceled", st.Status, st.Canceled)
+	}
+	if c := e.sim.Counters(); c.Total("DELETE /api/v1/app/thread/{threadId}") != 4 {
+		t.Fatalf("%d threads deleted at the end, want the 4 created", c.Total("DELETE /api/v1/app/thread/{threadId}"))
+	}
+	e.sim.SetLatency(10*time.Millisecond, 0, 0)
+	re := e.retry(run, results.StateCanceled)
+	if re.Items["summarize"] != 6 {
+		t.Fatalf("Reopen: %+v", re)
+	}
+	st := e.wait(run, time.Minute)
+	if st.Status != runstore.StatusSucceeded || st.Succeeded != 6 {
+		t.Fatalf("after the retry: %s, %d succeeded", st.Status, st.Succeeded)
+	}
+	if c := e.sim.Counters(); c.InteractionsCreated != 10 {
+		t.Errorf("%d interactions, want the 4 cancelled and 6 new", c.InteractionsCreated)
+	}
+	two := 0
+	for _, it := range readItems(t, resultsFile(st.ResultDir)) {
+		if len(it.InteractionIDs) == 2 {
+			two++
+		}
+	}
+	if two != 4 {
+		t.Errorf("%d result lines list two interactions, want the 4 that had one cancelled", two)
+	}
+}
