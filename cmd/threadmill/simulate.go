@@ -26,6 +26,9 @@ import (
 type simulateOptions struct {
 	Addr      string
 	Artifacts string // directory; empty: the embedded corpus
+	// Spread dates the documents' updated_at evenly over the time before
+	// the simulator started; 0 stamps them all with its start.
+	Spread    time.Duration
 	Project   string
 	Org       string
 	TokenEnv  string // name of the environment variable holding the token
@@ -175,6 +178,7 @@ interactions and lost create responses. Counters are served at GET /_sim/counter
 	f.Float64Var(&o.Faults.LostCreate, "fault-lost-create", 0, "rate of interactions created but answered 504, as by a proxy that timed out")
 	f.Float64Var(&o.Faults.ReplicaLag, "fault-replica-lag", 0, "rate of created interactions that answer 404 for --lag-duration after their 201, as a lagging read replica")
 	f.DurationVar(&o.Faults.LagDuration, "lag-duration", simulator.DefaultLagDuration, "how long a lagging interaction answers 404")
+	f.DurationVar(&o.Spread, "spread", 14*24*time.Hour, "date the documents' updated_at evenly over this time before now, as if they arrived over it (0: all now); any weekly window of the last two weeks then holds about half of them")
 	f.Uint64Var(&o.Faults.Seed, "seed", 1, "seed of the fault and jitter random source")
 	f.BoolVar(&o.Verbose, "verbose", false, "log every request to stderr")
 	return cmd
@@ -225,6 +229,9 @@ func runSimulate(ctx context.Context, o *simulateOptions, stdout, stderr io.Writ
 	}
 	if !hasDocuments(sim) {
 		return withCode(exitUsage, fmt.Errorf("--artifacts %s: no .md, .markdown, .txt or .text files found; the project would be empty", source))
+	}
+	if err := spreadDates(sim, time.Now(), o.Spread); err != nil {
+		return err
 	}
 
 	var lc net.ListenConfig
@@ -319,4 +326,26 @@ func printBanner(w io.Writer, o *simulateOptions, sim *simulator.Server, base, s
 	fmt.Fprintf(w, "  counters:  %s/_sim/counters\n", base)
 	fmt.Fprintf(w, "try:\n  curl -s -H 'x-org: %s'%s '%s/api/v1/app/project/%s/artifact?include_descendants=true&type=Document&page_size=5'\n",
 		org, authHeader, base, sim.ProjectID())
+}
+
+// spreadDates dates the simulator's documents' updated_at evenly over the
+// span before now, in the order they were added: a corpus that arrived
+// over time, of which `updated: within_run_window` selects a part.
+func spreadDates(sim *simulator.Server, now time.Time, span time.Duration) error {
+	if span <= 0 {
+		return nil
+	}
+	var docs []workspace.Artifact
+	for _, a := range sim.Artifacts() {
+		if a.Type != workspace.ArtifactTypeFolder {
+			docs = append(docs, a)
+		}
+	}
+	for i, a := range docs {
+		at := now.Add(-span + span*time.Duration(i+1)/time.Duration(len(docs)+1))
+		if err := sim.SetUpdatedAt(a.ID, at); err != nil {
+			return fmt.Errorf("simulator: date artifact %s: %w", a.ID, err)
+		}
+	}
+	return nil
 }

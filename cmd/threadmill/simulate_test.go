@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/threadmill/threadmill/examples"
 	"github.com/threadmill/threadmill/workspace"
+	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -214,5 +216,41 @@ func TestSimulateFlagErrors(t *testing.T) {
 		if code != exitUsage || !strings.Contains(stderr.String(), tc.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr.String(), exitUsage, tc.msg)
 		}
+	}
+}
+
+// The standalone simulator dates the corpus over the two weeks before it
+// started, so the latest completed weekly window holds part of it.
+func TestSpreadDatesCoverTheLastWeeklyWindow(t *testing.T) {
+	sim := simulator.New(simulator.Config{})
+	defer sim.Close()
+	if err := sim.AddDir(examples.Artifacts, "."); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 4, 18, 0, 0, 0, time.UTC) // a Friday evening
+	if err := spreadDates(sim, now, 14*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// The weekly Monday 09:00 window last completed: Nov 23 to Nov 30.
+	from, to := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC), time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	in, docs := 0, 0
+	for _, a := range sim.Artifacts() {
+		if a.Type == workspace.ArtifactTypeFolder {
+			continue
+		}
+		docs++
+		at, err := time.Parse(time.RFC3339Nano, a.UpdatedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.Before(now.Add(-14*24*time.Hour)) || at.After(now) {
+			t.Errorf("%s updated at %s, outside the two weeks before %s", a.Name, at, now)
+		}
+		if !at.Before(from) && at.Before(to) {
+			in++
+		}
+	}
+	if in < docs/3 || in == docs {
+		t.Errorf("%d of %d documents in the last weekly window, want about half", in, docs)
 	}
 }
