@@ -132,15 +132,25 @@ func (w *Worker) cancelItem(ctx context.Context, ir *itemRun, reason string, res
 			id = found
 		}
 		in := w.cancelInteraction(dctx, ir, id)
-		switch {
-		case in == nil:
-			ir.ck.Discarded = append(ir.ck.Discarded, id)
-		case in.State == workspace.StateCompleted && in.StopReason() != workspace.StopReasonCancelled:
-			ir.ck.Turns[turn] = runstore.Turn{InteractionID: id, Output: in.Output(), Usage: in.Usage(), StopReason: in.StopReason()}
-		default:
-			ir.ck.Discarded = append(ir.ck.Discarded, id)
-			ir.ck.Wasted = ir.ck.Wasted.Add(in.Usage())
+		// Written through the checkpoint, which a retry of the run resumes
+		// from: the cancelled interaction stays listed and billed.
+		if in != nil && in.State == workspace.StateCompleted && in.StopReason() != workspace.StopReasonCancelled {
+			t := runstore.Turn{InteractionID: id, Output: in.Output(), Usage: in.Usage(), StopReason: in.StopReason()}
+			if err := w.store.CheckpointTurn(dctx, rc.id, ir.it.Step, ir.it.Key, turn, t); err != nil {
+				return err
+			}
+			ir.ck.Turns[turn] = t
+			continue
 		}
+		var used workspace.Usage
+		if in != nil {
+			used = in.Usage()
+		}
+		if err := w.store.CheckpointDiscard(dctx, rc.id, ir.it.Step, ir.it.Key, turn, id, used); err != nil {
+			return err
+		}
+		ir.ck.Discarded = append(ir.ck.Discarded, id)
+		ir.ck.Wasted = ir.ck.Wasted.Add(used)
 	}
 	if len(ir.ck.Turns) == len(ir.it.Requests) {
 		return w.finish(ctx, ir, results.StateSucceeded, "", reserved)

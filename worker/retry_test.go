@@ -282,12 +282,19 @@ steps:
 		t.Errorf("%d interactions, want the 4 cancelled and 6 new", c.InteractionsCreated)
 	}
 	two := 0
+	var in, out int64
 	for _, it := range readItems(t, resultsFile(st.ResultDir)) {
 		if len(it.InteractionIDs) == 2 {
 			two++
 		}
+		in += int64(it.Usage.InputTokens)
+		out += int64(it.Usage.OutputTokens)
 	}
 	if two != 4 {
 		t.Errorf("%d result lines list two interactions, want the 4 that had one cancelled", two)
+	}
+	// What the cancelled interactions cost stays billed to their items.
+	if c := e.sim.Counters(); in != c.TokensIn || out != c.TokensOut {
+		t.Errorf("results usage %d/%d, the simulator billed %d/%d", in, out, c.TokensIn, c.TokensOut)
 	}
 }
