@@ -283,7 +283,11 @@ func printRun(w io.Writer, st *runstore.RunState, now time.Time) {
 		}
 		row("elapsed", "%s, ETA %s", dur(el), eline)
 	}
-	row("items", "%d/%d done: %d succeeded, %d failed, %d skipped; %d retries", st.Done, st.Total, st.Succeeded, st.Failed, st.Skipped, st.Retries)
+	canceled := ""
+	if st.Canceled > 0 {
+		canceled = fmt.Sprintf(", %d canceled", st.Canceled)
+	}
+	row("items", "%d/%d done: %d succeeded, %d failed, %d skipped%s; %d retries", st.Done, st.Total, st.Succeeded, st.Failed, st.Skipped, canceled, st.Retries)
 	row("tokens", "%d (%d in, %d out)", st.Usage.Total(), int64(st.Usage.InputTokens), int64(st.Usage.OutputTokens))
 	if st.ResultDir != "" {
 		row("results", "%s", st.ResultDir)
