@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"log/slog"
@@ -21,10 +22,21 @@ var _ worker.Observer = (*metrics.Metrics)(nil)
 // metricsFlags is the --metrics-addr flag of the long-running commands.
 type metricsFlags struct {
 	Addr string
+	// Pprof also serves /debug/pprof/ on Addr.
+	Pprof bool
 }
 
 func (m *metricsFlags) add(f *pflag.FlagSet) {
 	f.StringVar(&m.Addr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (host:port, e.g. :9090); empty: off")
+	f.BoolVar(&m.Pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-addr (see where time and memory go)")
+}
+
+// validate checks that --pprof has an address to be served on.
+func (m *metricsFlags) validate() error {
+	if m.Pprof && m.Addr == "" {
+		return errors.New("--pprof needs --metrics-addr: the profiles are served there")
+	}
+	return nil
 }
 
 // observability is the metrics of one process and, when an address was
@@ -47,13 +59,17 @@ func newObservability(role string) *observability {
 // serve adds the Redis readiness check and the asynq queue sizes of queues,
 // then listens on addr (nothing when addr is empty). A bad or busy address
 // is an error naming the flag.
-func (o *observability) serve(addr string, rdb redis.UniversalClient, queues []string, log *slog.Logger) error {
+func (o *observability) serve(flags metricsFlags, rdb redis.UniversalClient, queues []string, log *slog.Logger) error {
 	o.Health.AddReadiness("redis", metrics.RedisCheck(rdb))
 	o.Metrics.Registry().MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(rdb), queues, log))
-	if addr == "" {
+	if flags.Addr == "" {
 		return nil
 	}
-	srv, err := metrics.Listen(addr, metrics.NewServeMux(o.Metrics.Registry(), o.Health), log)
+	mux := metrics.NewServeMux(o.Metrics.Registry(), o.Health)
+	if flags.Pprof {
+		metrics.AddPprof(mux)
+	}
+	srv, err := metrics.Listen(flags.Addr, mux, log)
 	if err != nil {
 		return fmt.Errorf("--metrics-addr: %w", err)
 	}

@@ -87,6 +87,8 @@ type schedulerOptions struct {
 	HealthAddr string
 	// MetricsAddr is --metrics-addr, another name for --health-addr.
 	MetricsAddr string
+	// Pprof also serves /debug/pprof/ on the health server.
+	Pprof bool
 	// SyncInterval is how often the directory is rescanned and catch-up
 	// runs even without file events.
 	SyncInterval time.Duration
@@ -112,6 +114,9 @@ func (o *schedulerOptions) validate() error {
 	}
 	if o.HealthAddr == "" {
 		o.HealthAddr = o.MetricsAddr
+	}
+	if o.Pprof && o.HealthAddr == "" {
+		return errors.New("--pprof needs --health-addr (or --metrics-addr): the profiles are served there")
 	}
 	if o.HealthAddr != "" {
 		if _, port, err := net.SplitHostPort(o.HealthAddr); err != nil {
@@ -185,6 +190,7 @@ otherwise, with the reason), and /metrics serves Prometheus metrics.
 	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue the workers serve (runs are enqueued there)")
 	f.StringVar(&o.HealthAddr, "health-addr", "", "serve /healthz, /readyz and /metrics on this address (host:port), e.g. :9090")
 	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "the same server as --health-addr (the name the worker uses)")
+	f.BoolVar(&o.Pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the health server")
 	f.DurationVar(&o.SyncInterval, "sync-interval", time.Minute, "rescan the directory and catch up this often, even without file events")
 	f.BoolVar(&o.NoWatch, "no-watch", false, "do not watch the directory for changes; rescan every --sync-interval only")
 	o.Log.add(f, "info")
@@ -238,6 +244,9 @@ func runScheduler(ctx context.Context, o *schedulerOptions, stderr io.Writer) er
 		mux.Handle("GET /healthz", s.HealthHandler())
 		mux.Handle("GET /readyz", s.HealthHandler())
 		mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+		if o.Pprof {
+			metrics.AddPprof(mux)
+		}
 		hs, err := metrics.Listen(o.HealthAddr, mux, log)
 		if err != nil {
 			return fmt.Errorf("%s: %w", o.addrFlag(), err)

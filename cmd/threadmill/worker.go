@@ -66,6 +66,9 @@ func (o *workerOptions) validate() error {
 	if err := o.Preflight.validate(); err != nil {
 		return err
 	}
+	if err := o.Metrics.validate(); err != nil {
+		return err
+	}
 	return o.Log.validate()
 }
 
@@ -178,7 +181,7 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 		return err
 	}
 	defer rc.Close()
-	if err := obs.serve(o.Metrics.Addr, rc.RDB, []string{o.Queue}, log); err != nil {
+	if err := obs.serve(o.Metrics, rc.RDB, []string{worker.PriorityQueue(o.Queue), o.Queue}, log); err != nil {
 		return err
 	}
 	defer obs.Close()
