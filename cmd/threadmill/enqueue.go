@@ -46,8 +46,8 @@ func (o *enqueueOptions) validate() error {
 	if strings.TrimSpace(o.Queue) == "" {
 		return errors.New("--queue must not be empty")
 	}
-	if o.Priority != "high" && o.Priority != "normal" {
-		return fmt.Errorf("--priority must be high or normal, got %q", o.Priority)
+	if _, err := startQueue(o.Queue, o.Priority); err != nil {
+		return err
 	}
 	if err := checkProgress(o.Progress, o.ProgressInterval); err != nil {
 		return err
@@ -153,10 +153,7 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 	}
 	q := asynqClient(rc.RDB)
 	defer q.Close()
-	queue := o.Queue
-	if o.Priority == "high" {
-		queue = worker.PriorityQueue(o.Queue)
-	}
+	queue, _ := startQueue(o.Queue, o.Priority)
 	if err := jobs.StartRun(ctx, q, store, p, run, asynq.Queue(queue)); err != nil {
 		return fmt.Errorf("enqueue run %s: %w", run.ID, err)
 	}
@@ -169,11 +166,29 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 	if !o.Wait {
 		return nil
 	}
-	rep := newReporter(stderr, o.Progress, o.ProgressInterval, run.ID)
-	st, err := follow(ctx, store, run.ID, rep, nil)
+	return waitRun(ctx, store, run.ID, o.Progress, o.ProgressInterval, stdout, stderr)
+}
+
+// startQueue returns the queue a run's start task goes to: queue, or its
+// priority queue for priority "high".
+func startQueue(queue, priority string) (string, error) {
+	switch priority {
+	case "normal":
+		return queue, nil
+	case "high":
+		return worker.PriorityQueue(queue), nil
+	}
+	return "", fmt.Errorf("--priority must be high or normal, got %q", priority)
+}
+
+// waitRun follows a run on a shared Redis to its end, with a progress
+// display, and exits as `run` does; interrupted, it says the run goes on.
+func waitRun(ctx context.Context, store *runstore.Store, runID, progress string, interval time.Duration, stdout, stderr io.Writer) error {
+	rep := newReporter(stderr, progress, interval, runID)
+	st, err := follow(ctx, store, runID, rep, nil)
 	if err != nil {
 		if ctx.Err() != nil {
-			return withCode(exitFailure, fmt.Errorf("stopped waiting for run %s; it goes on (threadmill status %s)", run.ID, run.ID))
+			return withCode(exitFailure, fmt.Errorf("stopped waiting for run %s; it goes on (threadmill status %s)", runID, runID))
 		}
 		return err
 	}

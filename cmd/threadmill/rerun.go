@@ -60,8 +60,8 @@ as ` + "`run`" + ` does (--simulate for the in-process simulator).
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.RunID, o.File = args[0], args[1]
-			if o.Priority != "high" && o.Priority != "normal" {
-				return withCode(exitUsage, fmt.Errorf("--priority must be high or normal, got %q", o.Priority))
+			if _, err := startQueue(o.Queue, o.Priority); err != nil {
+				return withCode(exitUsage, err)
 			}
 			if err := checkProgress(o.Progress, o.ProgressInterval); err != nil {
 				return withCode(exitUsage, err)
@@ -126,10 +126,7 @@ func runRerun(ctx context.Context, o *rerunOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	queue := o.Queue
-	if o.Priority == "high" {
-		queue = worker.PriorityQueue(o.Queue)
-	}
+	queue, _ := startQueue(o.Queue, o.Priority)
 	q := asynqClient(rc.RDB)
 	defer q.Close()
 	if err := jobs.StartRun(ctx, q, store, p, run, asynq.Queue(queue)); err != nil {
@@ -145,15 +142,7 @@ func runRerun(ctx context.Context, o *rerunOptions, stdout, stderr io.Writer) er
 	if o.NoWait {
 		return nil
 	}
-	rep := newReporter(stderr, o.Progress, o.ProgressInterval, run.ID)
-	st, err := follow(ctx, store, run.ID, rep, nil)
-	if err != nil {
-		if ctx.Err() != nil {
-			return withCode(exitFailure, fmt.Errorf("stopped waiting for run %s; it goes on (threadmill status %s)", run.ID, run.ID))
-		}
-		return err
-	}
-	return finished(stdout, st)
+	return waitRun(ctx, store, run.ID, o.Progress, o.ProgressInterval, stdout, stderr)
 }
 
 // originalRun returns the run info and pipeline name of an earlier run:

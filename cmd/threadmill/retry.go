@@ -160,15 +160,7 @@ func runRetry(ctx context.Context, o *retryOptions, stdout, stderr io.Writer) er
 	if o.NoWait {
 		return nil
 	}
-	rep := newReporter(stderr, o.Progress, o.ProgressInterval, o.RunID)
-	st, err := follow(ctx, store, o.RunID, rep, nil)
-	if err != nil {
-		if ctx.Err() != nil {
-			return withCode(exitFailure, fmt.Errorf("stopped waiting for run %s; it goes on (threadmill status %s)", o.RunID, o.RunID))
-		}
-		return err
-	}
-	return finished(stdout, st)
+	return waitRun(ctx, store, o.RunID, o.Progress, o.ProgressInterval, stdout, stderr)
 }
 
 // runEmbedded runs `threadmill run` with args in this process, as the
