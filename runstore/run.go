@@ -171,6 +171,15 @@ func (s *Store) Status(ctx context.Context, runID string) (status, stop string, 
 	return status, stop, nil
 }
 
+// Exists reports whether the store knows the run.
+func (s *Store) Exists(ctx context.Context, runID string) (bool, error) {
+	_, _, err := s.Status(ctx, runID)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // MarkRunning moves a pending run to running and sets its start time.
 // A run in any other status is left alone.
 func (s *Store) MarkRunning(ctx context.Context, runID string) error {

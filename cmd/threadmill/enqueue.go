@@ -140,13 +140,7 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 		_, _, err := store.Status(ctx, run.ID)
 		existed = err == nil
 	} else {
-		run.ID, err = freshRunID(run.ID, func(id string) (bool, error) {
-			_, _, err := store.Status(ctx, id)
-			if errors.Is(err, runstore.ErrNotFound) {
-				return false, nil
-			}
-			return err == nil, err
-		})
+		run.ID, err = freshRunID(run.ID, func(id string) (bool, error) { return store.Exists(ctx, id) })
 		if err != nil {
 			return err
 		}

@@ -116,13 +116,7 @@ func runRerun(ctx context.Context, o *rerunOptions, stdout, stderr io.Writer) er
 		return withCode(exitUsage, fmt.Errorf("run %s is of pipeline %q, but %s is pipeline %q", o.RunID, name, o.File, p.Name))
 	}
 	run := orig
-	run.ID, err = rerunID(o.RunID, func(id string) (bool, error) {
-		_, _, err := store.Status(ctx, id)
-		if errors.Is(err, runstore.ErrNotFound) {
-			return false, nil
-		}
-		return err == nil, err
-	})
+	run.ID, err = rerunID(o.RunID, func(id string) (bool, error) { return store.Exists(ctx, id) })
 	if err != nil {
 		return err
 	}

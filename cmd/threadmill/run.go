@@ -501,11 +501,12 @@ func claimRunID(ctx context.Context, o *runOptions, p *pipelines.Pipeline, root 
 		}
 		taken := onDisk(id)
 		if !taken && !embedded {
-			_, _, serr := store.Status(ctx, id)
-			if serr != nil && !errors.Is(serr, runstore.ErrNotFound) {
-				return false, serr
+			if taken, err = store.Exists(ctx, id); err != nil {
+				if r != nil {
+					_ = r.Release()
+				}
+				return false, err
 			}
-			taken = serr == nil
 		}
 		if taken {
 			if r != nil {
