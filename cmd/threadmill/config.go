@@ -121,8 +121,12 @@ func startEmbeddedRedis(ctx context.Context, poolSize int) (*redisConn, error) {
 	// The embedded server runs each Lua script (asynq's and the run
 	// store's) in a fresh interpreter, and the garbage collector becomes
 	// the bottleneck of the whole run; a higher GC target doubles the
-	// scripts per second for some tens of MB of heap. An explicit GOGC wins.
-	if _, set := os.LookupEnv("GOGC"); !set {
+	// scripts per second for some tens of MB of heap. An explicit GOGC
+	// wins, and so does GOMEMLIMIT: a process given a memory limit keeps
+	// Go's default target, and the limit bounds it.
+	_, gogc := os.LookupEnv("GOGC")
+	_, memlimit := os.LookupEnv("GOMEMLIMIT")
+	if !gogc && !memlimit {
 		debug.SetGCPercent(embeddedGCPercent)
 	}
 	srv, err := embedded.Start(context.WithoutCancel(ctx), embedded.Options{PoolSize: poolSize})
