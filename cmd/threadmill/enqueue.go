@@ -164,10 +164,10 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 }
 
 // startQueue returns the queue a run's start task goes to: queue, or its
-// priority queue for priority "high".
+// priority queue for priority "high" ("" is "normal").
 func startQueue(queue, priority string) (string, error) {
 	switch priority {
-	case "normal":
+	case "normal", "":
 		return queue, nil
 	case "high":
 		return worker.PriorityQueue(queue), nil
