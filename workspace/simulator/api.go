@@ -663,17 +663,22 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) *ht
 	if descending {
 		slices.Reverse(list)
 	}
-	views := make([]workspace.Artifact, len(list))
-	for i, a := range list {
-		views[i] = a.view(withContent)
+	// Only the page's artifacts are rendered: a listing costs its page, not
+	// the corpus (a page of 100 out of 100,000 used to copy all of them).
+	refs, e := paginate(list, q)
+	if e == nil {
+		page := workspace.Page[workspace.Artifact]{Data: make([]workspace.Artifact, len(refs.Data)),
+			NextCursor: refs.NextCursor, PreviousCursor: refs.PreviousCursor,
+			HasNextPage: refs.HasNextPage, HasPreviousPage: refs.HasPreviousPage, TotalCount: refs.TotalCount}
+		for i, a := range refs.Data {
+			page.Data[i] = a.view(withContent)
+		}
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, page)
+		return nil
 	}
 	s.mu.Unlock()
-	page, e := paginate(views, q)
-	if e != nil {
-		return e
-	}
-	writeJSON(w, http.StatusOK, page)
-	return nil
+	return e
 }
 
 func boolParam(q url.Values, name string) (bool, *httpError) {

@@ -2,12 +2,15 @@ package simulator_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/threadmill/threadmill/examples"
 	"github.com/threadmill/threadmill/workspace"
@@ -85,4 +88,44 @@ func BenchmarkInteraction(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// BenchmarkListArtifacts measures listing every document of a large corpus
+// through the client's pager, 100 per page (THREADMILL_BENCH_ARTIFACTS sets
+// the corpus size, default 20,000): the listing's cost per page should not
+// grow with the corpus. It reports artifacts per second.
+func BenchmarkListArtifacts(b *testing.B) {
+	n := 20000
+	if v := os.Getenv("THREADMILL_BENCH_ARTIFACTS"); v != "" {
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			b.Fatalf("THREADMILL_BENCH_ARTIFACTS=%q: %v", v, err)
+		}
+	}
+	sim := simulator.New(simulator.Config{})
+	folder := sim.AddArtifact(simulator.ArtifactSpec{Name: "Bulk", Type: workspace.ArtifactTypeFolder})
+	for i := range n {
+		sim.AddArtifact(simulator.ArtifactSpec{Name: fmt.Sprintf("doc-%06d.md", i), ParentID: folder.ID, Content: "A short document."})
+	}
+	srv := httptest.NewServer(sim)
+	b.Cleanup(func() { sim.Close(); srv.Close() })
+	c, err := workspace.New(srv.URL, workspace.WithOrg("default"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		got := 0
+		for _, err := range c.Artifacts(context.Background(), simulator.DefaultProjectID,
+			workspace.ArtifactQuery{ParentID: folder.ID, IncludeDescendants: true, PageParams: workspace.PageParams{PageSize: 100}}) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			got++
+		}
+		if got != n {
+			b.Fatalf("listed %d artifacts, want %d", got, n)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "artifacts/s")
 }
