@@ -604,64 +604,12 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) *ht
 		s.mu.Unlock()
 		return errorf(http.StatusNotFound, "parent_id: artifact %q not found", parentID)
 	}
-	inScope := func(a *artifact) bool {
-		switch {
-		case parentID == "" && !desc && a.dto.ParentID != nil:
-			return false
-		case parentID != "" && !desc && (a.dto.ParentID == nil || *a.dto.ParentID != parentID):
-			return false
-		case parentID != "" && desc && !s.store.isBelow(a, parentID):
-			return false
-		case !slices.Contains(states, a.dto.State):
-			return false
-		case len(ingest) > 0 && !slices.Contains(ingest, a.dto.IngestStatus):
-			return false
-		case len(types) > 0 && !slices.Contains(types, a.dto.Type):
-			return false
-		case len(subTypes) > 0: // no simulated artifact has a sub_type
-			return false
-		case len(sources) > 0 && !slices.Contains(sources, a.dto.Source):
-			return false
-		case onlyChildren && a.dto.ParentID == nil:
-			return false
-		case createdBy != "" && createdBy != s.user().ID:
-			return false
-		}
-		return true
-	}
-	matchesText := func(a *artifact) bool {
-		return text == "" || strings.Contains(strings.ToLower(a.dto.Name), text) ||
-			strings.Contains(strings.ToLower(a.dto.Description), text)
-	}
-	// keep_ancestors: the in-scope ancestors of a text match are listed too.
-	ancestors := map[string]bool{}
-	if text != "" && keepAncestors {
-		for _, a := range s.store.artifactOrder {
-			if inScope(a) && matchesText(a) {
-				for p := a.dto.ParentID; p != nil; {
-					ancestors[*p] = true
-					pa := s.store.artifacts[*p]
-					if pa == nil {
-						break
-					}
-					p = pa.dto.ParentID
-				}
-			}
-		}
-	}
-	var list []*artifact
-	for _, a := range s.store.artifactOrder {
-		if inScope(a) && (matchesText(a) || ancestors[a.dto.ID]) {
-			list = append(list, a)
-		}
-	}
-	if orderBy == "Alphabetical" {
-		slices.SortStableFunc(list, func(a, b *artifact) int {
-			return strings.Compare(strings.ToLower(a.dto.Name), strings.ToLower(b.dto.Name))
-		})
-	}
-	if descending {
-		slices.Reverse(list)
+	list := s.store.cachedList(q)
+	if list == nil {
+		list = s.listArtifactsLocked(listFilter{parentID: parentID, desc: desc, states: states, ingest: ingest, types: types,
+			subTypes: subTypes, sources: sources, onlyChildren: onlyChildren, createdBy: createdBy, text: text,
+			keepAncestors: keepAncestors, orderBy: orderBy, descending: descending})
+		s.store.cacheList(q, list)
 	}
 	// Only the page's artifacts are rendered: a listing costs its page, not
 	// the corpus (a page of 100 out of 100,000 used to copy all of them).
@@ -711,4 +659,108 @@ func (s *Server) handleGetArtifact(w http.ResponseWriter, r *http.Request) *http
 	}
 	writeJSON(w, http.StatusOK, a.view(withContent))
 	return nil
+}
+
+// listFilter is what a listing selects, besides paging.
+type listFilter struct {
+	parentID, createdBy, text, orderBy            string
+	desc, onlyChildren, keepAncestors, descending bool
+	states, ingest, types, subTypes, sources      []string
+}
+
+// listArtifactsLocked returns the artifacts f selects, in listing order.
+func (s *Server) listArtifactsLocked(f listFilter) []*artifact {
+	inScope := func(a *artifact) bool {
+		switch {
+		case f.parentID == "" && !f.desc && a.dto.ParentID != nil:
+			return false
+		case f.parentID != "" && !f.desc && (a.dto.ParentID == nil || *a.dto.ParentID != f.parentID):
+			return false
+		case f.parentID != "" && f.desc && !s.store.isBelow(a, f.parentID):
+			return false
+		case !slices.Contains(f.states, a.dto.State):
+			return false
+		case len(f.ingest) > 0 && !slices.Contains(f.ingest, a.dto.IngestStatus):
+			return false
+		case len(f.types) > 0 && !slices.Contains(f.types, a.dto.Type):
+			return false
+		case len(f.subTypes) > 0: // no simulated artifact has a sub_type
+			return false
+		case len(f.sources) > 0 && !slices.Contains(f.sources, a.dto.Source):
+			return false
+		case f.onlyChildren && a.dto.ParentID == nil:
+			return false
+		case f.createdBy != "" && f.createdBy != s.user().ID:
+			return false
+		}
+		return true
+	}
+	matchesText := func(a *artifact) bool {
+		return f.text == "" || strings.Contains(strings.ToLower(a.dto.Name), f.text) ||
+			strings.Contains(strings.ToLower(a.dto.Description), f.text)
+	}
+	// keep_ancestors: the in-scope ancestors of a text match are listed too.
+	ancestors := map[string]bool{}
+	if f.text != "" && f.keepAncestors {
+		for _, a := range s.store.artifactOrder {
+			if inScope(a) && matchesText(a) {
+				for p := a.dto.ParentID; p != nil; {
+					ancestors[*p] = true
+					pa := s.store.artifacts[*p]
+					if pa == nil {
+						break
+					}
+					p = pa.dto.ParentID
+				}
+			}
+		}
+	}
+	var list []*artifact
+	for _, a := range s.store.artifactOrder {
+		if inScope(a) && (matchesText(a) || ancestors[a.dto.ID]) {
+			list = append(list, a)
+		}
+	}
+	if f.orderBy == "Alphabetical" {
+		slices.SortStableFunc(list, func(a, b *artifact) int {
+			return strings.Compare(strings.ToLower(a.dto.Name), strings.ToLower(b.dto.Name))
+		})
+	}
+	if f.descending {
+		slices.Reverse(list)
+	}
+	return list
+}
+
+// pagingParams are the query parameters that pick a page of a listing,
+// not what it lists.
+var pagingParams = []string{"page", "page_size", "page_order", "after", "before", "first", "last", "total_count"}
+
+// listKey is the filters of a listing query, without its paging.
+func listKey(q url.Values) string {
+	k := url.Values{}
+	for name, v := range q {
+		if !slices.Contains(pagingParams, name) {
+			k[name] = v
+		}
+	}
+	return k.Encode()
+}
+
+// cachedList returns the list cached for q's filters, nil when the corpus
+// changed since or another listing came between.
+func (st *store) cachedList(q url.Values) []*artifact {
+	c := &st.listCache
+	if c.list == nil || c.version != st.version || c.key != listKey(q) {
+		return nil
+	}
+	return c.list
+}
+
+// cacheList keeps list as the result of q's filters.
+func (st *store) cacheList(q url.Values, list []*artifact) {
+	if list == nil {
+		list = []*artifact{}
+	}
+	st.listCache.key, st.listCache.version, st.listCache.list = listKey(q), st.version, list
 }

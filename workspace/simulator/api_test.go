@@ -1,10 +1,12 @@
 package simulator_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -510,4 +512,46 @@ func (l *syncLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Paging through a listing is served from the list of its first page; a
+// new artifact or a changed state shows in the next listing.
+func TestListingSeesChangesBetweenListings(t *testing.T) {
+	sim := simulator.New(simulator.Config{})
+	defer sim.Close()
+	folder := sim.AddArtifact(simulator.ArtifactSpec{Name: "F", Type: workspace.ArtifactTypeFolder})
+	var last workspace.Artifact
+	for i := range 25 {
+		last = sim.AddArtifact(simulator.ArtifactSpec{Name: fmt.Sprintf("d%02d.md", i), ParentID: folder.ID, Content: "x"})
+	}
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	c, err := workspace.New(srv.URL, workspace.WithOrg("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		n := 0
+		for _, err := range c.Artifacts(context.Background(), simulator.DefaultProjectID,
+			workspace.ArtifactQuery{ParentID: folder.ID, PageParams: workspace.PageParams{PageSize: 10}}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		return n
+	}
+	if n := count(); n != 25 {
+		t.Fatalf("listed %d, want 25", n)
+	}
+	sim.AddArtifact(simulator.ArtifactSpec{Name: "new.md", ParentID: folder.ID, Content: "x"})
+	if n := count(); n != 26 {
+		t.Errorf("after adding one: listed %d, want 26", n)
+	}
+	if err := sim.SetArtifactState(last.ID, workspace.ArtifactStateError, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 25 {
+		t.Errorf("after one went to Error: listed %d, want 25", n)
+	}
 }

@@ -24,6 +24,16 @@ type store struct {
 	artifacts     map[string]*artifact
 	artifactOrder []*artifact // creation order
 	byPath        map[string]*artifact
+	// version changes whenever an artifact is added or changes state: it
+	// invalidates listCache.
+	version uint64
+	// listCache is the artifacts matching the filters of the last listing,
+	// so that paging through it costs a page, not a pass over the corpus.
+	listCache struct {
+		key     string
+		version uint64
+		list    []*artifact
+	}
 
 	threads     map[string]*thread
 	threadOrder []*thread
@@ -204,6 +214,7 @@ func (s *Server) addArtifactLocked(spec ArtifactSpec) (*artifact, error) {
 	}
 	st.artifacts[id] = a
 	st.artifactOrder = append(st.artifactOrder, a)
+	st.version++
 	if _, dup := st.byPath[p]; !dup {
 		st.byPath[p] = a
 	}
@@ -337,6 +348,7 @@ func (s *Server) SetArtifactState(id, state, ingestStatus string) error {
 	if ingestStatus != "" {
 		a.dto.IngestStatus = ingestStatus
 	}
+	s.store.version++
 	return nil
 }
 
