@@ -161,6 +161,9 @@ func (w *Worker) cancelItem(ctx context.Context, ir *itemRun, reason string, res
 // cancelInteraction cancels an interaction and returns it as it ended (nil
 // when it could not be read): cancelled (204) or already finished (409).
 func (w *Worker) cancelInteraction(ctx context.Context, ir *itemRun, id string) *workspace.Interaction {
+	// Not withRun: a cancel does not wait for the run's pacing; only the
+	// project of project-scoped routes is needed.
+	ctx = workspace.ContextWithProject(ctx, ir.rc.spec.Pipeline.Workspace.Project)
 	err := w.api.CancelInteraction(ctx, id)
 	switch {
 	case err == nil:
