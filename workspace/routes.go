@@ -56,6 +56,10 @@ func ParseRouteScheme(s string) (RouteScheme, error) {
 // permanent, and it never matches ErrNotFound.
 var ErrRouteMismatch = errors.New("workspace: the server does not serve this route (route scheme mismatch)")
 
+// ErrRouteUndecided is matched by the error of CheckRoutes when its probes
+// cannot tell which scheme the server serves: set one explicitly.
+var ErrRouteUndecided = errors.New("workspace: cannot tell which route scheme the server serves")
+
 // routeState is the scheme in use, shared by a client and its copies
 // (WithTransport) so that a scheme chosen at preflight holds for all.
 type routeState struct {
@@ -280,8 +284,8 @@ func (c *Client) CheckRoutes(ctx context.Context, projectID string) (RouteScheme
 	case proj > cur:
 		choice = RoutesProjectScoped
 	default:
-		return c.routes.get(), fmt.Errorf("workspace: route probe: cannot tell which routes the server serves (GET %s and GET %s answered alike 404s); set the scheme (WORKSPACE_API_SCHEME=current or project)",
-			c.base.Path+c.probePath(RoutesCurrent, projectID), c.base.Path+c.probePath(RoutesProjectScoped, projectID))
+		return c.routes.get(), fmt.Errorf("%w: GET %s and GET %s answered alike 404s; set the scheme (WORKSPACE_API_SCHEME=current or project)",
+			ErrRouteUndecided, c.base.Path+c.probePath(RoutesCurrent, projectID), c.base.Path+c.probePath(RoutesProjectScoped, projectID))
 	}
 	c.routes.active.Store(choice)
 	return choice, nil

@@ -132,6 +132,10 @@ type Config struct {
 	// Logger receives one debug line per request (never the token). Default:
 	// discard.
 	Logger *slog.Logger
+	// Compat serves one of the documented possibilities where servers
+	// differ (route scheme, stream of a finished interaction). Default: the
+	// newest server (see Compat).
+	Compat Compat
 }
 
 // Faults are per-request failure rates in [0, 1]. The four status faults
@@ -215,6 +219,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("simulator: %s must not be negative, got %s", d.name, d.v)
 		}
 	}
+	if err := c.Compat.validate(); err != nil {
+		return err
+	}
 	switch {
 	case !(c.RateLimit >= 0):
 		return fmt.Errorf("simulator: RateLimit must be >= 0 requests per second, got %g", c.RateLimit)
@@ -236,6 +243,8 @@ type Server struct {
 	now       func() time.Time
 	log       *slog.Logger
 	mux       *http.ServeMux
+	compat    Compat
+	schemeOf  map[string]string // route pattern -> scheme (Compat.Routes); set by routes
 
 	knobMu  sync.Mutex // guards the knobs below and rng
 	async   bool
@@ -267,6 +276,7 @@ func New(cfg Config) *Server {
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		stop:      make(chan struct{}),
+		compat:    cfg.Compat,
 	}
 	for o := range strings.SplitSeq(cmp.Or(cfg.Org, DefaultOrg), ",") {
 		if o = strings.TrimSpace(o); o != "" {
