@@ -178,7 +178,7 @@ var routePhrases = []string{
 
 // routeLevel404 classifies a 404 answer by its body (see docs/compatibility.md):
 //   - shapeRoute: an HTML page (the API answers JSON for its own errors),
-//     or a message with one of routePhrases;
+//     or a body with one of routePhrases;
 //   - shapeResource: a JSON error whose message names something missing
 //     other than the bare status text ("thread x not found");
 //   - shapeUnknown: anything else, e.g. an empty body or Spring's default
@@ -190,9 +190,11 @@ func routeLevel404(body []byte, contentType, msg string) notFoundShape {
 	if strings.Contains(mt, "html") || strings.HasPrefix(lower, "<!doctype html") || strings.HasPrefix(lower, "<html") {
 		return shapeRoute
 	}
+	// The whole body is searched: frameworks put the phrase in fields the
+	// message decoder does not pick (a problem's detail, nested errors).
 	lmsg := strings.ToLower(msg)
 	for _, p := range routePhrases {
-		if strings.Contains(lmsg, p) {
+		if strings.Contains(lmsg, p) || strings.Contains(lower, p) {
 			return shapeRoute
 		}
 	}
