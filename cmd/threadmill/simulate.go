@@ -24,12 +24,12 @@ import (
 
 // simulateOptions are the flags of `threadmill simulate`.
 type simulateOptions struct {
-	Addr      string
+	Addr string
 	// CompatSpec is --compat, KEY=VALUE,... (simulator.ParseCompat);
 	// Compat is what it parsed to.
 	CompatSpec string
 	Compat     simulator.Compat
-	Artifacts string // directory; empty: the embedded corpus
+	Artifacts  string // directory; empty: the embedded corpus
 	// Spread dates the documents' updated_at evenly over the time before
 	// the simulator started; 0 stamps them all with its start.
 	Spread    time.Duration

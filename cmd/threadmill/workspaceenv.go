@@ -21,10 +21,10 @@ import (
 
 // Environment variables of the Workspace connection.
 const (
-	envBaseURL = "WORKSPACE_BASE_URL"  // required: https://zylon.example.com
-	envToken   = "WORKSPACE_API_TOKEN" // required: the Workspace API token
-	envOrg     = "WORKSPACE_ORG"       // optional: the org slug or UUID; default "default"
-	envProject = "WORKSPACE_PROJECT"   // optional: the project when the pipeline names none
+	envBaseURL = "WORKSPACE_BASE_URL"   // required: https://zylon.example.com
+	envToken   = "WORKSPACE_API_TOKEN"  // required: the Workspace API token
+	envOrg     = "WORKSPACE_ORG"        // optional: the org slug or UUID; default "default"
+	envProject = "WORKSPACE_PROJECT"    // optional: the project when the pipeline names none
 	envScheme  = "WORKSPACE_API_SCHEME" // optional: current | project | auto (default auto)
 
 	defaultOrg = "default"
