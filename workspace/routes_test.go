@@ -277,3 +277,42 @@ func TestParseRouteScheme(t *testing.T) {
 		t.Errorf("New with a bad scheme: %v", err)
 	}
 }
+
+// Whatever the stream of a finished interaction answers (replay, an empty
+// 200, 409), WaitInteraction returns the interaction with its output and
+// usage, and StreamInteraction reports the short ones as errors.
+func TestWaitWhateverAFinishedStreamAnswers(t *testing.T) {
+	for _, mode := range []string{simulator.FinishedStreamReplay, simulator.FinishedStreamClose, simulator.FinishedStream409} {
+		t.Run(mode, func(t *testing.T) {
+			env := newSim(t, simulator.Config{Compat: simulator.Compat{FinishedStream: mode}})
+			ctx := ctxT(t)
+			th, err := env.c.CreateThread(ctx, testProj, workspace.CreateThreadRequest{Name: "t"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := env.c.CreateInteraction(ctx, th.ID, workspace.CreateInteractionRequest{PGPT: ask("hello there", 50)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, serr := env.c.StreamInteraction(ctx, in.ID, nil)
+			switch mode {
+			case simulator.FinishedStreamReplay:
+				if serr != nil {
+					t.Fatalf("replay: %v", serr)
+				}
+			case simulator.FinishedStreamClose:
+				if !errors.Is(serr, workspace.ErrStreamIncomplete) {
+					t.Fatalf("close: %v", serr)
+				}
+			case simulator.FinishedStream409:
+				if ae, ok := errors.AsType[*workspace.APIError](serr); !ok || ae.StatusCode != http.StatusConflict {
+					t.Fatalf("409: %v", serr)
+				}
+			}
+			got, err := env.c.WaitInteraction(ctx, in.ID)
+			if err != nil || got.Output() != in.Output() || got.Usage() != in.Usage() || got.State != workspace.StateCompleted {
+				t.Fatalf("wait: %v %+v", err, got)
+			}
+		})
+	}
+}
