@@ -7,6 +7,12 @@
 // a typed error: *APIError for a non-2xx answer, *RequestError when no answer
 // could be had, *StreamError for an error event inside a stream. IsRetryable,
 // IsPermanent and RetryAfter classify them.
+//
+// Servers up to spec 2025-11 route threads and interactions under their
+// project: WithRouteScheme chooses the routes (RoutesCurrent,
+// RoutesProjectScoped, or RoutesAuto with CheckRoutes probing once), and a
+// 404 of a route the server does not have matches ErrRouteMismatch rather
+// than ErrNotFound.
 package workspace
 
 import (

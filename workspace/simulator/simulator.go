@@ -34,6 +34,20 @@
 //	GET    /api/v1/app/project/{projectId}/artifact       list artifacts (§8.3 filters)
 //	GET    /api/v1/app/project/{projectId}/artifact/{artifactId}
 //
+// With Config.Compat.Routes = RoutesProject the thread and interaction
+// routes above (GET/PUT/DELETE thread, and every interaction route) are
+// replaced by their project-scoped twins of servers up to spec 2025-11:
+//
+//	POST   /api/v1/app/project/{projectId}/interaction            thread_id in the body, 201
+//	GET    /api/v1/app/project/{projectId}/thread/{threadId}/interaction
+//	GET|DELETE /api/v1/app/project/{projectId}/interaction/{interactionId}
+//	POST   /api/v1/app/project/{projectId}/interaction/{interactionId}/cancel
+//	GET    /api/v1/app/project/{projectId}/interaction/{interactionId}/stream
+//	GET|PUT|DELETE /api/v1/app/project/{projectId}/thread/{threadId}
+//
+// and the replaced routes answer 404 like any unknown path. Compat also
+// chooses what the stream of a finished interaction answers.
+//
 // Errors are JSON {"message": "...", "errors": ["..."]} naming the field or
 // header at fault (except the injected 502, whose body is an HTML proxy
 // page). pgpt.stream is accepted and ignored: follow an interaction with its
