@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -183,5 +184,57 @@ func TestWorkspaceEnvScheme(t *testing.T) {
 	}
 	if _, err := readWorkspaceEnv(lookup(map[string]string{envScheme: "2025-11"})); err == nil || !strings.Contains(err.Error(), envScheme+`="2025-11": want current, project or auto`) {
 		t.Errorf("a bad scheme: %v", err)
+	}
+}
+
+// Without a preflight, a client on the wrong routes meets the mismatch on
+// each item: the item fails at once (one attempt, one thread, nothing
+// retried and no new thread), with the fix in its error.
+func TestRouteMismatchFailsItemsPermanently(t *testing.T) {
+	unsetRunnerEnv(t)
+	var reqLog syncBuffer // the simulator's debug line of every request
+	e := startRunnerSim(t, simulator.Config{Compat: simulator.Compat{Routes: simulator.RoutesProject},
+		Logger: slog.New(slog.NewTextHandler(&reqLog, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	e.setenv(t)
+	t.Setenv(envScheme, "current")
+	rs := redistest.Start(t)
+	root := filepath.Join(t.TempDir(), "out")
+	code, stdout, stderr := runnerCLI(t.Context(), "run", "--redis", rs.URL(), "--results", root, "--run-id", "mismatch-1",
+		"--progress", "none", "--preflight-timeout", "0", filepath.Join("..", "..", "examples", "bulk-summarize.yaml"))
+	if code != exitItemsFailed {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitItemsFailed, stdout, stderr)
+	}
+	items := readResultItems(t, filepath.Join(root, "bulk-summarize", "mismatch-1", results.ResultsFile))
+	if len(items) < 2 {
+		t.Fatalf("%d items", len(items))
+	}
+	for _, it := range items {
+		if it.State != results.StateFailed || it.Attempts != 1 || !strings.Contains(it.Error, envScheme+"=project") || !strings.Contains(it.Error, "404") {
+			t.Errorf("item %s: state %s, %d attempts, error %q", it.Key, it.State, it.Attempts, it.Error)
+		}
+	}
+	c := e.sim.Counters()
+	if c.InteractionsCreated != 0 || c.ThreadsCreated != len(items) {
+		t.Errorf("%d interactions in %d threads for %d items; want none in one thread each", c.InteractionsCreated, c.ThreadsCreated, len(items))
+	}
+	// Each item's create met the route-level 404 once; the only other
+	// unknown route is the thread's deletion at the end of the run
+	// (delete_after), which fails the same way.
+	creates, deletes := 0, 0
+	for _, line := range strings.Split(reqLog.String(), "\n") {
+		if !strings.Contains(line, "route=unmatched") {
+			continue
+		}
+		switch {
+		case strings.Contains(line, "method=POST") && strings.HasSuffix(strings.Fields(strings.SplitN(line, "path=", 2)[1])[0], "/interaction"):
+			creates++
+		case strings.Contains(line, "method=DELETE") && strings.Contains(line, "path=/api/v1/app/thread/"):
+			deletes++
+		default:
+			t.Errorf("unexpected request to an unknown route: %s", line)
+		}
+	}
+	if creates != len(items) || deletes > len(items) {
+		t.Errorf("%d creates and %d deletes met the mismatch for %d items: it was retried", creates, deletes, len(items))
 	}
 }
