@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"path/filepath"
@@ -142,16 +143,7 @@ func TestWrongRouteSchemeFailsPreflight(t *testing.T) {
 			if code != exitFailure {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailure, stdout, stderr)
 			}
-			lines := strings.Split(strings.TrimSpace(stderr), "\n")
-			var hits []string
-			for _, l := range lines {
-				if strings.Contains(l, tc.fix) {
-					hits = append(hits, l)
-				}
-			}
-			if len(hits) != 1 || !strings.Contains(hits[0], "does not serve") || !strings.Contains(hits[0], e.srv.URL) {
-				t.Fatalf("want one line naming the server and %s, got:\n%s", tc.fix, stderr)
-			}
+			checkOneLine(t, stderr, "Workspace at "+e.srv.URL+" does not serve the thread and interaction routes", "route-level 404", tc.fix)
 			c := e.sim.Counters()
 			if c.ThreadsCreated != 0 || c.InteractionsCreated != 0 {
 				t.Errorf("created %d threads, %d interactions before failing", c.ThreadsCreated, c.InteractionsCreated)
@@ -237,4 +229,48 @@ func TestRouteMismatchFailsItemsPermanently(t *testing.T) {
 	if creates != len(items) || deletes > len(items) {
 		t.Errorf("%d creates and %d deletes met the mismatch for %d items: it was retried", creates, deletes, len(items))
 	}
+}
+
+// The worker checks its scheme at start: a wrong one stops it with one
+// line; auto without a project detects the project-scoped routes from the
+// current route's 404 alone.
+func TestWorkerRouteScheme(t *testing.T) {
+	unsetRunnerEnv(t)
+	e := startRunnerSim(t, simulator.Config{Compat: simulator.Compat{Routes: simulator.RoutesProject}})
+	rs := redistest.Start(t)
+
+	t.Run("wrong scheme", func(t *testing.T) {
+		e.setenv(t)
+		t.Setenv(envScheme, "current")
+		code, stdout, stderr := runnerCLI(t.Context(), "worker", "--redis", rs.URL(), "--log-level", "warn")
+		if code != exitFailure {
+			t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailure, stdout, stderr)
+		}
+		checkOneLine(t, stderr, "Workspace at "+e.srv.URL+" does not serve", envScheme+"=project")
+	})
+
+	t.Run("auto without a project", func(t *testing.T) {
+		e.setenv(t)
+		t.Setenv(envProject, "")
+		ctx, stop := context.WithCancel(t.Context())
+		defer stop()
+		var errb lockedBuffer
+		done := make(chan int, 1)
+		go func() {
+			done <- execute(ctx, []string{"worker", "--redis", rs.URL(), "--log-level", "info"}, &lockedBuffer{}, &errb)
+		}()
+		pollUntil(t, "the worker to start serving", 20*time.Second, func() bool { return strings.Contains(errb.String(), "worker started") })
+		if out := errb.String(); !strings.Contains(out, "project-scoped routes") {
+			t.Errorf("the worker does not say it uses the project-scoped routes:\n%s", out)
+		}
+		stop()
+		select {
+		case code := <-done:
+			if code != exitOK {
+				t.Errorf("worker exited %d\n%s", code, errb.String())
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("worker did not stop within a minute")
+		}
+	})
 }
