@@ -35,6 +35,20 @@ const (
 	FinishedStream409 = "409"
 )
 
+// End states of a cancelled interaction (Compat.CancelEnd, workspace-api.md
+// §12 questions 3 and 4).
+const (
+	// CancelEndCompleted: state Completed, stop_reason "cancelled", the
+	// output produced until the cancel.
+	CancelEndCompleted = "completed"
+	// CancelEndError: state Error, stop_reason "cancelled", an error of type
+	// "cancelled" (the spec's vocabulary: no Cancelled state).
+	CancelEndError = "error"
+	// CancelEndStop: state Completed, stop_reason "stop", as a server that
+	// does not tell a cancelled answer from a finished one.
+	CancelEndStop = "stop"
+)
+
 // Compat chooses which of the documented possibilities the simulator
 // serves where the docs leave the server's behaviour open (§11 version
 // drift, §12 open questions). The zero value serves the newest server as
@@ -46,17 +60,23 @@ type Compat struct {
 	// finished: FinishedStreamReplay, FinishedStreamClose or
 	// FinishedStream409. Default FinishedStreamReplay.
 	FinishedStream string
+	// CancelEnd is the end state of a cancelled interaction:
+	// CancelEndCompleted, CancelEndError or CancelEndStop. Default
+	// CancelEndCompleted.
+	CancelEnd string
 }
 
 // compatKeys are the keys of ParseCompat with their allowed values.
 var compatKeys = map[string][]string{
 	"routes":          {RoutesCurrent, RoutesProject},
 	"finished-stream": {FinishedStreamReplay, FinishedStreamClose, FinishedStream409},
+	"cancel-end":      {CancelEndCompleted, CancelEndError, CancelEndStop},
 }
 
 // ParseCompat reads "KEY=VALUE,..." switches, e.g.
 // "routes=project,finished-stream=409". Keys: routes (current | project),
-// finished-stream (replay | close | 409). An empty string is the zero
+// finished-stream (replay | close | 409), cancel-end (completed | error |
+// stop). An empty string is the zero
 // Compat. Errors name the key and the allowed values.
 func ParseCompat(s string) (Compat, error) {
 	var c Compat
@@ -91,6 +111,8 @@ func ParseCompat(s string) (Compat, error) {
 			c.Routes = v
 		case "finished-stream":
 			c.FinishedStream = v
+		case "cancel-end":
+			c.CancelEnd = v
 		}
 	}
 	return c, nil
@@ -108,6 +130,11 @@ func (c Compat) validate() error {
 	default:
 		return fmt.Errorf("simulator: Compat.FinishedStream must be replay, close or 409, got %q", c.FinishedStream)
 	}
+	switch c.CancelEnd {
+	case "", CancelEndCompleted, CancelEndError, CancelEndStop:
+	default:
+		return fmt.Errorf("simulator: Compat.CancelEnd must be completed, error or stop, got %q", c.CancelEnd)
+	}
 	return nil
 }
 
@@ -120,6 +147,9 @@ func (c Compat) String() string {
 	}
 	if c.FinishedStream != "" && c.FinishedStream != FinishedStreamReplay {
 		parts = append(parts, "finished-stream="+c.FinishedStream)
+	}
+	if c.CancelEnd != "" && c.CancelEnd != CancelEndCompleted {
+		parts = append(parts, "cancel-end="+c.CancelEnd)
 	}
 	return strings.Join(parts, ",")
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/threadmill/threadmill/workspace"
 	"github.com/threadmill/threadmill/workspace/simulator"
@@ -129,8 +130,9 @@ func TestParseCompat(t *testing.T) {
 	for in, want := range map[string]string{
 		"routes":             "want KEY=VALUE",
 		"routes=old":         "routes=old: want one of current | project",
-		"stream=409":         `unknown key "stream" (known: finished-stream, routes)`,
+		"stream=409":         `unknown key "stream" (known: cancel-end, finished-stream, routes)`,
 		"finished-stream=no": "want one of replay | close | 409",
+		"cancel-end=gone":    "want one of completed | error | stop",
 	} {
 		if _, err := simulator.ParseCompat(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseCompat(%q) = %v, want %q", in, err, want)
@@ -138,5 +140,38 @@ func TestParseCompat(t *testing.T) {
 	}
 	if err := (simulator.Config{Compat: simulator.Compat{Routes: "old"}}).Validate(); err == nil || !strings.Contains(err.Error(), "Compat.Routes") {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+// cancel-end decides the state and stop reason of a cancelled interaction,
+// on GET and at the end of its stream.
+func TestCompatCancelEnd(t *testing.T) {
+	for _, tc := range []struct{ mode, state, stop string }{
+		{"", workspace.StateCompleted, workspace.StopReasonCancelled},
+		{simulator.CancelEndCompleted, workspace.StateCompleted, workspace.StopReasonCancelled},
+		{simulator.CancelEndError, workspace.StateError, workspace.StopReasonCancelled},
+		{simulator.CancelEndStop, workspace.StateCompleted, workspace.StopReasonStop},
+	} {
+		t.Run("mode="+tc.mode, func(t *testing.T) {
+			e := newEnv(t, simulator.Config{Async: true, Latency: time.Minute, Compat: simulator.Compat{CancelEnd: tc.mode}})
+			th := e.createThread("t")
+			in := e.createInteraction(th.ID, chat("What is the refund policy?"))
+			e.must("POST", "/api/v1/app/interaction/"+in.ID+"/cancel", nil, http.StatusNoContent, nil)
+			var got workspace.Interaction
+			e.must("GET", "/api/v1/app/interaction/"+in.ID, nil, http.StatusOK, &got)
+			if got.State != tc.state || got.StopReason() != tc.stop {
+				t.Fatalf("cancelled interaction: state %s stop_reason %q, want %s %q", got.State, got.StopReason(), tc.state, tc.stop)
+			}
+			_, _, body := e.send(e.request("GET", "/api/v1/app/interaction/"+in.ID+"/stream", nil))
+			if !strings.Contains(string(body), `"stop_reason":"`+tc.stop+`"`) || !strings.Contains(string(body), "message_stop") {
+				t.Errorf("stream: %s", body)
+			}
+			if tc.state == workspace.StateError && !strings.Contains(string(body), "event: error") {
+				t.Errorf("an Error end sends no error event: %s", body)
+			}
+			if c := e.sim.Counters(); c.InteractionsCancelled != 1 {
+				t.Errorf("%d cancelled", c.InteractionsCancelled)
+			}
+		})
 	}
 }
