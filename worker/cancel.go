@@ -131,10 +131,14 @@ func (w *Worker) cancelItem(ctx context.Context, ir *itemRun, reason string, res
 			}
 			id = found
 		}
-		in := w.cancelInteraction(dctx, ir, id)
+		in, cancelled := w.cancelInteraction(dctx, ir, id)
 		// Written through the checkpoint, which a retry of the run resumes
-		// from: the cancelled interaction stays listed and billed.
-		if in != nil && in.State == workspace.StateCompleted && in.StopReason() != workspace.StopReasonCancelled {
+		// from: the cancelled interaction stays listed and billed. An
+		// answer is kept only when the cancel did not take (409, or it
+		// failed and the interaction finished on its own): a server may end
+		// a cancelled interaction Completed with stop_reason "stop"
+		// (workspace-api.md §12), and its partial answer is no answer.
+		if in != nil && !cancelled && in.State == workspace.StateCompleted && in.StopReason() != workspace.StopReasonCancelled {
 			t := runstore.Turn{InteractionID: id, Output: in.Output(), Usage: in.Usage(), StopReason: in.StopReason()}
 			if err := w.store.CheckpointTurn(dctx, rc.id, ir.it.Step, ir.it.Key, turn, t); err != nil {
 				return err
@@ -159,8 +163,12 @@ func (w *Worker) cancelItem(ctx context.Context, ir *itemRun, reason string, res
 }
 
 // cancelInteraction cancels an interaction and returns it as it ended (nil
-// when it could not be read): cancelled (204) or already finished (409).
-func (w *Worker) cancelInteraction(ctx context.Context, ir *itemRun, id string) *workspace.Interaction {
+// when it could not be read), and whether the server cancelled it (204)
+// rather than finding it finished (409) or failing.
+func (w *Worker) cancelInteraction(ctx context.Context, ir *itemRun, id string) (*workspace.Interaction, bool) {
+	// Not withRun: a cancel does not wait for the run's pacing; only the
+	// project of project-scoped routes is needed.
+	ctx = workspace.ContextWithProject(ctx, ir.rc.spec.Pipeline.Workspace.Project)
 	err := w.api.CancelInteraction(ctx, id)
 	switch {
 	case err == nil:
@@ -175,9 +183,9 @@ func (w *Worker) cancelInteraction(ctx context.Context, ir *itemRun, id string) 
 	in, werr := w.api.WaitInteraction(wctx, id)
 	if werr != nil {
 		if got, gerr := w.api.GetInteraction(ctx, id); gerr == nil {
-			return got
+			return got, err == nil
 		}
-		return nil
+		return nil, err == nil
 	}
-	return in
+	return in, err == nil
 }

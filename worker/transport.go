@@ -11,8 +11,13 @@ import (
 type runKey struct{}
 
 // withRun returns ctx tagged with the run its API requests belong to: the
-// worker's transport applies that run's limits to each of them.
+// worker's transport applies that run's limits to each of them, and the
+// client puts the run's project in project-scoped routes
+// (workspace.RoutesProjectScoped).
 func withRun(ctx context.Context, rc *runCtx) context.Context {
+	if rc != nil && rc.spec != nil && rc.spec.Pipeline.Workspace.Project != "" {
+		ctx = workspace.ContextWithProject(ctx, rc.spec.Pipeline.Workspace.Project)
+	}
 	return context.WithValue(ctx, runKey{}, rc)
 }
 

@@ -7,6 +7,12 @@
 // a typed error: *APIError for a non-2xx answer, *RequestError when no answer
 // could be had, *StreamError for an error event inside a stream. IsRetryable,
 // IsPermanent and RetryAfter classify them.
+//
+// Servers up to spec 2025-11 route threads and interactions under their
+// project: WithRouteScheme chooses the routes (RoutesCurrent,
+// RoutesProjectScoped, or RoutesAuto with CheckRoutes probing once), and a
+// 404 of a route the server does not have matches ErrRouteMismatch rather
+// than ErrNotFound.
 package workspace
 
 import (
@@ -69,7 +75,10 @@ type Client struct {
 	lagGrace    time.Duration
 	logger      *slog.Logger
 	now         func() time.Time
-	errs        []error // option errors, reported by New
+	scheme      RouteScheme // WithRouteScheme
+	project     string      // WithProject
+	routes      *routeState // the scheme in use, shared with copies
+	errs        []error     // option errors, reported by New
 }
 
 // Option configures a Client.
@@ -208,10 +217,12 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		lagGrace:    DefaultLagGrace,
 		logger:      slog.New(slog.DiscardHandler),
 		now:         time.Now,
+		scheme:      RoutesCurrent,
 	}
 	for _, o := range opts {
 		o(c)
 	}
+	c.routes = newRouteState(c.scheme)
 	if strings.ContainsAny(c.token, "\r\n") {
 		c.errs = append(c.errs, errors.New("WithToken: the token contains a line break"))
 	}
@@ -346,12 +357,19 @@ func (c *Client) do(ctx context.Context, k call) error {
 		return err
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return newAPIError(k.method, fullPath, resp.StatusCode, resp.Header, body, c.now(), c.token)
+		return c.apiError(k.method, fullPath, resp, body)
 	}
 	if k.out == nil {
 		return nil
 	}
 	return decodeJSON(k.method, fullPath, resp, body, k.out, k.emptyOK)
+}
+
+// apiError is newAPIError with a 404 of an unknown route marked.
+func (c *Client) apiError(method, path string, resp *http.Response, body []byte) *APIError {
+	e := newAPIError(method, path, resp.StatusCode, resp.Header, body, c.now(), c.token)
+	c.markRouteMismatch(e, resp.Header)
+	return e
 }
 
 // send builds and sends the request of k.

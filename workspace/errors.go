@@ -69,7 +69,10 @@ type APIError struct {
 	RetryAfter time.Duration
 
 	hasRetryAfter bool
-	sentinel      error // an extra sentinel matched by errors.Is (ErrAlreadyFinished)
+	sentinel      error // an extra sentinel matched by errors.Is (ErrAlreadyFinished, ErrRouteMismatch)
+	shape         notFoundShape
+	routeMismatch bool        // a 404 of an unknown route: matches ErrRouteMismatch, not ErrNotFound
+	scheme        RouteScheme // the scheme the client used, for the hint
 }
 
 // Error formats the error as
@@ -90,15 +93,21 @@ func (e *APIError) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Message)
 	}
+	if e.routeMismatch {
+		b.WriteString(" (no such route: ")
+		b.WriteString(mismatchHint(e.scheme))
+		b.WriteByte(')')
+	}
 	return b.String()
 }
 
-// Is reports whether the error matches ErrNotFound (404), or the sentinel the
-// client attached (ErrAlreadyFinished for a 409 on cancel).
+// Is reports whether the error matches ErrNotFound (a 404 that is not a
+// route mismatch), or the sentinel the client attached (ErrAlreadyFinished
+// for a 409 on cancel, ErrRouteMismatch for a 404 of an unknown route).
 func (e *APIError) Is(target error) bool {
 	switch {
 	case target == ErrNotFound:
-		return e.StatusCode == http.StatusNotFound
+		return e.StatusCode == http.StatusNotFound && !e.routeMismatch
 	case e.sentinel != nil:
 		return target == e.sentinel
 	}

@@ -32,8 +32,12 @@ func (c *Client) CreateInteraction(ctx context.Context, threadID string, req Cre
 	if req.ArtifactIDs == nil {
 		req.ArtifactIDs = []string{}
 	}
+	path, err := c.routePath(ctx, "/thread/"+t+"/interaction", "/interaction")
+	if err != nil {
+		return nil, fmt.Errorf("workspace: create interaction: %w", err)
+	}
 	var in Interaction
-	if err := c.do(ctx, call{method: "POST", path: "/app/thread/" + t + "/interaction", body: req, out: &in, kind: kindInteraction}); err != nil {
+	if err := c.do(ctx, call{method: "POST", path: path, body: req, out: &in, kind: kindInteraction}); err != nil {
 		return nil, err
 	}
 	return &in, nil
@@ -46,8 +50,12 @@ func (c *Client) ListInteractions(ctx context.Context, threadID string, p PagePa
 	if err != nil {
 		return nil, fmt.Errorf("workspace: list interactions: %w", err)
 	}
+	path, err := c.routePath(ctx, "/thread/"+t+"/interaction", "")
+	if err != nil {
+		return nil, fmt.Errorf("workspace: list interactions: %w", err)
+	}
 	var page Page[Interaction]
-	if err := c.do(ctx, call{method: "GET", path: "/app/thread/" + t + "/interaction", query: p.values(nil), out: &page, kind: kindPage}); err != nil {
+	if err := c.do(ctx, call{method: "GET", path: path, query: p.values(nil), out: &page, kind: kindPage}); err != nil {
 		return nil, err
 	}
 	return &page, nil
@@ -88,8 +96,12 @@ func (c *Client) GetInteraction(ctx context.Context, id string) (*Interaction, e
 	if err != nil {
 		return nil, fmt.Errorf("workspace: get interaction: %w", err)
 	}
+	path, err := c.routePath(ctx, "/interaction/"+p, "")
+	if err != nil {
+		return nil, fmt.Errorf("workspace: get interaction: %w", err)
+	}
 	var in Interaction
-	if err := c.do(ctx, call{method: "GET", path: "/app/interaction/" + p, out: &in, kind: kindInteraction}); err != nil {
+	if err := c.do(ctx, call{method: "GET", path: path, out: &in, kind: kindInteraction}); err != nil {
 		return nil, err
 	}
 	return &in, nil
@@ -103,8 +115,12 @@ func (c *Client) DeleteInteraction(ctx context.Context, id string) (*Interaction
 	if err != nil {
 		return nil, fmt.Errorf("workspace: delete interaction: %w", err)
 	}
+	path, err := c.routePath(ctx, "/interaction/"+p, "")
+	if err != nil {
+		return nil, fmt.Errorf("workspace: delete interaction: %w", err)
+	}
 	var in Interaction
-	if err := c.do(ctx, call{method: "DELETE", path: "/app/interaction/" + p, out: &in, emptyOK: true, kind: kindInteraction}); err != nil {
+	if err := c.do(ctx, call{method: "DELETE", path: path, out: &in, emptyOK: true, kind: kindInteraction}); err != nil {
 		return nil, err
 	}
 	if in.ID == "" {
@@ -122,7 +138,11 @@ func (c *Client) CancelInteraction(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("workspace: cancel interaction: %w", err)
 	}
-	err = c.do(ctx, call{method: "POST", path: "/app/interaction/" + p + "/cancel"})
+	path, err := c.routePath(ctx, "/interaction/"+p+"/cancel", "")
+	if err != nil {
+		return fmt.Errorf("workspace: cancel interaction: %w", err)
+	}
+	err = c.do(ctx, call{method: "POST", path: path})
 	if ae, ok := errors.AsType[*APIError](err); ok && ae.StatusCode == http.StatusConflict {
 		ae.sentinel = ErrAlreadyFinished
 	}

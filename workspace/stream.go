@@ -210,7 +210,11 @@ func (c *Client) StreamInteraction(ctx context.Context, id string, onEvent func(
 	if err != nil {
 		return nil, fmt.Errorf("workspace: stream interaction: %w", err)
 	}
-	k := call{method: "GET", path: "/app/interaction/" + p + "/stream"}
+	path, err := c.routePath(ctx, "/interaction/"+p+"/stream", "")
+	if err != nil {
+		return nil, fmt.Errorf("workspace: stream interaction: %w", err)
+	}
+	k := call{method: "GET", path: path}
 	fullPath := c.base.Path + k.path
 	if err := ctx.Err(); err != nil {
 		return nil, &RequestError{Method: k.method, Path: fullPath, Err: context.Cause(ctx)}
@@ -233,7 +237,7 @@ func (c *Client) StreamInteraction(ctx context.Context, id string, onEvent func(
 		if err != nil {
 			return nil, err
 		}
-		return nil, newAPIError(k.method, fullPath, resp.StatusCode, resp.Header, body, c.now(), c.token)
+		return nil, c.apiError(k.method, fullPath, resp, body)
 	}
 	var raw io.Reader = resp.Body
 	if idle != nil {

@@ -54,8 +54,12 @@ func (c *Client) GetThread(ctx context.Context, threadID string) (*Thread, error
 	if err != nil {
 		return nil, fmt.Errorf("workspace: get thread: %w", err)
 	}
+	path, err := c.routePath(ctx, "/thread/"+t, "")
+	if err != nil {
+		return nil, fmt.Errorf("workspace: get thread: %w", err)
+	}
 	var th Thread
-	if err := c.do(ctx, call{method: "GET", path: "/app/thread/" + t, out: &th}); err != nil {
+	if err := c.do(ctx, call{method: "GET", path: path, out: &th}); err != nil {
 		return nil, err
 	}
 	return &th, nil
@@ -70,8 +74,12 @@ func (c *Client) UpdateThread(ctx context.Context, threadID string, req UpdateTh
 	if err != nil {
 		return nil, fmt.Errorf("workspace: update thread: %w", err)
 	}
+	path, err := c.routePath(ctx, "/thread/"+t, "")
+	if err != nil {
+		return nil, fmt.Errorf("workspace: update thread: %w", err)
+	}
 	var th Thread
-	if err := c.do(ctx, call{method: "PUT", path: "/app/thread/" + t, body: req, out: &th, emptyOK: true}); err != nil {
+	if err := c.do(ctx, call{method: "PUT", path: path, body: req, out: &th, emptyOK: true}); err != nil {
 		return nil, err
 	}
 	if th.ID == "" {
@@ -87,5 +95,9 @@ func (c *Client) DeleteThread(ctx context.Context, threadID string) error {
 	if err != nil {
 		return fmt.Errorf("workspace: delete thread: %w", err)
 	}
-	return c.do(ctx, call{method: "DELETE", path: "/app/thread/" + t})
+	path, err := c.routePath(ctx, "/thread/"+t, "")
+	if err != nil {
+		return fmt.Errorf("workspace: delete thread: %w", err)
+	}
+	return c.do(ctx, call{method: "DELETE", path: path})
 }

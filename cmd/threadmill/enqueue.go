@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -201,6 +202,7 @@ func enqueuePreflight(ctx context.Context, lookup func(string) (string, bool), p
 	if err != nil {
 		return err
 	}
+	env.Project = cmp.Or(projectID, env.Project)
 	c, err := env.client(nil)
 	if err != nil {
 		return err

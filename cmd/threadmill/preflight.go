@@ -23,9 +23,13 @@ const defaultPreflightTimeout = 30 * time.Second
 // long help.
 const preflightHelp = `Preflight: before anything is written to Redis, the Workspace is asked who
 the token belongs to (GET /api/v1/app/me) and, when a project is known, for
-one artifact of it. Connection errors, timeouts, 429 and 5xx answers are
-retried for up to --preflight-timeout (default 30s; 0 skips the check); a
-refused token or org (401/403) or an unknown project fails at once.`
+one artifact of it. Then a thread that does not exist is asked for, which
+creates nothing, to check the route scheme (WORKSPACE_API_SCHEME) or, when it
+is auto, to choose it: current or the project-scoped routes of servers up to
+spec 2025-11. Connection errors, timeouts, 429 and 5xx answers are retried
+for up to --preflight-timeout (default 30s; 0 skips the check, and auto then
+means current); a refused token or org (401/403), an unknown project or a
+server that does not serve the configured routes fails at once.`
 
 // preflightFlags is the --preflight-timeout flag of run, enqueue and worker.
 type preflightFlags struct {
@@ -71,6 +75,9 @@ const (
 	// preflightUnexpected: any other definite answer (400, a non-JSON page,
 	// a 404 on /app/me: probably not a Workspace).
 	preflightUnexpected
+	// preflightRoutes: the server does not serve the routes of the
+	// configured scheme, or the probe could not tell which it serves.
+	preflightRoutes
 )
 
 // preflightError is a failed preflight. Its message is one line naming the
@@ -101,6 +108,8 @@ func (e *preflightError) Error() string {
 	case preflightProject:
 		msg = fmt.Sprintf("Workspace at %s has no project %s visible to this token (check workspace.project in the pipeline, or %s): %s",
 			e.URL, e.Project, envProject, cause)
+	case preflightRoutes:
+		msg = fmt.Sprintf("Workspace at %s does not serve the thread and interaction routes threadmill would use: %s", e.URL, cause)
 	default:
 		msg = fmt.Sprintf("Workspace at %s answered unexpectedly (is it a Zylon Workspace?): %s", e.URL, cause)
 	}
@@ -167,6 +176,9 @@ func preflight(ctx context.Context, c *workspace.Client, displayURL, projectID s
 				if kind == preflightRefused && !isStatus(err, http.StatusUnauthorized, http.StatusForbidden) {
 					fail.Kind = preflightUnexpected
 				}
+				if kind == preflightRoutes && !errors.Is(err, workspace.ErrRouteMismatch) && !errors.Is(err, workspace.ErrRouteUndecided) {
+					fail.Kind = preflightUnexpected
+				}
 				return fail
 			}
 			wait := backoff
@@ -205,13 +217,26 @@ func preflight(ctx context.Context, c *workspace.Client, displayURL, projectID s
 	}); err != nil {
 		return err
 	}
-	if projectID == "" {
-		return nil
+	if projectID != "" {
+		if err := check(preflightProject, func(ctx context.Context) error {
+			_, err := c.ListArtifacts(ctx, projectID, workspace.ArtifactQuery{PageParams: workspace.PageParams{Page: 1, PageSize: 1}})
+			return err
+		}); err != nil {
+			return err
+		}
 	}
-	return check(preflightProject, func(ctx context.Context) error {
-		_, err := c.ListArtifacts(ctx, projectID, workspace.ArtifactQuery{PageParams: workspace.PageParams{Page: 1, PageSize: 1}})
+	before := c.RouteScheme()
+	if err := check(preflightRoutes, func(ctx context.Context) error {
+		_, err := c.CheckRoutes(ctx, projectID)
 		return err
-	})
+	}); err != nil {
+		return err
+	}
+	if s := c.RouteScheme(); s != before {
+		log.Info("Workspace serves the project-scoped routes of spec <= 2025-11; using them", "workspace", displayURL,
+			"fix", "set "+envScheme+"=project to skip the detection")
+	}
+	return nil
 }
 
 // isStatus reports whether err is an API answer with one of the statuses.

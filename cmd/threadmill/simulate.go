@@ -24,8 +24,12 @@ import (
 
 // simulateOptions are the flags of `threadmill simulate`.
 type simulateOptions struct {
-	Addr      string
-	Artifacts string // directory; empty: the embedded corpus
+	Addr string
+	// CompatSpec is --compat, KEY=VALUE,... (simulator.ParseCompat);
+	// Compat is what it parsed to.
+	CompatSpec string
+	Compat     simulator.Compat
+	Artifacts  string // directory; empty: the embedded corpus
 	// Spread dates the documents' updated_at evenly over the time before
 	// the simulator started; 0 stamps them all with its start.
 	Spread    time.Duration
@@ -99,6 +103,11 @@ func (o *simulateOptions) validate() error {
 	if strings.TrimSpace(o.Project) == "" {
 		return errors.New("--project must not be empty")
 	}
+	c, err := simulator.ParseCompat(o.CompatSpec)
+	if err != nil {
+		return fmt.Errorf("--compat: %w", err)
+	}
+	o.Compat = c
 	if strings.TrimSpace(o.Org) == "" {
 		return errors.New("--org must not be empty")
 	}
@@ -139,10 +148,16 @@ Knobs: --async makes interactions complete in the background while their
 stream delivers deltas; --latency/--per-token/--jitter shape the timing;
 --rate-limit answers 429 with Retry-After beyond N requests per second; the
 --fault-* rates inject 5xx, 429, cut streams, slow answers, failed
-interactions and lost create responses. Counters are served at GET /_sim/counters.`,
+interactions and lost create responses. --compat serves an older or
+different server: routes=project answers the project-scoped thread and
+interaction routes of servers up to spec 2025-11 (the current ones answer a
+route-level 404), finished-stream=close|409 changes what the stream of a
+finished interaction answers, cancel-end=error|stop the state and stop
+reason a cancelled interaction ends in. Counters are served at GET /_sim/counters.`,
 		Example: `  threadmill simulate
   threadmill simulate --artifacts examples/artifacts --addr 127.0.0.1:8080
-  threadmill simulate --async --latency 200ms --per-token 5ms --fault-5xx 0.1 --fault-429 0.05`,
+  threadmill simulate --async --latency 200ms --per-token 5ms --fault-5xx 0.1 --fault-429 0.05
+  threadmill simulate --compat routes=project,finished-stream=409`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.tokenSet = cmd.Flags().Changed("token-env")
@@ -181,6 +196,7 @@ interactions and lost create responses. Counters are served at GET /_sim/counter
 	f.DurationVar(&o.Spread, "spread", 14*24*time.Hour, "date the documents' updated_at evenly over this time before now, as if they arrived over it (0: all now); any weekly window of the last two weeks then holds about half of them")
 	f.Uint64Var(&o.Faults.Seed, "seed", 1, "seed of the fault and jitter random source")
 	f.BoolVar(&o.Verbose, "verbose", false, "log every request to stderr")
+	f.StringVar(&o.CompatSpec, "compat", "", "serve an older or different server, KEY=VALUE,...: routes=current|project (project: the project-scoped routes of spec <= 2025-11), finished-stream=replay|close|409, cancel-end=completed|error|stop (see docs/compatibility.md)")
 	return cmd
 }
 
@@ -216,6 +232,7 @@ func runSimulate(ctx context.Context, o *simulateOptions, stdout, stderr io.Writ
 		RateLimit:      o.RateLimit,
 		RateBurst:      o.RateBurst,
 		Logger:         logger,
+		Compat:         o.Compat,
 	})
 	defer sim.Close()
 
@@ -323,6 +340,9 @@ func printBanner(w io.Writer, o *simulateOptions, sim *simulator.Server, base, s
 	fmt.Fprintf(w, "  auth:      %s\n", authLine)
 	fmt.Fprintf(w, "  artifacts: %d documents in %d folders from %s\n", docs, folders, source)
 	fmt.Fprintf(w, "  mode:      %s, latency %s + %s/token\n", mode, o.Latency, o.PerToken)
+	if c := o.Compat.String(); c != "" {
+		fmt.Fprintf(w, "  compat:    %s\n", c)
+	}
 	fmt.Fprintf(w, "  counters:  %s/_sim/counters\n", base)
 	fmt.Fprintf(w, "try:\n  curl -s -H 'x-org: %s'%s '%s/api/v1/app/project/%s/artifact?include_descendants=true&type=Document&page_size=5'\n",
 		org, authHeader, base, sim.ProjectID())

@@ -208,6 +208,8 @@ func TestSimulateFlagErrors(t *testing.T) {
 		{[]string{"--addr", "bogus"}, `--addr "bogus": want host:port`},
 		{[]string{"--addr", "127.0.0.1:99999"}, `port "99999" is not a number in [0, 65535]`},
 		{[]string{"--artifacts", empty}, "no .md, .markdown, .txt or .text files found"},
+		{[]string{"--compat", "routes=old"}, "--compat: compat switch routes=old: want one of current | project"},
+		{[]string{"--compat", "chat-usage=without"}, `--compat: compat switch "chat-usage=without": unknown key "chat-usage"`},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer
@@ -252,5 +254,36 @@ func TestSpreadDatesCoverTheLastWeeklyWindow(t *testing.T) {
 	}
 	if in < docs/3 || in == docs {
 		t.Errorf("%d of %d documents in the last weekly window, want about half", in, docs)
+	}
+}
+
+// `simulate --compat routes=project` serves the project-scoped routes over
+// HTTP, says so in its banner, and a threadmill client detects them.
+func TestSimulateCompatRoutesProject(t *testing.T) {
+	banner, _ := startSimulateCmd(t, "--compat", "routes=project,finished-stream=close")
+	if !strings.Contains(banner, "compat:    routes=project,finished-stream=close") {
+		t.Fatalf("banner:\n%s", banner)
+	}
+	base := baseURLRe.FindStringSubmatch(banner)[1]
+	get := func(path string) int {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", base+path, nil)
+		req.Header.Set("x-org", "default")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get("/api/v1/app/thread/t_none"); got != http.StatusNotFound {
+		t.Errorf("current route: %d", got)
+	}
+	c, err := workspace.New(base, workspace.WithOrg("default"), workspace.WithRouteScheme(workspace.RoutesAuto))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	if s, err := c.CheckRoutes(t.Context(), simulator.DefaultProjectID); err != nil || s != workspace.RoutesProjectScoped {
+		t.Fatalf("CheckRoutes = %s, %v", s, err)
 	}
 }

@@ -21,10 +21,11 @@ import (
 
 // Environment variables of the Workspace connection.
 const (
-	envBaseURL = "WORKSPACE_BASE_URL"  // required: https://zylon.example.com
-	envToken   = "WORKSPACE_API_TOKEN" // required: the Workspace API token
-	envOrg     = "WORKSPACE_ORG"       // optional: the org slug or UUID; default "default"
-	envProject = "WORKSPACE_PROJECT"   // optional: the project when the pipeline names none
+	envBaseURL = "WORKSPACE_BASE_URL"   // required: https://zylon.example.com
+	envToken   = "WORKSPACE_API_TOKEN"  // required: the Workspace API token
+	envOrg     = "WORKSPACE_ORG"        // optional: the org slug or UUID; default "default"
+	envProject = "WORKSPACE_PROJECT"    // optional: the project when the pipeline names none
+	envScheme  = "WORKSPACE_API_SCHEME" // optional: current | project | auto (default auto)
 
 	defaultOrg = "default"
 )
@@ -36,6 +37,10 @@ const workspaceEnvHelp = `Environment:
   WORKSPACE_API_TOKEN  the Workspace API token (required; never logged or stored)
   WORKSPACE_ORG        the organisation slug or UUID sent as x-org (default "default")
   WORKSPACE_PROJECT    the project id, when the pipeline's workspace.project is unset
+  WORKSPACE_API_SCHEME the routes of threads and interactions: current (spec
+                       2025-12 on), project (the project-scoped routes of
+                       servers up to spec 2025-11) or auto (default: detected
+                       once at preflight; see docs/compatibility.md)
 
 With --simulate none of them is needed: an in-process simulator serves the
 example corpus on a loopback port.`
@@ -46,6 +51,8 @@ type workspaceEnv struct {
 	Token   string
 	Org     string
 	Project string
+	// Scheme is WORKSPACE_API_SCHEME; default workspace.RoutesAuto.
+	Scheme workspace.RouteScheme
 }
 
 // String never shows the token.
@@ -67,6 +74,14 @@ func readWorkspaceEnv(lookup func(string) (string, bool)) (workspaceEnv, error) 
 		Project: get(envProject),
 	}
 	var problems []error
+	e.Scheme = workspace.RoutesAuto
+	if v := get(envScheme); v != "" {
+		s, err := workspace.ParseRouteScheme(v)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s=%q: want current, project or auto", envScheme, v))
+		}
+		e.Scheme = s
+	}
 	if e.BaseURL == "" {
 		problems = append(problems, fmt.Errorf("%s is not set: give the Workspace server, e.g. https://zylon.example.com (or use --simulate)", envBaseURL))
 	} else if u, err := url.Parse(e.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -84,7 +99,8 @@ func readWorkspaceEnv(lookup func(string) (string, bool)) (workspaceEnv, error) 
 // client returns a Workspace client for the environment.
 func (e workspaceEnv) client(logger *slog.Logger, extra ...workspace.Option) (*workspace.Client, error) {
 	opts := []workspace.Option{workspace.WithToken(e.Token), workspace.WithOrg(e.Org),
-		workspace.WithLogger(logger), workspace.WithUserAgent("threadmill/" + buildVersion())}
+		workspace.WithLogger(logger), workspace.WithUserAgent("threadmill/" + buildVersion()),
+		workspace.WithRouteScheme(e.Scheme), workspace.WithProject(e.Project)}
 	return workspace.New(e.BaseURL, append(opts, extra...)...)
 }
 
@@ -183,6 +199,7 @@ func connectWorkspace(ctx context.Context, lookup func(string) (string, bool), s
 	if projectID == "" {
 		return nil, fmt.Errorf("no project: set workspace.project in the pipeline or %s", envProject)
 	}
+	env.Project = projectID
 	c, err := env.client(logger)
 	if err != nil {
 		return nil, err

@@ -429,7 +429,8 @@ func (s *Server) handleDeleteInteraction(w http.ResponseWriter, r *http.Request)
 
 // handleCancel cancels a processing interaction: 204, and the interaction
 // ends Completed with stop_reason "cancelled" and the output produced so
-// far. A finished interaction answers 409.
+// far (Compat.CancelEnd: or Error, or stop_reason "stop"). A finished
+// interaction answers 409.
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) *httpError {
 	s.mu.Lock()
 	defer s.mu.Unlock()

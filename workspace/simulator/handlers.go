@@ -40,19 +40,31 @@ func (s *Server) routes() {
 	h("GET /api/v1/app/me", s.handleMe)
 	h("POST /api/v1/app/project/{projectId}/thread", s.handleCreateThread)
 	h("GET /api/v1/app/project/{projectId}/thread", s.handleListThreads)
-	h("GET /api/v1/app/thread/{threadId}", s.handleGetThread)
-	h("PUT /api/v1/app/thread/{threadId}", s.handleUpdateThread)
-	h("DELETE /api/v1/app/thread/{threadId}", s.handleDeleteThread)
-	h("POST /api/v1/app/thread/{threadId}/interaction", s.handleCreateInteraction)
-	h("GET /api/v1/app/thread/{threadId}/interaction", s.handleListInteractions)
-	h("GET /api/v1/app/interaction/{interactionId}", s.handleGetInteraction)
-	h("DELETE /api/v1/app/interaction/{interactionId}", s.handleDeleteInteraction)
-	h("POST /api/v1/app/interaction/{interactionId}/cancel", s.handleCancel)
-	h("GET /api/v1/app/interaction/{interactionId}/stream", s.handleStream)
+	h(s.routeIn(RoutesCurrent, "GET /api/v1/app/thread/{threadId}"), s.handleGetThread)
+	h(s.routeIn(RoutesCurrent, "PUT /api/v1/app/thread/{threadId}"), s.handleUpdateThread)
+	h(s.routeIn(RoutesCurrent, "DELETE /api/v1/app/thread/{threadId}"), s.handleDeleteThread)
+	h(s.routeIn(RoutesCurrent, "POST /api/v1/app/thread/{threadId}/interaction"), s.handleCreateInteraction)
+	h(s.routeIn(RoutesCurrent, "GET /api/v1/app/thread/{threadId}/interaction"), s.handleListInteractions)
+	h(s.routeIn(RoutesCurrent, "GET /api/v1/app/interaction/{interactionId}"), s.handleGetInteraction)
+	h(s.routeIn(RoutesCurrent, "DELETE /api/v1/app/interaction/{interactionId}"), s.handleDeleteInteraction)
+	h(s.routeIn(RoutesCurrent, "POST /api/v1/app/interaction/{interactionId}/cancel"), s.handleCancel)
+	h(s.routeIn(RoutesCurrent, "GET /api/v1/app/interaction/{interactionId}/stream"), s.handleStream)
 	h("POST /api/v1/app/chat", s.handleChat)
 	h("POST /api/v1/app/chat/validate", s.handleValidate)
 	h("GET /api/v1/app/project/{projectId}/artifact", s.handleListArtifacts)
 	h("GET /api/v1/app/project/{projectId}/artifact/{artifactId}", s.handleGetArtifact)
+
+	// Project-scoped twins of the thread and interaction routes, served
+	// instead of the current ones with Compat.Routes = RoutesProject.
+	h(s.routeIn(RoutesProject, "GET /api/v1/app/project/{projectId}/thread/{threadId}"), s.projectScoped(s.handleGetThread))
+	h(s.routeIn(RoutesProject, "PUT /api/v1/app/project/{projectId}/thread/{threadId}"), s.projectScoped(s.handleUpdateThread))
+	h(s.routeIn(RoutesProject, "DELETE /api/v1/app/project/{projectId}/thread/{threadId}"), s.projectScoped(s.handleDeleteThread))
+	h(s.routeIn(RoutesProject, "POST /api/v1/app/project/{projectId}/interaction"), s.handleCreateInteractionInProject)
+	h(s.routeIn(RoutesProject, "GET /api/v1/app/project/{projectId}/thread/{threadId}/interaction"), s.projectScoped(s.handleListInteractions))
+	h(s.routeIn(RoutesProject, "GET /api/v1/app/project/{projectId}/interaction/{interactionId}"), s.projectScoped(s.handleGetInteraction))
+	h(s.routeIn(RoutesProject, "DELETE /api/v1/app/project/{projectId}/interaction/{interactionId}"), s.projectScoped(s.handleDeleteInteraction))
+	h(s.routeIn(RoutesProject, "POST /api/v1/app/project/{projectId}/interaction/{interactionId}/cancel"), s.projectScoped(s.handleCancel))
+	h(s.routeIn(RoutesProject, "GET /api/v1/app/project/{projectId}/interaction/{interactionId}/stream"), s.projectScoped(s.handleStream))
 }
 
 // statusWriter records the status code of an answer.
@@ -87,6 +99,10 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // in order: the rate limit, fault injection, then x-org and token checks.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, pattern := s.mux.Handler(r)
+	unserved := pattern != "" && !s.served(pattern) // a route of the other scheme
+	if unserved {
+		pattern = ""
+	}
 	route := pattern
 	if route == "" {
 		route = "unmatched"
@@ -118,6 +134,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
+	}
+	if unserved {
+		// The same answer as any unknown path.
+		writeError(sw, errorf(http.StatusNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		return
 	}
 	if pattern == "" {
 		// Let the mux decide between 404 and 405, but answer in JSON.

@@ -108,6 +108,13 @@ func (s *Server) finishLocked(in *interaction, reason string, at time.Time) {
 			InputTokens:  in.ans.usage.InputTokens,
 			OutputTokens: workspace.Count(workspace.EstimateTokens(in.text)),
 		}
+		switch s.compat.CancelEnd {
+		case CancelEndError:
+			in.state = workspace.StateError
+			in.errs = []workspace.ErrorDetail{{Type: "cancelled", Message: "the interaction was cancelled"}}
+		case CancelEndStop:
+			in.stopReason = workspace.StopReasonStop
+		}
 		s.counters.InteractionsCancelled++
 	case in.fails:
 		in.state = workspace.StateError

@@ -34,6 +34,20 @@
 //	GET    /api/v1/app/project/{projectId}/artifact       list artifacts (§8.3 filters)
 //	GET    /api/v1/app/project/{projectId}/artifact/{artifactId}
 //
+// With Config.Compat.Routes = RoutesProject the thread and interaction
+// routes above (GET/PUT/DELETE thread, and every interaction route) are
+// replaced by their project-scoped twins of servers up to spec 2025-11:
+//
+//	POST   /api/v1/app/project/{projectId}/interaction            thread_id in the body, 201
+//	GET    /api/v1/app/project/{projectId}/thread/{threadId}/interaction
+//	GET|DELETE /api/v1/app/project/{projectId}/interaction/{interactionId}
+//	POST   /api/v1/app/project/{projectId}/interaction/{interactionId}/cancel
+//	GET    /api/v1/app/project/{projectId}/interaction/{interactionId}/stream
+//	GET|PUT|DELETE /api/v1/app/project/{projectId}/thread/{threadId}
+//
+// and the replaced routes answer 404 like any unknown path. Compat also
+// chooses what the stream of a finished interaction answers.
+//
 // Errors are JSON {"message": "...", "errors": ["..."]} naming the field or
 // header at fault (except the injected 502, whose body is an HTML proxy
 // page). pgpt.stream is accepted and ignored: follow an interaction with its
@@ -132,6 +146,10 @@ type Config struct {
 	// Logger receives one debug line per request (never the token). Default:
 	// discard.
 	Logger *slog.Logger
+	// Compat serves one of the documented possibilities where servers
+	// differ (route scheme, stream of a finished interaction). Default: the
+	// newest server (see Compat).
+	Compat Compat
 }
 
 // Faults are per-request failure rates in [0, 1]. The four status faults
@@ -215,6 +233,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("simulator: %s must not be negative, got %s", d.name, d.v)
 		}
 	}
+	if err := c.Compat.validate(); err != nil {
+		return err
+	}
 	switch {
 	case !(c.RateLimit >= 0):
 		return fmt.Errorf("simulator: RateLimit must be >= 0 requests per second, got %g", c.RateLimit)
@@ -236,6 +257,8 @@ type Server struct {
 	now       func() time.Time
 	log       *slog.Logger
 	mux       *http.ServeMux
+	compat    Compat
+	schemeOf  map[string]string // route pattern -> scheme (Compat.Routes); set by routes
 
 	knobMu  sync.Mutex // guards the knobs below and rng
 	async   bool
@@ -267,6 +290,7 @@ func New(cfg Config) *Server {
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		stop:      make(chan struct{}),
+		compat:    cfg.Compat,
 	}
 	for o := range strings.SplitSeq(cmp.Or(cfg.Org, DefaultOrg), ",") {
 		if o = strings.TrimSpace(o); o != "" {

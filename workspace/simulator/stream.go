@@ -79,7 +79,8 @@ type (
 // instead of the content block. While the interaction is processing, each
 // delta is sent when it is produced and a ping is sent on connecting and
 // every PingInterval of silence; a finished interaction replays in full at
-// once. A CutStream fault closes the connection after about half the deltas.
+// once (Compat.FinishedStream: or closes at once, or answers 409). A
+// CutStream fault closes the connection after about half the deltas.
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError {
 	s.mu.Lock()
 	in, e := s.interactionLocked(r)
@@ -93,6 +94,19 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 		return errorf(http.StatusServiceUnavailable, "simulator is shutting down")
 	}
 	processing := in.state == workspace.StateProcessing
+	if !processing {
+		switch s.compat.FinishedStream {
+		case FinishedStream409:
+			s.mu.Unlock()
+			return errorf(http.StatusConflict, "interaction %q has finished (state %s); its stream is over", in.id, in.state)
+		case FinishedStreamClose:
+			s.mu.Unlock()
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-cache")
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+	}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()

@@ -1,0 +1,218 @@
+package simulator
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+)
+
+// Route schemes of Compat.Routes (workspace-api.md §11).
+const (
+	// RoutesCurrent serves the routes of the spec from 2025-12 on.
+	RoutesCurrent = "current"
+	// RoutesProject serves the project-scoped routes of servers up to spec
+	// 2025-11: POST /app/project/{projectId}/interaction (thread_id in the
+	// body), /app/project/{projectId}/interaction/{id}[/cancel|/stream],
+	// /app/project/{projectId}/thread/{threadId}[/interaction]. The current
+	// thread and interaction routes then answer the same route-level 404 as
+	// any unknown path ({"message":"no route for GET /api/..."}).
+	RoutesProject = "project"
+)
+
+// Answers to a stream request for an interaction that has finished
+// (Compat.FinishedStream, workspace-api.md §12 question 2).
+const (
+	// FinishedStreamReplay replays the whole answer, then message_stop.
+	FinishedStreamReplay = "replay"
+	// FinishedStreamClose answers 200 text/event-stream and closes at once,
+	// sending no event.
+	FinishedStreamClose = "close"
+	// FinishedStream409 answers 409 Conflict with a JSON error.
+	FinishedStream409 = "409"
+)
+
+// End states of a cancelled interaction (Compat.CancelEnd, workspace-api.md
+// §12 questions 3 and 4).
+const (
+	// CancelEndCompleted: state Completed, stop_reason "cancelled", the
+	// output produced until the cancel.
+	CancelEndCompleted = "completed"
+	// CancelEndError: state Error, stop_reason "cancelled", an error of type
+	// "cancelled" (the spec's vocabulary: no Cancelled state).
+	CancelEndError = "error"
+	// CancelEndStop: state Completed, stop_reason "stop", as a server that
+	// does not tell a cancelled answer from a finished one.
+	CancelEndStop = "stop"
+)
+
+// Compat chooses which of the documented possibilities the simulator
+// serves where the docs leave the server's behaviour open (§11 version
+// drift, §12 open questions). The zero value serves the newest server as
+// the simulator always has.
+type Compat struct {
+	// Routes is RoutesCurrent or RoutesProject. Default RoutesCurrent.
+	Routes string
+	// FinishedStream is what /stream answers once the interaction has
+	// finished: FinishedStreamReplay, FinishedStreamClose or
+	// FinishedStream409. Default FinishedStreamReplay.
+	FinishedStream string
+	// CancelEnd is the end state of a cancelled interaction:
+	// CancelEndCompleted, CancelEndError or CancelEndStop. Default
+	// CancelEndCompleted.
+	CancelEnd string
+}
+
+// compatKeys are the keys of ParseCompat with their allowed values.
+var compatKeys = map[string][]string{
+	"routes":          {RoutesCurrent, RoutesProject},
+	"finished-stream": {FinishedStreamReplay, FinishedStreamClose, FinishedStream409},
+	"cancel-end":      {CancelEndCompleted, CancelEndError, CancelEndStop},
+}
+
+// ParseCompat reads "KEY=VALUE,..." switches, e.g.
+// "routes=project,finished-stream=409". Keys: routes (current | project),
+// finished-stream (replay | close | 409), cancel-end (completed | error |
+// stop). An empty string is the zero
+// Compat. Errors name the key and the allowed values.
+func ParseCompat(s string) (Compat, error) {
+	var c Compat
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		allowed, known := compatKeys[k]
+		switch {
+		case !ok:
+			return Compat{}, fmt.Errorf("compat switch %q: want KEY=VALUE", part)
+		case !known:
+			keys := make([]string, 0, len(compatKeys))
+			for k := range compatKeys {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			return Compat{}, fmt.Errorf("compat switch %q: unknown key %q (known: %s)", part, k, strings.Join(keys, ", "))
+		}
+		valid := false
+		for _, a := range allowed {
+			valid = valid || a == v
+		}
+		if !valid {
+			return Compat{}, fmt.Errorf("compat switch %s=%s: want one of %s", k, v, strings.Join(allowed, " | "))
+		}
+		switch k {
+		case "routes":
+			c.Routes = v
+		case "finished-stream":
+			c.FinishedStream = v
+		case "cancel-end":
+			c.CancelEnd = v
+		}
+	}
+	return c, nil
+}
+
+// validate reports an unknown value, naming the field.
+func (c Compat) validate() error {
+	switch c.Routes {
+	case "", RoutesCurrent, RoutesProject:
+	default:
+		return fmt.Errorf("simulator: Compat.Routes must be %q or %q, got %q", RoutesCurrent, RoutesProject, c.Routes)
+	}
+	switch c.FinishedStream {
+	case "", FinishedStreamReplay, FinishedStreamClose, FinishedStream409:
+	default:
+		return fmt.Errorf("simulator: Compat.FinishedStream must be replay, close or 409, got %q", c.FinishedStream)
+	}
+	switch c.CancelEnd {
+	case "", CancelEndCompleted, CancelEndError, CancelEndStop:
+	default:
+		return fmt.Errorf("simulator: Compat.CancelEnd must be completed, error or stop, got %q", c.CancelEnd)
+	}
+	return nil
+}
+
+// String renders the switches that differ from the default, as ParseCompat
+// reads them ("" for the default).
+func (c Compat) String() string {
+	var parts []string
+	if c.Routes != "" && c.Routes != RoutesCurrent {
+		parts = append(parts, "routes="+c.Routes)
+	}
+	if c.FinishedStream != "" && c.FinishedStream != FinishedStreamReplay {
+		parts = append(parts, "finished-stream="+c.FinishedStream)
+	}
+	if c.CancelEnd != "" && c.CancelEnd != CancelEndCompleted {
+		parts = append(parts, "cancel-end="+c.CancelEnd)
+	}
+	return strings.Join(parts, ",")
+}
+
+// Compat returns the switches the simulator serves.
+func (s *Server) Compat() Compat { return s.compat }
+
+// routeIn records that pattern belongs to one route scheme (patterns not
+// recorded are served in every scheme).
+func (s *Server) routeIn(scheme, pattern string) string {
+	if s.schemeOf == nil {
+		s.schemeOf = map[string]string{}
+	}
+	s.schemeOf[pattern] = scheme
+	return pattern
+}
+
+// served reports whether the simulator serves the route pattern.
+func (s *Server) served(pattern string) bool {
+	sch, ok := s.schemeOf[pattern]
+	if !ok {
+		return true
+	}
+	want := s.compat.Routes
+	if want == "" {
+		want = RoutesCurrent
+	}
+	return sch == want
+}
+
+// projectScoped wraps a handler of a current route for its project-scoped
+// twin: the project of the path must be the simulator's.
+func (s *Server) projectScoped(fn func(http.ResponseWriter, *http.Request) *httpError) func(http.ResponseWriter, *http.Request) *httpError {
+	return func(w http.ResponseWriter, r *http.Request) *httpError {
+		if e := s.checkProject(r); e != nil {
+			return e
+		}
+		return fn(w, r)
+	}
+}
+
+// handleCreateInteractionInProject serves the project-scoped create, whose
+// thread is named by thread_id in the body: it becomes the threadId of the
+// current route's handler, which then checks the body as usual.
+func (s *Server) handleCreateInteractionInProject(w http.ResponseWriter, r *http.Request) *httpError {
+	if e := s.checkProject(r); e != nil {
+		return e
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, s.maxBody+1))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "reading request body: %v", err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	var head struct {
+		ThreadID json.RawMessage `json:"thread_id"`
+	}
+	var tid string
+	if json.Unmarshal(data, &head) == nil && json.Unmarshal(head.ThreadID, &tid) == nil && tid != "" {
+		r.SetPathValue("threadId", tid)
+		return s.handleCreateInteraction(w, r)
+	}
+	if int64(len(data)) > s.maxBody {
+		return errorf(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", s.maxBody)
+	}
+	return errorf(http.StatusBadRequest, "thread_id is required: the project-scoped create names its thread in the body")
+}
