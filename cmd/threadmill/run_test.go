@@ -20,7 +20,9 @@ import (
 // usage agrees with what the simulator billed, and the journal is gone.
 func TestRunEmbeddedEndToEnd(t *testing.T) {
 	unsetRunnerEnv(t)
-	e := startRunnerSim(t, simulator.Config{Async: true, Latency: 20 * time.Millisecond})
+	// 100 ms a turn keeps the summarize step going for several 50 ms
+	// progress ticks (at 20 ms a fast run could finish it between two).
+	e := startRunnerSim(t, simulator.Config{Async: true, Latency: 100 * time.Millisecond})
 	e.setenv(t)
 	dir := t.TempDir()
 	file := writeRunnerPipeline(t, dir, "digest", corpusPipeline("digest", 8))
