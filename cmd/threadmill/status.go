@@ -108,21 +108,28 @@ func runStatus(ctx context.Context, o *statusOptions, stdout, stderr io.Writer) 
 			return err
 		}
 		queue := queueCounts(rc, o.Queue)
+		priority := queueCounts(rc, worker.PriorityQueue(o.Queue))
 		pause := apiPause(ctx, store, stderr)
 		if o.JSON {
 			return writeJSON(stdout, struct {
-				Runs  []runView            `json:"runs"`
-				Queue *queueView           `json:"queue,omitempty"`
-				Pause *runstore.PauseState `json:"api_pause,omitempty"`
-			}{views(runs, now()), queue, pause})
+				Runs          []runView            `json:"runs"`
+				Queue         *queueView           `json:"queue,omitempty"`
+				PriorityQueue *queueView           `json:"priority_queue,omitempty"`
+				Pause         *runstore.PauseState `json:"api_pause,omitempty"`
+			}{views(runs, now()), queue, priority, pause})
 		}
 		printRuns(stdout, runs, now())
 		if pause != nil {
 			fmt.Fprintf(stdout, "\n%s\n", pauseLine(pause))
 		}
-		if queue != nil {
-			fmt.Fprintf(stdout, "\nqueue %s: %d pending, %d active, %d scheduled, %d retry, %d archived; %d completed today\n",
-				queue.Name, queue.Pending, queue.Active, queue.Scheduled, queue.Retry, queue.Archived, queue.ProcessedToday)
+		if queue != nil || priority != nil {
+			fmt.Fprintln(stdout)
+		}
+		for _, q := range []*queueView{priority, queue} {
+			if q != nil {
+				fmt.Fprintf(stdout, "queue %s: %d pending, %d active, %d scheduled, %d retry, %d archived; %d completed today\n",
+					q.Name, q.Pending, q.Active, q.Scheduled, q.Retry, q.Archived, q.ProcessedToday)
+			}
 		}
 		return nil
 	}
