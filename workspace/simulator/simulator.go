@@ -397,6 +397,9 @@ type httpError struct {
 	status int
 	msg    string
 	errs   []string
+	// body, when set, is written as the JSON body instead of the usual
+	// {"message","errors"} shape (e.g. a FastAPI-style {"detail": [...]}).
+	body any
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -414,5 +417,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, err *httpError) {
+	if err.body != nil {
+		writeJSON(w, err.status, err.body)
+		return
+	}
 	writeJSON(w, err.status, apiError{Message: err.msg, Errors: err.errs})
 }
