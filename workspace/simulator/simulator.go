@@ -46,7 +46,9 @@
 //	GET|PUT|DELETE /api/v1/app/project/{projectId}/thread/{threadId}
 //
 // and the replaced routes answer 404 like any unknown path. Compat also
-// chooses what the stream of a finished interaction answers.
+// chooses what the stream of a finished interaction answers, how a
+// cancelled interaction ends, whether /app/chat answers carry usage, a
+// maximum page_size (422 beyond it) and cursor-only paging.
 //
 // Errors are JSON {"message": "...", "errors": ["..."]} naming the field or
 // header at fault (except the injected 502, whose body is an HTML proxy
