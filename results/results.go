@@ -54,10 +54,14 @@ type Item struct {
 	// State is succeeded, failed or skipped.
 	State string `json:"state"`
 	// Output is the final turn's text; Outputs has one text per turn.
-	Output     string          `json:"output"`
-	Outputs    []string        `json:"outputs,omitempty"`
-	Usage      workspace.Usage `json:"usage"`
-	StopReason string          `json:"stop_reason,omitempty"`
+	Output  string          `json:"output"`
+	Outputs []string        `json:"outputs,omitempty"`
+	Usage   workspace.Usage `json:"usage"`
+	// UsageEstimated is true when the server reported no usage for at least
+	// one turn (a one-shot chat without usage) and Usage counts threadmill's
+	// estimate for it: workspace.EstimateTokens of the prompt and answer.
+	UsageEstimated bool   `json:"usage_estimated,omitempty"`
+	StopReason     string `json:"stop_reason,omitempty"`
 	// Truncated is true when the output stopped at max_tokens.
 	Truncated bool `json:"truncated,omitempty"`
 	// Attempts is the number of tries the item took (1 when it worked first time).

@@ -50,6 +50,9 @@ type Turn struct {
 	Output        string          `json:"output"`
 	Usage         workspace.Usage `json:"usage"`
 	StopReason    string          `json:"stop_reason,omitempty"`
+	// UsageEstimated is true when the server gave no usage and Usage is
+	// threadmill's estimate (workspace.EstimateTokens).
+	UsageEstimated bool `json:"usage_estimated,omitempty"`
 }
 
 // ItemStart is the outcome of BeginItem and BeginItemSlot.

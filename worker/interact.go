@@ -309,6 +309,13 @@ func (w *Worker) chat(ctx context.Context, ir *itemRun) error {
 		turn := runstore.Turn{Output: resp.Text(), StopReason: resp.StopReason}
 		if resp.Usage != nil {
 			turn.Usage = *resp.Usage
+		} else {
+			// The answer has no usage (workspace-api.md §7.1): count an
+			// estimate rather than zero, which a budget could not see.
+			turn.Usage, turn.UsageEstimated = estimateChatUsage(req, turn.Output), true
+			rc.estimatedOnce.Do(func() {
+				rc.log.Warn("the chat answer carries no usage: usage is estimated (one token per four bytes of prompt and answer) and marked usage_estimated in the results", "step", it.Step)
+			})
 		}
 		if err := w.store.CheckpointTurn(ctx, rc.id, it.Step, it.Key, i, turn); err != nil {
 			return err
@@ -318,6 +325,22 @@ func (w *Worker) chat(ctx context.Context, ir *itemRun) error {
 		history = append(history, assistantText(turn.Output))
 	}
 	return nil
+}
+
+// estimateChatUsage estimates the usage of a one-shot chat whose answer
+// carried none: workspace.EstimateTokens of the system text and every
+// message sent, and of the answer.
+func estimateChatUsage(req workspace.ChatRequest, answer string) workspace.Usage {
+	var in int64
+	if req.System != nil {
+		in += workspace.EstimateTokens(req.System.Text)
+	}
+	for _, m := range req.Messages {
+		for _, c := range m.Content {
+			in += workspace.EstimateTokens(c.Text)
+		}
+	}
+	return workspace.Usage{InputTokens: workspace.Count(in), OutputTokens: workspace.Count(workspace.EstimateTokens(answer))}
 }
 
 func assistantText(s string) workspace.Message {

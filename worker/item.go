@@ -327,6 +327,7 @@ func buildItem(it pipelines.Item, ck *runstore.Checkpoint, state, errMsg string,
 		r.Output = turn.Output
 		r.StopReason = turn.StopReason
 		usage = usage.Add(turn.Usage)
+		r.UsageEstimated = r.UsageEstimated || turn.UsageEstimated
 		if turn.InteractionID != "" {
 			r.InteractionIDs = append(r.InteractionIDs, turn.InteractionID)
 		}

@@ -278,6 +278,9 @@ type runCtx struct {
 	id   string
 	spec *runstore.Spec
 	log  *slog.Logger
+	// estimatedOnce logs once per run (per cached runCtx) that chat usage
+	// is estimated.
+	estimatedOnce sync.Once
 }
 
 // maxCachedRuns bounds the run cache; it is cleared when full.

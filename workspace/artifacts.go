@@ -2,8 +2,11 @@ package workspace
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
+	"net/http"
+	"strings"
 )
 
 // DefaultIterPageSize is the page size Artifacts and Interactions ask for
@@ -29,9 +32,11 @@ func (c *Client) ListArtifacts(ctx context.Context, projectID string, q Artifact
 // has_next_page page after page. Paging starts at q.Page (default 1) with
 // q.PageSize (default DefaultIterPageSize); when q.After is set it follows
 // next_cursor instead. An artifact already seen on an earlier page (the list
-// shifted while paging) is skipped. The first error is yielded once and ends
-// the iteration, as does a page that brings nothing new while claiming a
-// next page (a server ignoring the page parameter).
+// shifted while paging) is skipped. A server refusing the page size (422
+// naming page_size) is asked again with smaller pages, and a server ignoring
+// the page parameter is followed by its next_cursor (see paginate). The
+// first error is yielded once and ends the iteration, as does a page that
+// brings nothing new while claiming a next page with no cursor to follow.
 func (c *Client) Artifacts(ctx context.Context, projectID string, q ArtifactQuery) iter.Seq2[Artifact, error] {
 	return paginate(ctx, q.PageParams, "artifacts of project "+projectID,
 		func(ctx context.Context, p PageParams) (*Page[Artifact], error) {
@@ -63,7 +68,15 @@ func (c *Client) GetArtifact(ctx context.Context, projectID, artifactID string, 
 
 // paginate walks pages from start until has_next_page is false. It skips
 // items whose id was already yielded and stops with an error when a page
-// claiming a next page brings nothing new.
+// claiming a next page brings nothing new. It copes with two server
+// variants (docs/compatibility.md):
+//
+//   - a maximum page_size: a 422 naming page_size makes it retry the page
+//     with half the size, down to MinIterPageSize, and keep that size for
+//     the rest of the listing;
+//   - cursor-only paging (page ignored): a page that brings nothing new
+//     while the previous page gave a next_cursor switches, once, to
+//     following after=<next_cursor>.
 func paginate[T any](ctx context.Context, start PageParams, what string,
 	fetch func(context.Context, PageParams) (*Page[T], error), id func(T) string) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
@@ -73,13 +86,24 @@ func paginate[T any](ctx context.Context, start PageParams, what string,
 			p.PageSize = DefaultIterPageSize
 		}
 		cursorMode := p.After != ""
+		switched := false // switched from page to cursor paging
 		if !cursorMode && p.Page == 0 {
 			p.Page = 1
 		}
+		prevCursor := ""
 		seen := make(map[string]struct{})
 		for {
 			page, err := fetch(ctx, p)
 			if err != nil {
+				if smaller, ok := smallerPageSize(err, p.PageSize); ok {
+					if !cursorMode {
+						// Ask again from the first item of the failed page:
+						// items seen again are skipped.
+						p.Page = (p.Page-1)*p.PageSize/smaller + 1
+					}
+					p.PageSize = smaller
+					continue
+				}
 				yield(zero, err)
 				return
 			}
@@ -100,10 +124,19 @@ func paginate[T any](ctx context.Context, start PageParams, what string,
 			if !page.HasNextPage {
 				return
 			}
+			if fresh == 0 && !cursorMode && !switched && prevCursor != "" {
+				// The server ignored page (it answered the first page
+				// again): follow its cursors from where the last new page
+				// ended.
+				cursorMode, switched = true, true
+				p.Page, p.After = 0, prevCursor
+				continue
+			}
 			if fresh == 0 {
 				yield(zero, fmt.Errorf("workspace: listing %s: page %s brought no new items but has_next_page is true; stopping", what, pageLabel(p)))
 				return
 			}
+			prevCursor = page.NextCursor
 			if cursorMode {
 				if page.NextCursor == "" || page.NextCursor == p.After {
 					yield(zero, fmt.Errorf("workspace: listing %s: has_next_page is true but next_cursor does not advance after cursor %q", what, p.After))
@@ -115,6 +148,26 @@ func paginate[T any](ctx context.Context, start PageParams, what string,
 			}
 		}
 	}
+}
+
+// MinIterPageSize is the smallest page size the listing iterators fall
+// back to when a server refuses a larger one: the documented default
+// (workspace-api.md §3), which every server accepts.
+const MinIterPageSize = 20
+
+// smallerPageSize reports the page size to retry with after err: half of
+// size, at least MinIterPageSize, when err is a 422 whose body names
+// page_size (the FastAPI answer to a page_size beyond the server's
+// maximum) and size is above MinIterPageSize.
+func smallerPageSize(err error, size int) (int, bool) {
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusUnprocessableEntity || size <= MinIterPageSize {
+		return 0, false
+	}
+	if !strings.Contains(ae.Body, "page_size") && !strings.Contains(ae.Message, "page_size") {
+		return 0, false
+	}
+	return max(size/2, MinIterPageSize), true
 }
 
 func pageLabel(p PageParams) string {

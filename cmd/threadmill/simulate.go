@@ -153,7 +153,10 @@ different server: routes=project answers the project-scoped thread and
 interaction routes of servers up to spec 2025-11 (the current ones answer a
 route-level 404), finished-stream=close|409 changes what the stream of a
 finished interaction answers, cancel-end=error|stop the state and stop
-reason a cancelled interaction ends in. Counters are served at GET /_sim/counters.`,
+reason a cancelled interaction ends in, chat-usage=without drops usage and
+stop_reason from /app/chat answers, max-page-size=N answers a larger
+page_size with a FastAPI-style 422, pagination=cursor ignores page and pages
+only by after/next_cursor. Counters are served at GET /_sim/counters.`,
 		Example: `  threadmill simulate
   threadmill simulate --artifacts examples/artifacts --addr 127.0.0.1:8080
   threadmill simulate --async --latency 200ms --per-token 5ms --fault-5xx 0.1 --fault-429 0.05
@@ -196,7 +199,7 @@ reason a cancelled interaction ends in. Counters are served at GET /_sim/counter
 	f.DurationVar(&o.Spread, "spread", 14*24*time.Hour, "date the documents' updated_at evenly over this time before now, as if they arrived over it (0: all now); any weekly window of the last two weeks then holds about half of them")
 	f.Uint64Var(&o.Faults.Seed, "seed", 1, "seed of the fault and jitter random source")
 	f.BoolVar(&o.Verbose, "verbose", false, "log every request to stderr")
-	f.StringVar(&o.CompatSpec, "compat", "", "serve an older or different server, KEY=VALUE,...: routes=current|project (project: the project-scoped routes of spec <= 2025-11), finished-stream=replay|close|409, cancel-end=completed|error|stop (see docs/compatibility.md)")
+	f.StringVar(&o.CompatSpec, "compat", "", "serve an older or different server, KEY=VALUE,...: routes=current|project (project: the project-scoped routes of spec <= 2025-11), finished-stream=replay|close|409, cancel-end=completed|error|stop, chat-usage=with|without, max-page-size=N, pagination=page|cursor (see docs/compatibility.md)")
 	return cmd
 }
 

@@ -209,7 +209,9 @@ func TestSimulateFlagErrors(t *testing.T) {
 		{[]string{"--addr", "127.0.0.1:99999"}, `port "99999" is not a number in [0, 65535]`},
 		{[]string{"--artifacts", empty}, "no .md, .markdown, .txt or .text files found"},
 		{[]string{"--compat", "routes=old"}, "--compat: compat switch routes=old: want one of current | project"},
-		{[]string{"--compat", "chat-usage=without"}, `--compat: compat switch "chat-usage=without": unknown key "chat-usage"`},
+		{[]string{"--compat", "chat-usage=maybe"}, "--compat: compat switch chat-usage=maybe: want one of with | without"},
+		{[]string{"--compat", "max-page-size=-3"}, "--compat: compat switch max-page-size=-3: want an integer >= 1"},
+		{[]string{"--compat", "paging=cursor"}, `--compat: compat switch "paging=cursor": unknown key "paging"`},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer
@@ -285,5 +287,42 @@ func TestSimulateCompatRoutesProject(t *testing.T) {
 	defer c.CloseIdleConnections()
 	if s, err := c.CheckRoutes(t.Context(), simulator.DefaultProjectID); err != nil || s != workspace.RoutesProjectScoped {
 		t.Fatalf("CheckRoutes = %s, %v", s, err)
+	}
+}
+
+// `simulate --compat chat-usage=without,max-page-size=25,pagination=cursor`
+// serves the three switches over HTTP, and a threadmill client lists every
+// artifact through them.
+func TestSimulateCompatChatAndPaging(t *testing.T) {
+	banner, _ := startSimulateCmd(t, "--compat", "chat-usage=without,max-page-size=25,pagination=cursor")
+	if !strings.Contains(banner, "compat:    chat-usage=without,max-page-size=25,pagination=cursor") {
+		t.Fatalf("banner:\n%s", banner)
+	}
+	base := baseURLRe.FindStringSubmatch(banner)[1]
+	c, err := workspace.New(base, workspace.WithOrg("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	q := workspace.ArtifactQuery{IncludeDescendants: true}
+	q.PageSize, q.TotalCount = 25, true
+	first, err := c.ListArtifacts(t.Context(), simulator.DefaultProjectID, q)
+	if err != nil || first.TotalCount == nil || *first.TotalCount <= 25 {
+		t.Fatalf("first page: %+v, %v (want more than one page)", first, err)
+	}
+	q.PageSize = 0
+	n := 0
+	for _, err := range c.Artifacts(t.Context(), simulator.DefaultProjectID, q) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != int(*first.TotalCount) {
+		t.Errorf("listed %d artifacts, want %d", n, *first.TotalCount)
+	}
+	resp, err := c.Chat(t.Context(), workspace.ChatRequest{Messages: []workspace.Message{workspace.UserText("Give one-line status.")}})
+	if err != nil || resp.Usage != nil || resp.StopReason != "" || resp.Text() == "" {
+		t.Errorf("chat: %+v, %v; want an answer without usage or stop_reason", resp, err)
 	}
 }

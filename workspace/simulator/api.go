@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -21,8 +22,17 @@ const maxPageSize = 1000
 // page (1-based, default 1), page_size (default 20, at most 1000),
 // page_order (ASC or DESC: DESC reverses the list), after (a cursor from
 // next_cursor; it wins over page) and total_count=true. Cursors are opaque
-// strings "c<offset>".
-func paginate[T any](items []T, q url.Values) (workspace.Page[T], *httpError) {
+// strings "c<offset>". cp.MaxPageSize answers a page_size beyond it with
+// 422 and a FastAPI-style detail; cp.Pagination = PaginationCursor ignores
+// page (every request without after is the first page).
+func paginate[T any](items []T, q url.Values, cp Compat) (workspace.Page[T], *httpError) {
+	if e := cp.checkPageSize(q.Get("page_size")); e != nil {
+		return workspace.Page[T]{}, e
+	}
+	if cp.Pagination == PaginationCursor {
+		q = maps.Clone(q)
+		q.Del("page")
+	}
 	var c checker
 	page, size := 1, 20
 	if v := q.Get("page"); v != "" {
@@ -124,7 +134,7 @@ func (s *Server) handleListThreads(w http.ResponseWriter, r *http.Request) *http
 		}
 	}
 	s.mu.Unlock()
-	page, e := paginate(list, r.URL.Query())
+	page, e := paginate(list, r.URL.Query(), s.compat)
 	if e != nil {
 		return e
 	}
@@ -383,7 +393,7 @@ func (s *Server) handleListInteractions(w http.ResponseWriter, r *http.Request) 
 	if e != nil {
 		return e
 	}
-	page, e := paginate(list, r.URL.Query())
+	page, e := paginate(list, r.URL.Query(), s.compat)
 	if e != nil {
 		return e
 	}
@@ -477,6 +487,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *httpError {
 		Model:      Model,
 		StopReason: ans.stopReason,
 		Usage:      &usage,
+	}
+	if s.compat.ChatUsage == ChatUsageWithout {
+		// The guide's example (workspace-api.md §7.1): no usage, no
+		// stop_reason. The counters still count the tokens spent.
+		resp.Usage, resp.StopReason = nil, ""
 	}
 	s.mu.Lock()
 	resp.ID = s.store.nextID("chat")
@@ -614,7 +629,7 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) *ht
 	}
 	// Only the page's artifacts are rendered: a listing costs its page, not
 	// the corpus (a page of 100 out of 100,000 used to copy all of them).
-	refs, e := paginate(list, q)
+	refs, e := paginate(list, q, s.compat)
 	if e == nil {
 		page := workspace.Page[workspace.Artifact]{Data: make([]workspace.Artifact, len(refs.Data)),
 			NextCursor: refs.NextCursor, PreviousCursor: refs.PreviousCursor,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -49,6 +50,26 @@ const (
 	CancelEndStop = "stop"
 )
 
+// Answers of POST /app/chat (Compat.ChatUsage, workspace-api.md §7.1 and
+// §12 question 5).
+const (
+	// ChatUsageWith answers with usage and stop_reason.
+	ChatUsageWith = "with"
+	// ChatUsageWithout answers as the guide's example: no usage and no
+	// stop_reason.
+	ChatUsageWithout = "without"
+)
+
+// Paging of the listings (Compat.Pagination, workspace-api.md §3 and §12
+// question 8).
+const (
+	// PaginationPage honours page and after (after wins).
+	PaginationPage = "page"
+	// PaginationCursor ignores page: a request without after is the first
+	// page, and only after=<next_cursor> moves on.
+	PaginationCursor = "cursor"
+)
+
 // Compat chooses which of the documented possibilities the simulator
 // serves where the docs leave the server's behaviour open (§11 version
 // drift, §12 open questions). The zero value serves the newest server as
@@ -64,6 +85,16 @@ type Compat struct {
 	// CancelEndCompleted, CancelEndError or CancelEndStop. Default
 	// CancelEndCompleted.
 	CancelEnd string
+	// ChatUsage is ChatUsageWith or ChatUsageWithout. Default ChatUsageWith.
+	ChatUsage string
+	// MaxPageSize, when > 0, is the largest page_size a listing accepts:
+	// beyond it the listing answers 422 with a FastAPI-style
+	// {"detail": [{"loc": ["query", "page_size"], ...}]}. Default 0: the
+	// simulator's own limit of 1000, answered with 400.
+	MaxPageSize int
+	// Pagination is PaginationPage or PaginationCursor. Default
+	// PaginationPage.
+	Pagination string
 }
 
 // compatKeys are the keys of ParseCompat with their allowed values.
@@ -71,13 +102,16 @@ var compatKeys = map[string][]string{
 	"routes":          {RoutesCurrent, RoutesProject},
 	"finished-stream": {FinishedStreamReplay, FinishedStreamClose, FinishedStream409},
 	"cancel-end":      {CancelEndCompleted, CancelEndError, CancelEndStop},
+	"chat-usage":      {ChatUsageWith, ChatUsageWithout},
+	"max-page-size":   {"N (an integer >= 1)"},
+	"pagination":      {PaginationPage, PaginationCursor},
 }
 
 // ParseCompat reads "KEY=VALUE,..." switches, e.g.
 // "routes=project,finished-stream=409". Keys: routes (current | project),
 // finished-stream (replay | close | 409), cancel-end (completed | error |
-// stop). An empty string is the zero
-// Compat. Errors name the key and the allowed values.
+// stop), chat-usage (with | without), max-page-size (an integer >= 1),
+// pagination (page | cursor). An empty string is the zero Compat. Errors name the key and the allowed values.
 func ParseCompat(s string) (Compat, error) {
 	var c Compat
 	for part := range strings.SplitSeq(s, ",") {
@@ -99,6 +133,14 @@ func ParseCompat(s string) (Compat, error) {
 			sort.Strings(keys)
 			return Compat{}, fmt.Errorf("compat switch %q: unknown key %q (known: %s)", part, k, strings.Join(keys, ", "))
 		}
+		if k == "max-page-size" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return Compat{}, fmt.Errorf("compat switch %s=%s: want an integer >= 1", k, v)
+			}
+			c.MaxPageSize = n
+			continue
+		}
 		valid := false
 		for _, a := range allowed {
 			valid = valid || a == v
@@ -113,6 +155,10 @@ func ParseCompat(s string) (Compat, error) {
 			c.FinishedStream = v
 		case "cancel-end":
 			c.CancelEnd = v
+		case "chat-usage":
+			c.ChatUsage = v
+		case "pagination":
+			c.Pagination = v
 		}
 	}
 	return c, nil
@@ -135,7 +181,43 @@ func (c Compat) validate() error {
 	default:
 		return fmt.Errorf("simulator: Compat.CancelEnd must be completed, error or stop, got %q", c.CancelEnd)
 	}
+	switch c.ChatUsage {
+	case "", ChatUsageWith, ChatUsageWithout:
+	default:
+		return fmt.Errorf("simulator: Compat.ChatUsage must be with or without, got %q", c.ChatUsage)
+	}
+	if c.MaxPageSize < 0 {
+		return fmt.Errorf("simulator: Compat.MaxPageSize must be >= 0, got %d", c.MaxPageSize)
+	}
+	switch c.Pagination {
+	case "", PaginationPage, PaginationCursor:
+	default:
+		return fmt.Errorf("simulator: Compat.Pagination must be page or cursor, got %q", c.Pagination)
+	}
 	return nil
+}
+
+// checkPageSize answers a page_size beyond MaxPageSize as FastAPI does:
+// 422 with {"detail": [{"type", "loc", "msg", "input", "ctx"}]}. Other
+// page_size errors are left to paginate.
+func (c Compat) checkPageSize(v string) *httpError {
+	if c.MaxPageSize <= 0 || v == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= c.MaxPageSize {
+		return nil
+	}
+	msg := fmt.Sprintf("Input should be less than or equal to %d", c.MaxPageSize)
+	return &httpError{status: http.StatusUnprocessableEntity, msg: msg, body: map[string]any{
+		"detail": []map[string]any{{
+			"type":  "less_than_equal",
+			"loc":   []string{"query", "page_size"},
+			"msg":   msg,
+			"input": v,
+			"ctx":   map[string]int{"le": c.MaxPageSize},
+		}},
+	}}
 }
 
 // String renders the switches that differ from the default, as ParseCompat
@@ -150,6 +232,15 @@ func (c Compat) String() string {
 	}
 	if c.CancelEnd != "" && c.CancelEnd != CancelEndCompleted {
 		parts = append(parts, "cancel-end="+c.CancelEnd)
+	}
+	if c.ChatUsage != "" && c.ChatUsage != ChatUsageWith {
+		parts = append(parts, "chat-usage="+c.ChatUsage)
+	}
+	if c.MaxPageSize > 0 {
+		parts = append(parts, "max-page-size="+strconv.Itoa(c.MaxPageSize))
+	}
+	if c.Pagination != "" && c.Pagination != PaginationPage {
+		parts = append(parts, "pagination="+c.Pagination)
 	}
 	return strings.Join(parts, ",")
 }

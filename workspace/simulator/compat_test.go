@@ -1,6 +1,7 @@
 package simulator_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -130,9 +131,13 @@ func TestParseCompat(t *testing.T) {
 	for in, want := range map[string]string{
 		"routes":             "want KEY=VALUE",
 		"routes=old":         "routes=old: want one of current | project",
-		"stream=409":         `unknown key "stream" (known: cancel-end, finished-stream, routes)`,
+		"stream=409":         `unknown key "stream" (known: cancel-end, chat-usage, finished-stream, max-page-size, pagination, routes)`,
 		"finished-stream=no": "want one of replay | close | 409",
 		"cancel-end=gone":    "want one of completed | error | stop",
+		"chat-usage=maybe":   "want one of with | without",
+		"max-page-size=0":    "max-page-size=0: want an integer >= 1",
+		"max-page-size=lots": "want an integer >= 1",
+		"pagination=offset":  "want one of page | cursor",
 	} {
 		if _, err := simulator.ParseCompat(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseCompat(%q) = %v, want %q", in, err, want)
@@ -140,6 +145,16 @@ func TestParseCompat(t *testing.T) {
 	}
 	if err := (simulator.Config{Compat: simulator.Compat{Routes: "old"}}).Validate(); err == nil || !strings.Contains(err.Error(), "Compat.Routes") {
 		t.Errorf("Validate: %v", err)
+	}
+	c, err = simulator.ParseCompat("chat-usage=without,max-page-size=50,pagination=cursor")
+	want := simulator.Compat{ChatUsage: simulator.ChatUsageWithout, MaxPageSize: 50, Pagination: simulator.PaginationCursor}
+	if err != nil || c != want || c.String() != "chat-usage=without,max-page-size=50,pagination=cursor" {
+		t.Errorf("ParseCompat = %+v %q, %v", c, c.String(), err)
+	}
+	for _, bad := range []simulator.Compat{{ChatUsage: "x"}, {MaxPageSize: -1}, {Pagination: "x"}} {
+		if err := (simulator.Config{Compat: bad}).Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil", bad)
+		}
 	}
 }
 
@@ -173,5 +188,82 @@ func TestCompatCancelEnd(t *testing.T) {
 				t.Errorf("%d cancelled", c.InteractionsCancelled)
 			}
 		})
+	}
+}
+
+// chat-usage=without answers POST /app/chat with no usage and no
+// stop_reason; the default answers with both.
+func TestCompatChatUsage(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  bool
+	}{{"", true}, {simulator.ChatUsageWith, true}, {simulator.ChatUsageWithout, false}} {
+		e := newEnv(t, simulator.Config{Compat: simulator.Compat{ChatUsage: tc.value}})
+		var raw map[string]json.RawMessage
+		e.must("POST", "/api/v1/app/chat", chat("What is the refund policy?"), http.StatusOK, &raw)
+		_, usage := raw["usage"]
+		_, stop := raw["stop_reason"]
+		if usage != tc.want || stop != tc.want || len(raw["content"]) < 3 {
+			t.Errorf("chat-usage=%q: usage %v, stop_reason %v, want %v: %v", tc.value, usage, stop, tc.want, raw)
+		}
+		if c := e.sim.Counters(); c.ChatsAnswered != 1 || c.TokensOut == 0 {
+			t.Errorf("chat-usage=%q: counters %+v", tc.value, c)
+		}
+	}
+}
+
+// max-page-size=N answers a larger page_size with a FastAPI-style 422
+// naming page_size, on every listing; N itself is served.
+func TestCompatMaxPageSize(t *testing.T) {
+	e := newEnv(t, simulator.Config{Compat: simulator.Compat{MaxPageSize: 2}})
+	th := e.createThread("paged")
+	for _, path := range []string{
+		"/api/v1/app/project/" + project + "/artifact?include_descendants=true&page_size=3",
+		"/api/v1/app/project/" + project + "/thread?page_size=3",
+		"/api/v1/app/thread/" + th.ID + "/interaction?page_size=3",
+	} {
+		status, body := e.do("GET", path, nil)
+		var got struct {
+			Detail []struct {
+				Type  string         `json:"type"`
+				Loc   []string       `json:"loc"`
+				Msg   string         `json:"msg"`
+				Input string         `json:"input"`
+				Ctx   map[string]int `json:"ctx"`
+			} `json:"detail"`
+		}
+		if status != http.StatusUnprocessableEntity || json.Unmarshal(body, &got) != nil || len(got.Detail) != 1 ||
+			strings.Join(got.Detail[0].Loc, ".") != "query.page_size" || got.Detail[0].Ctx["le"] != 2 ||
+			got.Detail[0].Input != "3" || got.Detail[0].Msg != "Input should be less than or equal to 2" {
+			t.Errorf("GET %s: %d %s", path, status, body)
+		}
+	}
+	var page workspace.Page[workspace.Artifact]
+	e.must("GET", "/api/v1/app/project/"+project+"/artifact?include_descendants=true&page_size=2", nil, http.StatusOK, &page)
+	if len(page.Data) != 2 || !page.HasNextPage {
+		t.Errorf("page_size=2: %d items, has_next_page %v", len(page.Data), page.HasNextPage)
+	}
+}
+
+// pagination=cursor ignores page: page 2 is page 1 again, and only after
+// moves on.
+func TestCompatPaginationCursor(t *testing.T) {
+	list := "/api/v1/app/project/" + project + "/artifact?include_descendants=true&page_size=2"
+	var p1, p2, next workspace.Page[workspace.Artifact]
+	e := newEnv(t, simulator.Config{})
+	e.must("GET", list+"&page=1", nil, http.StatusOK, &p1)
+	e.must("GET", list+"&page=2", nil, http.StatusOK, &p2)
+	if len(p1.Data) != 2 || len(p2.Data) != 2 || p1.Data[0].ID == p2.Data[0].ID {
+		t.Fatalf("default: page 2 must differ from page 1: %+v %+v", p1.Data, p2.Data)
+	}
+	e = newEnv(t, simulator.Config{Compat: simulator.Compat{Pagination: simulator.PaginationCursor}})
+	e.must("GET", list+"&page=1", nil, http.StatusOK, &p1)
+	e.must("GET", list+"&page=2", nil, http.StatusOK, &p2)
+	if len(p1.Data) != 2 || p1.NextCursor == "" || p1.Data[0].ID != p2.Data[0].ID || p1.Data[1].ID != p2.Data[1].ID || p2.NextCursor != p1.NextCursor {
+		t.Fatalf("cursor: page 2 must repeat page 1: %+v %+v", p1, p2)
+	}
+	e.must("GET", list+"&page=7&after="+p1.NextCursor, nil, http.StatusOK, &next)
+	if len(next.Data) == 0 || next.Data[0].ID == p1.Data[0].ID || next.Data[0].ID == p1.Data[1].ID {
+		t.Fatalf("after %s: %+v", p1.NextCursor, next.Data)
 	}
 }

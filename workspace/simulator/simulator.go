@@ -46,7 +46,9 @@
 //	GET|PUT|DELETE /api/v1/app/project/{projectId}/thread/{threadId}
 //
 // and the replaced routes answer 404 like any unknown path. Compat also
-// chooses what the stream of a finished interaction answers.
+// chooses what the stream of a finished interaction answers, how a
+// cancelled interaction ends, whether /app/chat answers carry usage, a
+// maximum page_size (422 beyond it) and cursor-only paging.
 //
 // Errors are JSON {"message": "...", "errors": ["..."]} naming the field or
 // header at fault (except the injected 502, whose body is an HTML proxy
@@ -397,6 +399,9 @@ type httpError struct {
 	status int
 	msg    string
 	errs   []string
+	// body, when set, is written as the JSON body instead of the usual
+	// {"message","errors"} shape (e.g. a FastAPI-style {"detail": [...]}).
+	body any
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -414,5 +419,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, err *httpError) {
+	if err.body != nil {
+		writeJSON(w, err.status, err.body)
+		return
+	}
 	writeJSON(w, err.status, apiError{Message: err.msg, Errors: err.errs})
 }
