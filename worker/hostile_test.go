@@ -14,6 +14,21 @@ import (
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
+// assertOneInteractionEach checks, through the simulator's counters, that
+// it created exactly n interactions, each correlation id (item turn) once.
+func assertOneInteractionEach(t *testing.T, e *env, n int) {
+	t.Helper()
+	c := e.sim.Counters()
+	if c.InteractionsCreated != n {
+		t.Errorf("simulator created %d interactions for %d items", c.InteractionsCreated, n)
+	}
+	for corr, k := range c.Correlations {
+		if k != 1 {
+			t.Errorf("correlation id %s was sent %d times", corr, k)
+		}
+	}
+}
+
 // assertPaidOnce checks that the run succeeded with n items and that the
 // simulator created exactly one interaction per item: no item paid twice.
 func assertPaidOnce(t *testing.T, e *env, st *runstore.RunState, n int) []results.Item {
@@ -25,15 +40,8 @@ func assertPaidOnce(t *testing.T, e *env, st *runstore.RunState, n int) []result
 	if len(items) != n {
 		t.Fatalf("%d result lines, want %d", len(items), n)
 	}
+	assertOneInteractionEach(t, e, n)
 	c := e.sim.Counters()
-	if c.InteractionsCreated != n {
-		t.Errorf("simulator created %d interactions for %d items", c.InteractionsCreated, n)
-	}
-	for corr, k := range c.Correlations {
-		if k != 1 {
-			t.Errorf("correlation id %s was sent %d times", corr, k)
-		}
-	}
 	var in, out int64
 	for _, it := range items {
 		if len(it.InteractionIDs) != 1 {
@@ -155,4 +163,23 @@ func TestEndlessArtifactPaginationFailsTheRun(t *testing.T) {
 	if c := e.sim.Counters(); c.InteractionsCreated != 0 {
 		t.Errorf("%d interactions created by a run that could not resolve its artifacts", c.InteractionsCreated)
 	}
+}
+
+// Hostile bodies while waiting: the first polls of interactions answer a
+// gzip bomb (1 GiB decoded) or a 200 MB JSON body. Each such call stops at
+// its size limit, the wait polls on, and every item succeeds with one
+// interaction.
+func TestHostileBodiesWhileWaiting(t *testing.T) {
+	e := newEnv(t, simulator.Config{Async: true, Latency: 50 * time.Millisecond})
+	e.folder("Inbox", 3)
+	// No stream: every wait polls GET, where the hostile bodies are.
+	e.front.Add(&hostile.Rule{Method: http.MethodGet, Path: hostile.InteractionStream, Do: hostile.Respond(http.StatusNotFound, `{"message":"no streams here"}`)})
+	bomb := e.front.Add(&hostile.Rule{Method: http.MethodGet, Path: hostile.Interaction, Times: 2, Do: hostile.GzipBomb(1 << 30)})
+	huge := e.front.Add(&hostile.Rule{Method: http.MethodGet, Path: hostile.Interaction, Times: 2, Do: hostile.HugeJSON(200 << 20)})
+	e.startWorker()
+	st := e.wait(e.start(e.pipeline(faultsPipeline), "bodies-1"), time.Minute)
+	if bomb.Hits() != 2 || huge.Hits() != 2 {
+		t.Fatalf("hostile bodies sent: %d gzip bombs, %d huge bodies; want 2 and 2", bomb.Hits(), huge.Hits())
+	}
+	assertPaidOnce(t, e, st, 3)
 }

@@ -173,6 +173,7 @@ func TestRetryAfterOfADayIsCapped(t *testing.T) {
 			if st.Retries != 0 {
 				t.Errorf("run counts %d retries; waiting for the API is not one", st.Retries)
 			}
+			assertOneInteractionEach(t, e, items)
 			if n := logged.Load(); n != 1 {
 				t.Errorf("the capped wait was logged %d times, want once", n)
 			}
@@ -215,6 +216,8 @@ func TestServerRateLimitLosesNoItem(t *testing.T) {
 	if share >= 0.10 {
 		t.Errorf("%.1f%% of the requests were answered 429, want < 10%%", 100*share)
 	}
+	// A 429 to a create created nothing: no item paid twice.
+	assertOneInteractionEach(t, e, items)
 }
 
 // gathered returns the value of an unlabelled counter or gauge of m.

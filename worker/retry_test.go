@@ -26,15 +26,7 @@ func (e *env) retry(runID string, states ...string) *runstore.Reopened {
 	if err != nil {
 		e.t.Fatalf("Reopen: %v", err)
 	}
-	q := asynq.NewClient(e.asynqOpt())
-	defer q.Close()
-	t, err := jobs.NewRunStart(jobs.RunStart{RunID: runID, Attempt: re.Attempt}, asynq.Queue(worker.DefaultQueue))
-	if err == nil {
-		_, err = q.Enqueue(t)
-	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	e.retryStart(runID, re.Attempt)
 	return re
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,10 +23,7 @@ func TestCancelCommand(t *testing.T) {
 	file := writeRunnerPipeline(t, dir, "dist", corpusPipeline("dist", 4))
 	root := filepath.Join(dir, "out")
 
-	wctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	var wout, werr lockedBuffer
-	go execute(wctx, []string{"worker", "--concurrency", "8", "--results", root, "--log-level", "warn"}, &wout, &werr)
+	werr := startWorkerCmd(t, root)
 
 	waited := make(chan [3]string, 1)
 	go func() {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,10 +25,7 @@ func TestRerunCoversTheSameWindowWithTheCurrentFile(t *testing.T) {
 	file := writeRunnerPipeline(t, dir, "weekly", weekly)
 	root := filepath.Join(dir, "out")
 
-	wctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	var wout, werr lockedBuffer
-	go execute(wctx, []string{"worker", "--concurrency", "8", "--results", root, "--log-level", "warn"}, &wout, &werr)
+	werr := startWorkerCmd(t, root)
 
 	code, stdout, stderr := runnerCLI(t.Context(), "enqueue", "--wait", "--progress", "none", "--run-id", "weekly-w48", "--at", "2026-11-30T10:00:00Z", file)
 	if code != exitOK {

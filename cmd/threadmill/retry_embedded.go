@@ -65,16 +65,14 @@ func seedRetry(ctx context.Context, store *runstore.Store, p *pipelines.Pipeline
 	if _, err := store.CreateRun(ctx, p, run); err != nil {
 		return 0, fmt.Errorf("retry run %s: %w", run.ID, err)
 	}
-	path := filepath.Join(dir, results.ResultsFile)
-	// Which steps change: those with retried items, then those that need
-	// a changed one.
+	// Which steps change: those with items to retry (run.json counts them
+	// per step), then those that need a changed one.
 	changed := map[string]bool{}
-	for it, err := range results.ReadItems(path) {
-		if err != nil {
-			return 0, fmt.Errorf("retry run %s: %w", run.ID, err)
-		}
-		if slices.Contains(states, it.State) {
-			changed[it.Step] = true
+	for _, su := range prev.Steps {
+		for _, st := range states {
+			if su.Items[st] > 0 {
+				changed[su.Step] = true
+			}
 		}
 	}
 	replanned := map[string]bool{}
@@ -83,6 +81,7 @@ func seedRetry(ctx context.Context, store *runstore.Store, p *pipelines.Pipeline
 			changed[st.ID], replanned[st.ID] = true, true
 		}
 	}
+	path := filepath.Join(dir, results.ResultsFile)
 	n := 0
 	for it, err := range results.ReadItems(path) {
 		if err != nil {

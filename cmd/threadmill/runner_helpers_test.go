@@ -184,3 +184,28 @@ func checkEachItemOnce(t testing.TB, path string, wantItems int) map[string]resu
 	}
 	return byKey
 }
+
+// startWorkerCmd runs `threadmill worker` in process on the test's Redis
+// (THREADMILL_REDIS_URL) until the test ends, and returns its log; the
+// test waits for it to stop cleanly.
+func startWorkerCmd(t *testing.T, root string) *lockedBuffer {
+	t.Helper()
+	ctx, stop := context.WithCancel(t.Context())
+	var out, log lockedBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- execute(ctx, []string{"worker", "--concurrency", "8", "--results", root, "--log-level", "warn"}, &out, &log)
+	}()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case c := <-code:
+			if c != exitOK {
+				t.Errorf("worker exited %d\n%s", c, log.String())
+			}
+		case <-time.After(time.Minute):
+			t.Error("the worker did not stop within a minute")
+		}
+	})
+	return &log
+}
