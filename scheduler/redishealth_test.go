@@ -1,33 +1,14 @@
 package scheduler
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/threadmill/threadmill/internal/redistest"
+	"github.com/threadmill/threadmill/internal/syncbuf"
 )
-
-// syncBuffer collects log lines while the test reads them.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A Redis restart under the scheduler: one lost line, one restored line,
 // and asynq's heartbeat errors in between demoted to debug.
@@ -37,7 +18,7 @@ func TestSchedulerRedisOutageLogsOnce(t *testing.T) {
 	t.Cleanup(func() { redistest.WaitDialersGone(t, 5*time.Second) })
 	e := newEnv(t)
 	e.write("hourly.yaml", pipelineYAML("hourly", "0 * * * *", "UTC", "none", 0))
-	var out syncBuffer
+	var out syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	e.start(e.scheduler(func(c *Config) { c.Logger = log }))
 	eventually(t, 10*time.Second, "the scheduler to start", func() bool { return strings.Contains(out.String(), "scheduler started") })

@@ -1,35 +1,16 @@
 package worker_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/threadmill/threadmill/internal/syncbuf"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
-
-// lockedBuffer is a bytes.Buffer safe for concurrent log writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // Against a server whose one-shot chat answers carry no usage
 // (chat-usage=without), chat items record estimated usage, marked
@@ -41,7 +22,7 @@ func TestChatUsageEstimatedWhenTheServerGivesNone(t *testing.T) {
 	}{{simulator.ChatUsageWith, false}, {simulator.ChatUsageWithout, true}} {
 		t.Run(tc.compat, func(t *testing.T) {
 			e := newEnv(t, simulator.Config{Compat: simulator.Compat{ChatUsage: tc.compat}})
-			var logs lockedBuffer
+			var logs syncbuf.Buffer
 			e.startWorker(func(c *worker.Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 			p := e.pipeline(`
 version: 1

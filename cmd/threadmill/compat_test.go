@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/threadmill/threadmill/internal/redistest"
+	"github.com/threadmill/threadmill/internal/syncbuf"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
@@ -184,7 +185,7 @@ func TestWorkspaceEnvScheme(t *testing.T) {
 // retried and no new thread), with the fix in its error.
 func TestRouteMismatchFailsItemsPermanently(t *testing.T) {
 	unsetRunnerEnv(t)
-	var reqLog syncBuffer // the simulator's debug line of every request
+	var reqLog syncbuf.Buffer // the simulator's debug line of every request
 	e := startRunnerSim(t, simulator.Config{Compat: simulator.Compat{Routes: simulator.RoutesProject},
 		Logger: slog.New(slog.NewTextHandler(&reqLog, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	e.setenv(t)
@@ -254,10 +255,10 @@ func TestWorkerRouteScheme(t *testing.T) {
 		t.Setenv(envProject, "")
 		ctx, stop := context.WithCancel(t.Context())
 		defer stop()
-		var errb lockedBuffer
+		var errb syncbuf.Buffer
 		done := make(chan int, 1)
 		go func() {
-			done <- execute(ctx, []string{"worker", "--redis", rs.URL(), "--log-level", "info"}, &lockedBuffer{}, &errb)
+			done <- execute(ctx, []string{"worker", "--redis", rs.URL(), "--log-level", "info"}, &syncbuf.Buffer{}, &errb)
 		}()
 		pollUntil(t, "the worker to start serving", 20*time.Second, func() bool { return strings.Contains(errb.String(), "worker started") })
 		if out := errb.String(); !strings.Contains(out, "project-scoped routes") {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/threadmill/threadmill/internal/redistest"
+	"github.com/threadmill/threadmill/internal/syncbuf"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
@@ -27,7 +28,7 @@ func TestEnqueueWorkerStatus(t *testing.T) {
 
 	wctx, stop := context.WithCancel(t.Context())
 	defer stop()
-	var wout, werr lockedBuffer
+	var wout, werr syncbuf.Buffer
 	workerCode := make(chan int, 1)
 	go func() {
 		workerCode <- execute(wctx, []string{"worker", "--concurrency", "8", "--results", root, "--log-level", "warn"}, &wout, &werr)

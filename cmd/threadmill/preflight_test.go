@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/threadmill/threadmill/internal/redistest"
+	"github.com/threadmill/threadmill/internal/syncbuf"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
@@ -276,10 +277,10 @@ func TestWorkerPreflight(t *testing.T) {
 		t.Setenv(envBaseURL, base)
 		ctx, stop := context.WithCancel(t.Context())
 		defer stop()
-		var errb lockedBuffer
+		var errb syncbuf.Buffer
 		done := make(chan int, 1)
 		go func() {
-			done <- execute(ctx, []string{"worker", "--redis", rs.URL(), "--preflight-timeout", "300ms", "--log-level", "info"}, &lockedBuffer{}, &errb)
+			done <- execute(ctx, []string{"worker", "--redis", rs.URL(), "--preflight-timeout", "300ms", "--log-level", "info"}, &syncbuf.Buffer{}, &errb)
 		}()
 		pollUntil(t, "the worker to start serving", 20*time.Second, func() bool { return strings.Contains(errb.String(), "worker started") })
 		out := errb.String()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/threadmill/threadmill/examples"
+	"github.com/threadmill/threadmill/internal/syncbuf"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
@@ -188,10 +189,10 @@ func checkEachItemOnce(t testing.TB, path string, wantItems int) map[string]resu
 // startWorkerCmd runs `threadmill worker` in process on the test's Redis
 // (THREADMILL_REDIS_URL) until the test ends, and returns its log; the
 // test waits for it to stop cleanly.
-func startWorkerCmd(t *testing.T, root string) *lockedBuffer {
+func startWorkerCmd(t *testing.T, root string) *syncbuf.Buffer {
 	t.Helper()
 	ctx, stop := context.WithCancel(t.Context())
-	var out, log lockedBuffer
+	var out, log syncbuf.Buffer
 	code := make(chan int, 1)
 	go func() {
 		code <- execute(ctx, []string{"worker", "--concurrency", "8", "--results", root, "--log-level", "warn"}, &out, &log)

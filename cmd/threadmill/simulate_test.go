@@ -11,32 +11,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/threadmill/threadmill/examples"
+	"github.com/threadmill/threadmill/internal/syncbuf"
 	"github.com/threadmill/threadmill/workspace"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startSimulateCmd runs `threadmill simulate args...` in-process and waits
 // for its banner. The returned stop func cancels the command and returns its
@@ -44,7 +26,7 @@ func (s *syncBuffer) String() string {
 func startSimulateCmd(t *testing.T, args ...string) (banner string, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	code := make(chan int, 1)
 	go func() {
 		code <- execute(ctx, append([]string{"simulate", "--addr", "127.0.0.1:0"}, args...), &stdout, &stderr)
