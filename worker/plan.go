@@ -1,8 +1,10 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 
@@ -123,39 +125,57 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 		prior[need] = out
 	}
 	began := time.Now()
-	items, err := pipelines.Plan(p, step.ID, rc.spec.Info, sets, prior)
+	sp, err := pipelines.NewStepPlan(p, step.ID, rc.spec.Info, sets, prior)
+	if err == nil {
+		err = checkPlan(sp)
+	}
 	if err != nil {
 		return w.runError(ctx, rc, permanent(fmt.Errorf("plan step %s: %w", step.ID, err)))
 	}
-	if err := w.store.PlanStep(ctx, rc.id, step.ID, len(items)); err != nil {
+	if err := w.store.PlanStep(ctx, rc.id, step.ID, sp.Len()); err != nil {
 		return err
 	}
 	planned := time.Since(began)
+	var recorded map[string]bool
 	if attempt > 0 {
 		// A retry: only the items the earlier attempts did not finish.
-		recorded, err := w.store.Recorded(ctx, rc.id, step.ID)
-		if err != nil {
+		if recorded, err = w.store.Recorded(ctx, rc.id, step.ID); err != nil {
 			return err
 		}
-		items = slices.DeleteFunc(items, func(it pipelines.Item) bool { return recorded[it.Key] })
 	}
-	if err := w.enqueueItems(ctx, rc, items, attempt); err != nil {
+	n, err := w.enqueueItems(ctx, rc, sp.Items(), func(key string) bool { return recorded[key] }, attempt)
+	if err != nil {
 		return err
 	}
-	noteDid(ctx, "enqueued %s of step %s", plural(len(items), "item"), step.ID)
+	noteDid(ctx, "enqueued %s of step %s", plural(n, "item"), step.ID)
 	if err := w.store.MarkEnqueued(ctx, rc.id, step.ID); err != nil {
 		return err
 	}
-	log.Info("step started", "items", len(items), "plan_time", planned, "enqueue_time", time.Since(began)-planned)
-	if len(items) == 0 {
+	log.Info("step started", "items", n, "plan_time", planned, "enqueue_time", time.Since(began)-planned)
+	if n == 0 {
 		return advance()
 	}
 	return nil
 }
 
-// enqueueItems enqueues a step's items concurrently, each with its
-// deterministic task id, the pipeline's attempts and item timeout.
-func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items []pipelines.Item, attempt int) error {
+// checkPlan renders every item of a step once, dropping it, so that an item
+// that cannot be rendered fails the step before any of its items is
+// enqueued; the items are rendered again as they are enqueued, so memory
+// does not grow with the step. Plans are deterministic: the second
+// rendering is the first.
+func checkPlan(sp *pipelines.StepPlan) error {
+	for _, err := range sp.Items() {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// enqueueItems enqueues a step's items (but those skip says to leave out) as
+// they are rendered, concurrently, each with its deterministic task id, the
+// pipeline's attempts and item timeout, and returns how many it enqueued.
+func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items iter.Seq2[pipelines.Item, error], skip func(key string) bool, attempt int) (int, error) {
 	lim := rc.spec.Pipeline.Limits
 	opts := append(w.itemRetention(), asynq.MaxRetry(max(lim.MaxAttempts, 1)-1))
 	if d := lim.ItemTimeout.D(); d > 0 {
@@ -164,16 +184,33 @@ func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items []pipelines
 		opts = append(opts, asynq.Timeout(pipelines.DefaultItemTimeout))
 	}
 	pl := pool.New().WithErrors().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(enqueueWorkers)
-	for _, it := range items {
+	n := 0
+	var planErr error
+	for it, err := range items {
+		if err != nil {
+			planErr = permanent(fmt.Errorf("plan step: %w", err))
+			break
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if skip(it.Key) {
+			continue
+		}
+		n++
 		pl.Go(func(ctx context.Context) error {
 			t, err := jobs.NewItem(jobs.Item{RunID: rc.id, Item: it, Attempt: attempt}, opts...)
 			return w.enqueue(ctx, t, err)
 		})
 	}
-	if err := pl.Wait(); err != nil {
-		return fmt.Errorf("worker: run %s: enqueue items: %w", rc.id, err)
+	err := pl.Wait()
+	if err == nil {
+		err = cmp.Or(planErr, context.Cause(ctx))
 	}
-	return nil
+	if err != nil {
+		return n, fmt.Errorf("worker: run %s: enqueue items: %w", rc.id, err)
+	}
+	return n, nil
 }
 
 // handleAdvance runs when every item of a step is finished: it plans and
