@@ -67,7 +67,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w := &Worker{
 		cfg:    cfg,
-		store:  runstore.New(cfg.RDB, cfg.Prefix, runstore.WithRetention(cfg.Retention)),
+		store:  runstore.New(cfg.RDB, cfg.Prefix, runstore.WithRetention(cfg.Retention), runstore.WithRecordFiles(cfg.RecordFiles)),
 		log:    cfg.Logger,
 		onItem: cfg.OnItemDone,
 		runs:   map[string]*runCtx{},
