@@ -183,7 +183,11 @@ func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items iter.Seq2[p
 	} else {
 		opts = append(opts, asynq.Timeout(pipelines.DefaultItemTimeout))
 	}
-	pl := pool.New().WithErrors().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(enqueueWorkers)
+	// The first failure stops the loop: the items after it are neither
+	// rendered nor enqueued (the step's task is retried).
+	ectx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	pl := pool.New().WithErrors().WithFirstError().WithContext(ectx).WithMaxGoroutines(enqueueWorkers)
 	n := 0
 	var planErr error
 	for it, err := range items {
@@ -191,7 +195,7 @@ func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items iter.Seq2[p
 			planErr = permanent(fmt.Errorf("plan step: %w", err))
 			break
 		}
-		if ctx.Err() != nil {
+		if ectx.Err() != nil {
 			break
 		}
 		if skip(it.Key) {
@@ -200,12 +204,15 @@ func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items iter.Seq2[p
 		n++
 		pl.Go(func(ctx context.Context) error {
 			t, err := jobs.NewItem(jobs.Item{RunID: rc.id, Item: it, Attempt: attempt}, opts...)
-			return w.enqueue(ctx, t, err)
+			if err = w.enqueue(ctx, t, err); err != nil {
+				cancel(err)
+			}
+			return err
 		})
 	}
 	err := pl.Wait()
 	if err == nil {
-		err = cmp.Or(planErr, context.Cause(ctx))
+		err = cmp.Or(planErr, context.Cause(ectx))
 	}
 	if err != nil {
 		return n, fmt.Errorf("worker: run %s: enqueue items: %w", rc.id, err)
