@@ -114,10 +114,14 @@ func (sp *StepPlan) Len() int { return len(sp.targets) }
 // Items renders the step's items in plan order. It stops at the first item
 // that cannot be rendered, yielding its error (naming the step and the
 // artifact).
-func (sp *StepPlan) Items() iter.Seq2[Item, error] {
+func (sp *StepPlan) Items() iter.Seq2[Item, error] { return sp.ItemsFrom(0) }
+
+// ItemsFrom is Items from plan index from on (none when from >= Len).
+func (sp *StepPlan) ItemsFrom(from int) iter.Seq2[Item, error] {
 	return func(yield func(Item, error) bool) {
 		r := &renderer{}
-		for i, a := range sp.targets {
+		for i := max(from, 0); i < len(sp.targets); i++ {
+			a := sp.targets[i]
 			it, err := planItem(r, sp.base, sp.p, sp.s, sp.run, a, sp.fixed, sp.allArtifacts)
 			if err != nil {
 				if a != nil {

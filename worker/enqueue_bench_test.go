@@ -61,7 +61,7 @@ steps:
 			b.Fatal(err)
 		}
 		planned := time.Since(start)
-		if _, err := w.enqueueItems(context.Background(), rc, sp.Items(), func(string) bool { return false }, 0); err != nil {
+		if _, err := w.enqueueItems(context.Background(), rc, sp.Items(), func(pipelines.Item) bool { return false }, func(string) bool { return false }, 0); err != nil {
 			b.Fatal(err)
 		}
 		total := time.Since(start)

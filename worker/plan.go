@@ -97,11 +97,6 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 	p := rc.spec.Pipeline
 	step := p.Steps[idx]
 	log := rc.log.With("step", step.ID)
-	advance := func() error {
-		noteDid(ctx, "step %s has nothing left to run; enqueued its advance", step.ID)
-		t, err := jobs.NewAdvance(jobs.Advance{RunID: rc.id, Step: step.ID, Attempt: attempt}, controlOpts()...)
-		return w.enqueue(ctx, t, err)
-	}
 	if enqueued, err := w.store.Enqueued(ctx, rc.id, step.ID); err != nil || enqueued {
 		if err != nil {
 			return err
@@ -110,22 +105,10 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 		if err != nil || total < 0 || done < total {
 			return err
 		}
-		return advance()
-	}
-	prior := make(map[string]pipelines.StepOutput, len(step.Needs))
-	for _, need := range step.Needs {
-		_, total, err := w.store.StepProgress(ctx, rc.id, need)
-		if err != nil {
-			return err
-		}
-		out, err := w.store.StepOutput(ctx, rc.id, need, max(total, 0))
-		if err != nil {
-			return err
-		}
-		prior[need] = out
+		return w.advanceStep(ctx, rc, step.ID, attempt)
 	}
 	began := time.Now()
-	sp, err := pipelines.NewStepPlan(p, step.ID, rc.spec.Info, sets, prior)
+	sp, err := w.stepPlan(ctx, rc, step, sets)
 	if err == nil {
 		err = checkPlan(sp)
 	}
@@ -135,27 +118,129 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 	if err := w.store.PlanStep(ctx, rc.id, step.ID, sp.Len()); err != nil {
 		return err
 	}
-	planned := time.Since(began)
+	log.Info("step planned", "items", sp.Len(), "plan_time", time.Since(began))
+	return w.fanOut(ctx, rc, sp, jobs.FanOut{RunID: rc.id, Step: step.ID, Attempt: attempt})
+}
+
+// stepPlan plans a step of the run from its resolved sets and the outputs
+// of the steps it needs.
+func (w *Worker) stepPlan(ctx context.Context, rc *runCtx, step pipelines.Step, sets map[string][]pipelines.ArtifactRef) (*pipelines.StepPlan, error) {
+	prior := make(map[string]pipelines.StepOutput, len(step.Needs))
+	for _, need := range step.Needs {
+		_, total, err := w.store.StepProgress(ctx, rc.id, need)
+		if err != nil {
+			return nil, err
+		}
+		out, err := w.store.StepOutput(ctx, rc.id, need, max(total, 0))
+		if err != nil {
+			return nil, err
+		}
+		prior[need] = out
+	}
+	return pipelines.NewStepPlan(rc.spec.Pipeline, step.ID, rc.spec.Info, sets, prior)
+}
+
+// fanOutWait is how long a chunk of a windowed fan-out waits before it
+// looks again for room in the window.
+const fanOutWait = 250 * time.Millisecond
+
+// fanOut enqueues the items of a planned step from plan index f.From on:
+// all of them, or, with Config.FanOutWindow, as many as keep the step's
+// items queued or in flight within the window, followed by a step:fanout
+// task for the rest (which waits while the window is full). Once the last
+// item is enqueued the step is marked enqueued, and advanced at once when
+// every item already has a record (a retry of finished items).
+func (w *Worker) fanOut(ctx context.Context, rc *runCtx, sp *pipelines.StepPlan, f jobs.FanOut) error {
+	total := sp.Len()
+	end := total
+	if win := w.cfg.FanOutWindow; win > 0 && f.From < total {
+		done, _, err := w.store.StepProgress(ctx, rc.id, f.Step)
+		if err != nil {
+			return err
+		}
+		// Items before From are enqueued or recorded (done counts both
+		// those that finished and, on a retry, those recorded before).
+		room := win - (f.From - done)
+		if room < min(win/4, total-f.From) {
+			next := f
+			next.Wait++
+			t, err := jobs.NewFanOut(next, append(controlOpts(), asynq.ProcessIn(fanOutWait), asynq.Retention(time.Hour))...)
+			noteDid(ctx, "the window of step %s is full (%d of %d items done, %d enqueued); waiting", f.Step, done, total, f.From)
+			return w.enqueue(ctx, t, err)
+		}
+		end = min(total, f.From+room)
+	}
 	var recorded map[string]bool
-	if attempt > 0 {
+	if f.Attempt > 0 {
 		// A retry: only the items the earlier attempts did not finish.
-		if recorded, err = w.store.Recorded(ctx, rc.id, step.ID); err != nil {
+		var err error
+		if recorded, err = w.store.Recorded(ctx, rc.id, f.Step); err != nil {
 			return err
 		}
 	}
-	n, err := w.enqueueItems(ctx, rc, sp.Items(), func(key string) bool { return recorded[key] }, attempt)
+	began := time.Now()
+	n, err := w.enqueueItems(ctx, rc, sp.ItemsFrom(f.From), func(it pipelines.Item) bool { return it.Index >= end }, func(key string) bool { return recorded[key] }, f.Attempt)
 	if err != nil {
 		return err
 	}
-	noteDid(ctx, "enqueued %s of step %s", plural(n, "item"), step.ID)
-	if err := w.store.MarkEnqueued(ctx, rc.id, step.ID); err != nil {
+	if f.From == 0 && end == total {
+		noteDid(ctx, "enqueued %s of step %s", plural(n, "item"), f.Step)
+	} else {
+		noteDid(ctx, "enqueued %s of step %s, items %d to %d", plural(n, "item"), f.Step, f.From, end-1)
+	}
+	rc.log.Info("step items enqueued", "step", f.Step, "items", n, "from", f.From, "to", end, "of", total, "enqueue_time", time.Since(began))
+	if end < total {
+		next := jobs.FanOut{RunID: f.RunID, Step: f.Step, From: end, Attempt: f.Attempt}
+		t, err := jobs.NewFanOut(next, append(controlOpts(), asynq.Retention(time.Hour))...)
+		return w.enqueue(ctx, t, err)
+	}
+	if err := w.store.MarkEnqueued(ctx, rc.id, f.Step); err != nil {
 		return err
 	}
-	log.Info("step started", "items", n, "plan_time", planned, "enqueue_time", time.Since(began)-planned)
-	if n == 0 {
-		return advance()
+	done, _, err := w.store.StepProgress(ctx, rc.id, f.Step)
+	if err != nil || done < total {
+		return err
 	}
-	return nil
+	return w.advanceStep(ctx, rc, f.Step, f.Attempt)
+}
+
+// advanceStep enqueues the advance of a step that has nothing left to run.
+func (w *Worker) advanceStep(ctx context.Context, rc *runCtx, step string, attempt int) error {
+	noteDid(ctx, "step %s has nothing left to run; enqueued its advance", step)
+	t, err := jobs.NewAdvance(jobs.Advance{RunID: rc.id, Step: step, Attempt: attempt}, controlOpts()...)
+	return w.enqueue(ctx, t, err)
+}
+
+// handleFanOut enqueues the next chunk of a step's items (see fanOut). The
+// step is planned again (plans are deterministic) from the sets resolved at
+// the run's start.
+func (w *Worker) handleFanOut(ctx context.Context, t *asynq.Task) error {
+	f, rc, err := taskRun(ctx, w, t, jobs.DecodeFanOut)
+	if err != nil {
+		return err
+	}
+	status, _, err := w.store.Status(ctx, rc.id)
+	if err != nil {
+		return err
+	}
+	if runstore.Terminal(status) {
+		// A stopping run goes on: its items are recorded as skipped.
+		noteDid(ctx, "nothing: the run is already %s", status)
+		return nil
+	}
+	step, ok := rc.spec.Pipeline.StepByID(f.Step)
+	if !ok {
+		return fmt.Errorf("worker: run %s: pipeline has no step %q: %w", rc.id, f.Step, asynq.SkipRetry)
+	}
+	sets, err := w.store.Sets(ctx, rc.id)
+	if err != nil {
+		return err
+	}
+	sp, err := w.stepPlan(ctx, rc, *step, sets)
+	if err != nil {
+		return w.runError(ctx, rc, permanent(fmt.Errorf("plan step %s: %w", f.Step, err)))
+	}
+	return w.fanOut(ctx, rc, sp, f)
 }
 
 // checkPlan renders every item of a step once, dropping it, so that an item
@@ -172,10 +257,11 @@ func checkPlan(sp *pipelines.StepPlan) error {
 	return nil
 }
 
-// enqueueItems enqueues a step's items (but those skip says to leave out) as
-// they are rendered, concurrently, each with its deterministic task id, the
-// pipeline's attempts and item timeout, and returns how many it enqueued.
-func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items iter.Seq2[pipelines.Item, error], skip func(key string) bool, attempt int) (int, error) {
+// enqueueItems enqueues a step's items (up to the first that stop says to
+// stop at, but those skip says to leave out) as they are rendered,
+// concurrently, each with its deterministic task id, the pipeline's
+// attempts and item timeout, and returns how many it enqueued.
+func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items iter.Seq2[pipelines.Item, error], stop func(pipelines.Item) bool, skip func(key string) bool, attempt int) (int, error) {
 	lim := rc.spec.Pipeline.Limits
 	opts := append(w.itemRetention(), asynq.MaxRetry(max(lim.MaxAttempts, 1)-1))
 	if d := lim.ItemTimeout.D(); d > 0 {
@@ -195,7 +281,7 @@ func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items iter.Seq2[p
 			planErr = permanent(fmt.Errorf("plan step: %w", err))
 			break
 		}
-		if ectx.Err() != nil {
+		if ectx.Err() != nil || stop(it) {
 			break
 		}
 		if skip(it.Key) {

@@ -80,6 +80,7 @@ func New(cfg Config) (*Worker, error) {
 	w.mux.HandleFunc(jobs.KindRunStart, w.handleRunStart)
 	w.mux.HandleFunc(jobs.KindItem, w.handleItem)
 	w.mux.HandleFunc(jobs.KindAdvance, w.handleAdvance)
+	w.mux.HandleFunc(jobs.KindFanOut, w.handleFanOut)
 	w.mux.HandleFunc(jobs.KindFinalize, w.handleFinalize)
 	return w, nil
 }

@@ -333,10 +333,20 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 		return withCode(exitUsage, err)
 	}
 	itemRetention := time.Duration(0) // the default, on a shared Redis
-	if embedded {
+	var records *runstore.RecordFiles
+	fanOutWindow := 0
+	if rc.Embedded != nil {
+		// The in-process Redis holds a window of a step's tasks, not all.
+		fanOutWindow = max(embeddedFanOutWindow, 64*concurrency)
 		itemRetention = -1 // nobody inspects a one-shot process's completed tasks
+		// The in-process Redis keeps run state; records go to disk, so
+		// that memory does not grow with the run's outputs.
+		records = runstore.NewRecordFiles(filepath.Join(root, p.Name))
+		defer records.Close()
 	}
 	w, err := worker.New(worker.Config{
+		RecordFiles:     records,
+		FanOutWindow:    fanOutWindow,
 		ItemRetention:   itemRetention,
 		MaxRetryAfter:   maxWait,
 		RDB:             rc.RDB,
