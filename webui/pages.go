@@ -124,9 +124,9 @@ type runView struct {
 
 // stepView is one step's line in the usage table.
 type stepView struct {
-	Step                                  string
+	Step                                        string
 	Total, Succeeded, Failed, Skipped, Canceled int
-	Usage                                 workspace.Usage
+	Usage                                       workspace.Usage
 }
 
 // itemRow is one row of the items table: N is the item's line in
@@ -189,7 +189,7 @@ func (s *Server) loadRun(r *http.Request) (v *runView, status int, msg string) {
 	rows, _, _ := runlist.List(ctx, s.opts.Root, pipeline, s.opts.Store, s.opts.Now())
 	v = &runView{page: s.page(r, id, "runs")}
 	for _, row := range rows {
-		if row.ID == id {
+		if row.ID == id && (slices.Contains(row.Sources, "redis") || s.underRoot(pipeline, id)) {
 			v.Row = row
 		}
 	}
@@ -229,6 +229,23 @@ func (s *Server) loadRun(r *http.Request) (v *runView, status int, msg string) {
 		v.CanRetry = v.State.Finished() && v.State.Status != runstore.StatusError && v.State.Failed+v.State.Skipped+v.State.Canceled > 0
 	}
 	return v, 0, ""
+}
+
+// underRoot reports whether the run's directory or journal is inside the
+// results root, not reached through a link that leaves it (a pipeline
+// directory linked from elsewhere lists runs that are not the root's).
+func (s *Server) underRoot(pipeline, id string) bool {
+	root, err := os.OpenRoot(s.opts.Root)
+	if err != nil {
+		return false
+	}
+	defer root.Close()
+	for _, name := range []string{path.Join(pipeline, id, results.RunFile), results.JournalPath("", pipeline, id)} {
+		if fi, err := root.Stat(name); err == nil && fi.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
 }
 
 // redisNote says whether Redis was looked at, for a "not found" message.
