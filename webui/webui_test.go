@@ -196,7 +196,7 @@ func TestRunPageShowsSanitisedReportItemsAndFiles(t *testing.T) {
 		"Weekly brief: <strong>all good</strong>.", "<table>", // Markdown with tables
 		"validate: 400 prompt refused &lt;b&gt;by policy&lt;/b&gt;", // the failed item's error, escaped
 		"TCK-1.md", "TCK-2.md", ">failed<", "1.2s", ">3<", // items: artifact, state, latency, attempts
-		`href="/runs/alpha/alpha-1/items/2"`,                    // each output one click away
+		`href="/runs/alpha/alpha-1/items/2"`,                          // each output one click away
 		"abc123def456", "2026-11-23 09:00:00Z → 2026-11-30 09:00:00Z", // hash and window
 		`href="/runs/alpha/alpha-1/files/report.md"`, `href="/runs/alpha/alpha-1/files/results.jsonl"`,
 		`href="/runs/alpha/alpha-1/files/errors.jsonl"`, `href="/runs/alpha/alpha-1/files/run.json"`,
