@@ -513,6 +513,20 @@ type liveRun struct {
 	Duration  string `json:"duration"`
 	Items     string `json:"items"`
 	Live      bool   `json:"live"`
+	// Steps are the run's steps, for its usage table.
+	Steps []liveStep `json:"steps,omitempty"`
+}
+
+// liveStep is one step's figures in the live updates.
+type liveStep struct {
+	ID        string `json:"id"`
+	Total     int    `json:"total"`
+	Succeeded int    `json:"succeeded"`
+	Failed    int    `json:"failed"`
+	Skipped   int    `json:"skipped"`
+	Canceled  int    `json:"canceled"`
+	Input     string `json:"input"`
+	Output    string `json:"output"`
 }
 
 // events streams the runs in Redis as server-sent events ("runs", a JSON
@@ -540,7 +554,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		runs := make([]liveRun, 0, len(states))
 		for i := range states {
-			runs = append(runs, liveOf(runlist.FromState(&states[i], s.opts.Now())))
+			lr := liveOf(runlist.FromState(&states[i], s.opts.Now()))
+			for _, st := range states[i].Steps {
+				lr.Steps = append(lr.Steps, liveStep{ID: st.ID, Total: st.Total, Succeeded: st.Succeeded, Failed: st.Failed, Skipped: st.Skipped,
+					Canceled: st.Canceled, Input: thousands(int64(st.Usage.InputTokens)), Output: thousands(int64(st.Usage.OutputTokens))})
+			}
+			runs = append(runs, lr)
 		}
 		b, _ := json.Marshal(runs)
 		switch {

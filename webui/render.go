@@ -28,7 +28,7 @@ func parsePages(prefix string) (map[string]*template.Template, error) {
 		"asset":     func(name string) string { return prefix + "/static/" + name },
 		"query":     query,
 		"dur":       duration,
-		"ms":        func(ms int64) string { return duration(time.Duration(ms) * time.Millisecond) },
+		"ms":        millis,
 		"stamp":     numfmt.Stamp,
 		"thousands": thousands,
 		"tokens":    func(u workspace.Usage) string { return thousands(u.Total()) },
@@ -79,6 +79,15 @@ func query(kv ...any) string {
 }
 
 func duration(d time.Duration) string { return numfmt.Duration(d) }
+
+// millis formats a latency or duration in milliseconds: "340ms" under a
+// second, else as duration does.
+func millis(ms int64) string {
+	if ms > 0 && ms < 1000 {
+		return fmt.Sprintf("%dms", ms)
+	}
+	return duration(time.Duration(ms) * time.Millisecond)
+}
 
 func thousands(n int64) string { return numfmt.Thousands(n) }
 

@@ -455,7 +455,7 @@ func TestLiveProgressOverServerSentEvents(t *testing.T) {
 	if _, err := store.Record(t.Context(), "live-1", results.Item{Step: "s", Key: "k1", Index: 1, State: results.StateFailed, Attempts: 1, Error: "x"}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if second := next(); !strings.Contains(second, `"items":"2/2"`) || !strings.Contains(second, `"failed":1`) {
+	if second := next(); !strings.Contains(second, `"items":"2/2"`) || !strings.Contains(second, `"steps":[{"id":"s","total":2,"succeeded":1,"failed":1`) {
 		t.Fatalf("event after an item finished: %s", second)
 	}
 
