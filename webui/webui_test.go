@@ -33,7 +33,7 @@ const hostileReport = "Weekly brief: **all good**.\n\n<script>alert('x')</script
 
 // commit writes a finished run under root: items a (succeeded) and b
 // (failed with err), and report as the report step's output.
-func commit(t *testing.T, root, pipeline, runID string, started time.Time, report string) {
+func commit(t testing.TB, root, pipeline, runID string, started time.Time, report string) {
 	t.Helper()
 	w, err := results.Create(root, pipeline, runID)
 	if err != nil {
