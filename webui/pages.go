@@ -114,9 +114,12 @@ type runView struct {
 	Pages      int
 	StateSel   string
 	States     []string
-	Files      []string
-	Notice     string
-	Problem    string
+	// ItemsFrom says where the items come from: results.jsonl, or "redis"
+	// while the run's files are not written.
+	ItemsFrom string
+	Files     []string
+	Notice    string
+	Problem   string
 	// CanCancel and CanRetry say which actions apply to the run now.
 	CanCancel bool
 	CanRetry  bool
@@ -129,11 +132,12 @@ type stepView struct {
 	Usage                                       workspace.Usage
 }
 
-// itemRow is one row of the items table: N is the item's line in
-// results.jsonl, the address of its page.
+// itemRow is one row of the items table: its number in the table, the
+// item, and the address of its page.
 type itemRow struct {
 	N    int
 	Item results.Item
+	Href string
 }
 
 // notices are the messages an action's redirect may ask a run page to show.
@@ -169,7 +173,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		}
 		v.Page = n
 	}
-	if err := s.loadItems(v); err != nil {
+	if err := s.loadItems(r.Context(), v); err != nil {
 		v.Problem = "Some of the run's items could not be read: " + err.Error()
 	}
 	s.render(w, r, http.StatusOK, "run", v)
@@ -294,24 +298,40 @@ func stepsOf(run *results.Run, st *runstore.RunState) []stepView {
 	return out
 }
 
-// loadItems fills the items table: one page of the items of results.jsonl
-// whose state matches the filter.
-func (s *Server) loadItems(v *runView) error {
-	if !slices.Contains(v.Files, results.ResultsFile) {
-		return nil
-	}
+// loadItems fills the items table with one page of the items whose state
+// matches the filter: those of results.jsonl once the run's files are
+// written, else those Redis has recorded so far.
+func (s *Server) loadItems(ctx context.Context, v *runView) error {
 	per := s.opts.ItemsPerPage
 	first := (v.Page - 1) * per
-	err := s.eachItem(v.Row.Pipeline, v.Row.ID, func(n int, it results.Item) bool {
+	add := func(it results.Item, href string) {
 		if v.StateSel != "" && it.State != v.StateSel {
-			return true
+			return
 		}
 		if v.ItemsTotal >= first && v.ItemsTotal < first+per {
-			v.Items = append(v.Items, itemRow{N: n, Item: it})
+			v.Items = append(v.Items, itemRow{N: v.ItemsTotal + 1, Item: it, Href: href})
 		}
 		v.ItemsTotal++
-		return true
-	})
+	}
+	var err error
+	switch {
+	case slices.Contains(v.Files, results.ResultsFile):
+		v.ItemsFrom = results.ResultsFile
+		err = s.eachItem(v.Row.Pipeline, v.Row.ID, func(n int, it results.Item) bool {
+			add(it, joinURL(s.opts.Prefix, "runs", v.Row.Pipeline, v.Row.ID, "items", strconv.Itoa(n)))
+			return true
+		})
+	case v.State != nil && s.opts.Store != nil:
+		v.ItemsFrom = "redis"
+		for _, st := range v.State.Steps {
+			for it, ierr := range s.opts.Store.Items(ctx, v.Row.ID, st.ID, st.Total) {
+				if ierr != nil {
+					continue // not finished yet
+				}
+				add(it, joinURL(s.opts.Prefix, "runs", v.Row.Pipeline, v.Row.ID, "steps", st.ID, "items", strconv.Itoa(it.Index)))
+			}
+		}
+	}
 	v.Pages = max(1, (v.ItemsTotal+per-1)/per)
 	return err
 }
@@ -346,12 +366,15 @@ func (s *Server) eachItem(pipeline, id string, fn func(n int, it results.Item) b
 // itemView is one item's page.
 type itemView struct {
 	page
-	Row      *runlist.Row
-	N        int
+	Row *runlist.Row
+	// Name is "Item 3" (the third line of results.jsonl) or "Item
+	// summarize#2" (a step's item in Redis).
+	Name     string
 	Item     results.Item
 	Requests string
 }
 
+// itemPage shows the n-th item of results.jsonl.
 func (s *Server) itemPage(w http.ResponseWriter, r *http.Request) {
 	v, status, msg := s.loadRun(r)
 	if v == nil {
@@ -363,12 +386,11 @@ func (s *Server) itemPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadRequest, fmt.Sprintf("Bad item number %q: items are numbered from 1.", r.PathValue("n")))
 		return
 	}
-	iv := itemView{page: s.page(r, "", "runs"), Row: v.Row, N: n}
-	found := false
+	var item *results.Item
 	if slices.Contains(v.Files, results.ResultsFile) {
 		err = s.eachItem(v.Row.Pipeline, v.Row.ID, func(i int, it results.Item) bool {
 			if i == n {
-				iv.Item, found = it, true
+				item = &it
 				return false
 			}
 			return true
@@ -378,18 +400,52 @@ func (s *Server) itemPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !found {
+	if item == nil {
 		s.fail(w, r, http.StatusNotFound, fmt.Sprintf("Run %s has no item %d.", v.Row.ID, n))
 		return
 	}
+	s.renderItem(w, r, v, fmt.Sprintf("Item %d", n), item)
+}
+
+// stepItemPage shows an item Redis has recorded, by step and plan index,
+// while the run's files are not written.
+func (s *Server) stepItemPage(w http.ResponseWriter, r *http.Request) {
+	v, status, msg := s.loadRun(r)
+	if v == nil {
+		s.fail(w, r, status, msg)
+		return
+	}
+	step := r.PathValue("step")
+	index, err := strconv.Atoi(r.PathValue("index"))
+	if err != nil || index < 0 || checkSegment(step) != nil {
+		s.fail(w, r, http.StatusBadRequest, fmt.Sprintf("Bad item address %q/%q: a step and an index from 0.", step, r.PathValue("index")))
+		return
+	}
+	var item *results.Item
+	if v.State != nil && s.opts.Store != nil {
+		item, err = s.opts.Store.Item(r.Context(), v.Row.ID, step, index)
+		if err != nil {
+			s.fail(w, r, http.StatusInternalServerError, "The item could not be read from Redis: "+err.Error())
+			return
+		}
+	}
+	if item == nil {
+		s.fail(w, r, http.StatusNotFound, fmt.Sprintf("Run %s has no finished item %d of step %s in Redis.", v.Row.ID, index, step))
+		return
+	}
+	s.renderItem(w, r, v, fmt.Sprintf("Item %s#%d", step, index), item)
+}
+
+// renderItem renders an item's page.
+func (s *Server) renderItem(w http.ResponseWriter, r *http.Request, v *runView, name string, it *results.Item) {
+	iv := itemView{page: s.page(r, name+" · "+v.Row.ID, "runs"), Row: v.Row, Name: name, Item: *it}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(iv.Item.Requests); err == nil {
+	if err := enc.Encode(it.Requests); err == nil {
 		iv.Requests = b.String()
 	}
-	iv.Title = fmt.Sprintf("Item %d · %s", n, v.Row.ID)
 	s.render(w, r, http.StatusOK, "item", &iv)
 }
 

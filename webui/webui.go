@@ -149,6 +149,7 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("GET /{$}", s.runsPage)
 	mux.HandleFunc("GET /runs/{pipeline}/{run}", s.runPage)
 	mux.HandleFunc("GET /runs/{pipeline}/{run}/items/{n}", s.itemPage)
+	mux.HandleFunc("GET /runs/{pipeline}/{run}/steps/{step}/items/{index}", s.stepItemPage)
 	mux.HandleFunc("GET /runs/{pipeline}/{run}/files/{file}", s.filePage)
 	mux.HandleFunc("GET /schedules", s.schedulesPage)
 	mux.HandleFunc("GET /events", s.events)

@@ -452,11 +452,32 @@ func TestLiveProgressOverServerSentEvents(t *testing.T) {
 		t.Fatalf("first event: %s", first)
 	}
 	// Progress moves: the next event says so.
-	if _, err := store.Record(t.Context(), "live-1", results.Item{Step: "s", Key: "k1", Index: 1, State: results.StateFailed, Attempts: 1, Error: "x"}, 0); err != nil {
+	if _, err := store.Record(t.Context(), "live-1", results.Item{Step: "s", Key: "k1", Index: 1, State: results.StateFailed, Attempts: 1, Error: "refused while running"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if second := next(); !strings.Contains(second, `"items":"2/2"`) || !strings.Contains(second, `"steps":[{"id":"s","total":2,"succeeded":1,"failed":1`) {
 		t.Fatalf("event after an item finished: %s", second)
+	}
+
+	// Before its files are written, the run's finished items come from
+	// Redis, the failed one with its error, each one click away.
+	_, body, _ = get(t, http.DefaultClient, srv.URL, "/runs/alpha/live-1")
+	mustContain(t, "live run's items", body, "as recorded in Redis", `href="/runs/alpha/live-1/steps/s/items/0"`,
+		`href="/runs/alpha/live-1/steps/s/items/1"`, "refused while running")
+	code, body, _ := get(t, http.DefaultClient, srv.URL, "/runs/alpha/live-1/steps/s/items/1")
+	if code != http.StatusOK || !strings.Contains(body, "refused while running") || !strings.Contains(body, "Item s#1") {
+		t.Errorf("a live run's item: %d\n%s", code, body)
+	}
+	for path, want := range map[string]int{
+		"/runs/alpha/live-1/steps/s/items/5":  http.StatusNotFound,
+		"/runs/alpha/live-1/steps/s/items/-1": http.StatusBadRequest,
+		"/runs/alpha/live-1/steps/.x/items/0": http.StatusBadRequest,
+		"/runs/alpha/live-1/steps/zz/items/0": http.StatusNotFound,
+		"/runs/alpha/nope-1/steps/s/items/0":  http.StatusNotFound,
+	} {
+		if code, _, _ := get(t, http.DefaultClient, srv.URL, path); code != want {
+			t.Errorf("GET %s: %d, want %d", path, code, want)
+		}
 	}
 
 	// Without Redis there is nothing live: 204 stops EventSource.
