@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,13 +13,11 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/threadmill/threadmill/examples"
 	"github.com/threadmill/threadmill/internal/hostile"
 	"github.com/threadmill/threadmill/internal/redistest"
 	"github.com/threadmill/threadmill/internal/syncbuf"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
-	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
 // envChromium names a Chromium or Chrome binary for the browser test;
@@ -94,16 +91,7 @@ func TestUIInABrowser(t *testing.T) {
 	}
 
 	unsetRunnerEnv(t)
-	sim := simulator.New(simulator.Config{ProjectID: simProject, Token: simToken})
-	if err := sim.AddDir(examples.Artifacts, "."); err != nil {
-		t.Fatal(err)
-	}
-	front := hostile.New(sim)
-	srv := httptest.NewServer(front)
-	t.Cleanup(func() { sim.Close(); srv.Close(); front.Close() })
-	for k, v := range map[string]string{envBaseURL: srv.URL, envToken: simToken, envOrg: simulator.DefaultOrg, envProject: simProject} {
-		t.Setenv(k, v)
-	}
+	_, front := startHostileRunnerSim(t)
 	dir := t.TempDir()
 	root := filepath.Join(dir, "results")
 	file := writeRunnerPipeline(t, dir, "brief", corpusPipeline("brief", 4))
