@@ -101,6 +101,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusForbidden, "Actions are off: start the UI with "+TokenEnv+" set to enable them.")
 		return
 	}
+	if !s.logins.Allow() {
+		w.Header().Set("Retry-After", "2")
+		s.fail(w, r, http.StatusTooManyRequests, "Too many login attempts: wait a few seconds and try again.")
+		return
+	}
 	token := r.PostFormValue("token")
 	if subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.Token)) != 1 {
 		s.opts.Logger.Warn("webui: login refused: wrong token", "remote", r.RemoteAddr)

@@ -31,6 +31,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
@@ -42,6 +44,10 @@ var assets embed.FS
 // TokenEnv is the environment variable whose value enables the actions
 // (see Options.Token).
 const TokenEnv = "THREADMILL_UI_TOKEN"
+
+// MinTokenLength is the shortest Options.Token accepted: a token people
+// could guess is no protection.
+const MinTokenLength = 16
 
 // Options configure a Server. The zero value serves ./threadmill-results
 // without Redis, schedules or actions.
@@ -62,8 +68,9 @@ type Options struct {
 	// Load loads a pipeline file. Default pipelines.Load with the
 	// process environment.
 	Load func(path string) (*pipelines.Pipeline, error)
-	// Token enables the actions: a person logs in with it. Empty (the
-	// default): actions are off and every POST is refused.
+	// Token enables the actions: a person logs in with it; at least
+	// MinTokenLength characters. Empty (the default): actions are off and
+	// every POST is refused.
 	Token string
 	// Prefix is the path the UI is mounted under, such as "/ui"; requests
 	// arrive with it. Default "" (the root).
@@ -107,6 +114,9 @@ func (o *Options) validate() error {
 	if o.Interval < 0 {
 		return fmt.Errorf("webui: Interval %s must not be negative", o.Interval)
 	}
+	if o.Token != "" && len(o.Token) < MinTokenLength {
+		return fmt.Errorf("webui: Token (%s) must be at least %d characters, got %d: use a long random value, such as the output of openssl rand -hex 16", TokenEnv, MinTokenLength, len(o.Token))
+	}
 	if o.ItemsPerPage < 1 || o.ItemsPerPage > 10000 {
 		return fmt.Errorf("webui: ItemsPerPage %d must be in 1..10000", o.ItemsPerPage)
 	}
@@ -119,6 +129,9 @@ type Server struct {
 	handler http.Handler
 	pages   map[string]*template.Template
 	key     []byte // signs session cookies and CSRF tokens; new per Server
+	// logins limits login attempts, so that the token cannot be guessed
+	// by trying: 10 at once, then one every 2 seconds.
+	logins *rate.Limiter
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -132,7 +145,7 @@ func New(opts Options) (*Server, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, key: make([]byte, 32), closed: make(chan struct{})}
+	s := &Server{opts: opts, key: make([]byte, 32), closed: make(chan struct{}), logins: rate.NewLimiter(rate.Every(2*time.Second), 10)}
 	if _, err := rand.Read(s.key); err != nil {
 		return nil, fmt.Errorf("webui: session key: %w", err)
 	}

@@ -504,6 +504,22 @@ func TestActionsAreOffByDefault(t *testing.T) {
 	if st, _ := store.Run(t.Context(), "run-1"); st.Status != runstore.StatusRunning {
 		t.Errorf("run is %s after refused actions", st.Status)
 	}
+	if _, err := webui.New(webui.Options{Token: "short"}); err == nil || !strings.Contains(err.Error(), webui.TokenEnv) {
+		t.Errorf("a short token: %v, want an error naming %s", err, webui.TokenEnv)
+	}
+}
+
+func TestLoginAttemptsAreLimited(t *testing.T) {
+	srv := serve(t, webui.Options{Root: t.TempDir(), Token: "ui-test-token-5f1c"})
+	c := browser(t)
+	codes := map[int]int{}
+	for range 12 {
+		code, _, _ := post(t, c, srv.URL, "/login", url.Values{"token": {"guess"}})
+		codes[code]++
+	}
+	if codes[http.StatusForbidden] != 10 || codes[http.StatusTooManyRequests] != 2 {
+		t.Errorf("12 wrong logins: %v, want 10 refused and 2 told to wait", codes)
+	}
 }
 
 func TestActionsNeedTokenSessionAndCSRF(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"time"
 
@@ -126,6 +127,9 @@ func runUI(ctx context.Context, o *uiOptions, stderr io.Writer) error {
 		actions = "on"
 	}
 	fmt.Fprintf(stderr, "threadmill ui: serving http://%s/ (results %s; actions %s)\n", ln.Addr(), o.ResultsDir, actions)
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+		log.Warn("the web UI is reachable from other machines, and its pages have no login: put it behind an authenticating proxy", "addr", ln.Addr().String())
+	}
 	if o.ready != nil {
 		o.ready(ln.Addr().String())
 	}
