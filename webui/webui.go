@@ -239,7 +239,8 @@ func checkSegment(s string) error {
 	return nil
 }
 
-// waitOrClosed waits for d, ctx or Close; it reports whether to go on.
+// waitOrClosed waits for the next tick, the end of ctx or Close; it
+// reports whether to go on.
 func (s *Server) waitOrClosed(ctx context.Context, t *time.Ticker) bool {
 	select {
 	case <-ctx.Done():

@@ -246,6 +246,12 @@ func TestUIInABrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-run="brief/brief-live"]`)),
 	)
 	rows := text("table.runs")
+	// Every control of the page has a label a screen reader announces.
+	unlabeled, err := chromedp.Run(bctx, chromedp.Evaluate[int](`[...document.querySelectorAll("input:not([type=hidden]), select, progress")]
+		.filter(e => e.labels.length === 0 && !e.getAttribute("aria-label")).length`))
+	if err != nil || unlabeled != 0 {
+		t.Errorf("runs page: %d controls without a label (%v)", unlabeled, err)
+	}
 	do("a phone's screen", chromedp.EmulateViewport(390, 844))
 	shot("runs-phone.png")
 	do("a desktop's screen", chromedp.EmulateViewport(1280, 900))
