@@ -155,6 +155,12 @@ func (w *schemaWalker) walk(t reflect.Type, s map[string]any, path string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if t == reflect.TypeFor[pipelines.OutputSchema]() {
+		if _, ok := s["oneOf"].([]any); !ok {
+			w.t.Errorf("%s: an output schema is a path or a mapping (oneOf), the schema says %v", path, s)
+		}
+		return
+	}
 	if t == reflect.TypeFor[pipelines.Duration]() {
 		if s["type"] != "string" {
 			w.t.Errorf("%s: a duration is a string in YAML, the schema says %v", path, s["type"])
