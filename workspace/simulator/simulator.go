@@ -196,6 +196,15 @@ type Faults struct {
 	// LagDuration is how long a lagging interaction stays invisible.
 	// Default DefaultLagDuration.
 	LagDuration time.Duration
+	// InvalidJSON is not a rate: the first InvalidJSON answers to
+	// response_format json_schema requests of each thread (of each chat
+	// conversation: the assistant messages a chat request carries count
+	// as its earlier answers) are invalid for their schema: the value
+	// without its first required field, in prose (or cut JSON in a code
+	// fence when nothing is required). Later answers are valid, so a
+	// client that repairs in the same thread gets a valid answer after
+	// exactly InvalidJSON repairs. Default 0.
+	InvalidJSON int
 	// Seed seeds the random source of faults and jitter. The same seed and
 	// the same request sequence give the same faults.
 	Seed uint64
@@ -219,6 +228,9 @@ func (c Config) Validate() error {
 		if !(r.v >= 0 && r.v <= 1) {
 			return fmt.Errorf("simulator: %s must be a rate in [0, 1], got %g", r.name, r.v)
 		}
+	}
+	if f.InvalidJSON < 0 {
+		return fmt.Errorf("simulator: Faults.InvalidJSON must not be negative, got %d", f.InvalidJSON)
 	}
 	if sum := f.Error500 + f.Error502 + f.Error503 + f.TooMany429; sum > 1 {
 		return fmt.Errorf("simulator: Faults.Error500+Error502+Error503+TooMany429 must not exceed 1, got %g", sum)
