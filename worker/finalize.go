@@ -106,6 +106,7 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunState, wr *results.Writer) (string, error) {
 	reportStep := rc.spec.Pipeline.ReportStep()
 	var report strings.Builder
+	notes := results.NewFootnotes()
 	for _, s := range st.Steps {
 		if !s.Planned {
 			continue
@@ -117,8 +118,12 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 			if err := wr.Add(it); err != nil {
 				return "", permanent(err)
 			}
+			notes.Learn(it)
 			if s.ID != reportStep || it.State != results.StateSucceeded {
 				continue
+			}
+			if marks := notes.Cite(it); marks != "" {
+				it.Output = strings.TrimSpace(it.Output) + "\n\n" + marks
 			}
 			if s.Total == 1 {
 				report.WriteString(it.Output)
@@ -131,7 +136,11 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 			fmt.Fprintf(&report, "## %s\n\n%s\n\n", title, strings.TrimSpace(it.Output))
 		}
 	}
-	return strings.TrimSpace(report.String()) + "\n", nil
+	text := strings.TrimSpace(report.String()) + "\n"
+	if n := notes.Notes(); n != "" {
+		text += "\n" + n
+	}
+	return text, nil
 }
 
 // deleteThreads deletes the threads remembered for deletion (steps with
