@@ -288,3 +288,27 @@ func templateJSON(raw json.RawMessage, p *Pipeline, stepID string) any {
 	}
 	return v
 }
+
+// PlaceholderJSON is the stand-in value of an item of a step with
+// output_schema in a plan preview, whose answers do not exist yet: each
+// top-level field is "[<field> of <item key>]". It is nil for a step
+// without a schema.
+func PlaceholderJSON(s *Step, key string) json.RawMessage {
+	if s.OutputSchema == nil {
+		return nil
+	}
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, f := range s.OutputSchema.Fields() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(f)
+		v, _ := json.Marshal("[" + f + " of " + key + "]")
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
