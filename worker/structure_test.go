@@ -11,6 +11,7 @@ import (
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
+	"github.com/threadmill/threadmill/workspace"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
@@ -159,5 +160,46 @@ steps:
 	items := readItems(t, resultsFile(st.ResultDir))
 	if items[0].Repairs != 1 || len(items[0].JSON) == 0 {
 		t.Errorf("item: repairs %d, json %s", items[0].Repairs, items[0].JSON)
+	}
+}
+
+// TestThinkingCountedNotInOutput: with thinking on, the thinking block is
+// billed in the item's usage and kept out of its output.
+func TestThinkingCountedNotInOutput(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	e.folder("Inbox", 1)
+	e.startWorker()
+	p := e.pipeline(`
+version: 1
+name: thinking
+workspace: { project: proj_test }
+defaults: { thinking: true }
+artifacts:
+  docs: { folder: "Inbox" }
+steps:
+  - id: summarize
+    for_each: docs
+    prompt: "Summarize {{ .Artifact.Name }} in one sentence."
+`)
+	st := e.wait(e.start(p, "thinking-1"), time.Minute)
+	if st.Status != runstore.StatusSucceeded {
+		t.Fatalf("status %q (error %q)", st.Status, st.Error)
+	}
+	it := readItems(t, resultsFile(st.ResultDir))[0]
+	in := e.sim.Interactions()[0]
+	var thinking string
+	for _, b := range in.AssistantOutput.Content {
+		if b.Type == "thinking" {
+			thinking = b.Thinking
+		}
+	}
+	if thinking == "" || strings.Contains(it.Output, thinking) || it.Output != in.Output() {
+		t.Errorf("thinking %q, output %q", thinking, it.Output)
+	}
+	if it.Requests[0].Thinking == nil || !it.Requests[0].Thinking.Enabled {
+		t.Errorf("the request did not ask for thinking: %+v", it.Requests[0])
+	}
+	if got, want := int64(it.Usage.OutputTokens), workspace.EstimateTokens(it.Output)+workspace.EstimateTokens(thinking); got != want {
+		t.Errorf("output tokens %d, want %d (answer and thinking)", got, want)
 	}
 }
