@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -41,14 +42,7 @@ var BuiltinTools = map[string]string{
 }
 
 // BuiltinToolNames lists the keys of BuiltinTools, sorted.
-func BuiltinToolNames() []string {
-	names := make([]string, 0, len(BuiltinTools))
-	for n := range BuiltinTools {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
+func BuiltinToolNames() []string { return slices.Sorted(maps.Keys(BuiltinTools)) }
 
 // OutputSchema is a step's output_schema: a JSON Schema written inline in
 // YAML or in a .json file next to the pipeline, checked when the pipeline

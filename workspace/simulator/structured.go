@@ -191,22 +191,7 @@ func cite(srcs []source, text string) (json.RawMessage, []workspace.Citation) {
 		if i == 10 {
 			break
 		}
-		sents := s.sents
-		if sents == nil {
-			sents = analyze(s.content)
-		}
-		best, score := "", -1
-		for _, sen := range sents {
-			n := 0
-			for _, w := range sen.stems {
-				if keys[w] {
-					n++
-				}
-			}
-			if n > score {
-				best, score = sen.text, n
-			}
-		}
+		best, score := bestOf(s, keys)
 		c := chunk{Type: "context.chunk", ID: fmt.Sprintf("src_%d", i+1), Score: float64(max(score, 0)) / float64(max(len(keys), 1)), Text: best}
 		c.Document.Object, c.Document.Artifact = "artifact", s.id
 		c.Document.DocMetadata = map[string]string{"file_name": s.name}
@@ -219,6 +204,28 @@ func cite(srcs []source, text string) (json.RawMessage, []workspace.Citation) {
 	}
 	raw, _ := json.Marshal(chunks)
 	return raw, cites
+}
+
+// bestOf returns the sentence of s with the most keywords (the first on
+// ties) and its count, -1 when s has no sentence.
+func bestOf(s source, keys map[string]bool) (string, int) {
+	sents := s.sents
+	if sents == nil {
+		sents = analyze(s.content)
+	}
+	best, score := "", -1
+	for _, sen := range sents {
+		n := 0
+		for _, w := range sen.stems {
+			if keys[w] {
+				n++
+			}
+		}
+		if n > score {
+			best, score = sen.text, n
+		}
+	}
+	return best, score
 }
 
 // content returns the answer's content blocks: thinking, source, then the
@@ -589,20 +596,8 @@ func (g *gen) bestSentence(q string) string {
 	keys := keywordSet(q)
 	best, score := "", 0
 	for _, s := range g.srcs {
-		sents := s.sents
-		if sents == nil {
-			sents = analyze(s.content)
-		}
-		for _, sen := range sents {
-			n := 0
-			for _, w := range sen.stems {
-				if keys[w] {
-					n++
-				}
-			}
-			if n > score {
-				best, score = sen.text, n
-			}
+		if b, n := bestOf(s, keys); n > score {
+			best, score = b, n
 		}
 	}
 	if best == "" {
