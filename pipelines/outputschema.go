@@ -20,6 +20,10 @@ import (
 
 var outputSchemaType = reflect.TypeFor[OutputSchema]()
 
+// errReported stops the conversion of a schema whose problem was reported
+// where it is.
+var errReported = errors.New("reported")
+
 // maxSchemaFile bounds an output_schema file.
 const maxSchemaFile = 1 << 20
 
@@ -34,7 +38,9 @@ func (d *decoder) decodeOutputSchema(n *yaml.Node, v reflect.Value, path string,
 	case yaml.MappingNode:
 		var b bytes.Buffer
 		if err := d.nodeJSON(&b, n, path); err != nil {
-			d.errs.add(p, "%s: %v", path, err)
+			if !errors.Is(err, errReported) {
+				d.errs.add(p, "%s: %v", path, err)
+			}
 			return
 		}
 		out.Schema = b.Bytes()
@@ -187,6 +193,9 @@ func (d *decoder) nodeJSON(b *bytes.Buffer, n *yaml.Node, path string) error {
 		}
 		b.WriteByte(']')
 	case yaml.ScalarNode:
+		if d.secret.scanValue(n, path) {
+			return errReported
+		}
 		var v any
 		if err := n.Decode(&v); err != nil {
 			return fmt.Errorf("line %d: %v", n.Line, err)
