@@ -164,9 +164,10 @@ steps:
 }
 
 // TestThinkingCountedNotInOutput: with thinking on, the thinking block is
-// billed in the item's usage and kept out of its output.
+// billed in the item's usage and kept out of its output, which the worker
+// follows on the interaction's stream (the thinking block streams first).
 func TestThinkingCountedNotInOutput(t *testing.T) {
-	e := newEnv(t, simulator.Config{})
+	e := newEnv(t, simulator.Config{Async: true, Latency: 5 * time.Millisecond})
 	e.folder("Inbox", 1)
 	e.startWorker()
 	p := e.pipeline(`

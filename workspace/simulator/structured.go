@@ -680,3 +680,42 @@ func (s *Server) invalidJSON(threadID string, req workspace.ChatRequest) bool {
 	s.counters.Faults["invalid_json"]++
 	return true
 }
+
+// sendExtras streams the blocks that come before an answer's text: its
+// thinking block (start, one thinking_delta, stop) and its source block
+// (content_block_synthetic).
+func (s *Server) sendExtras(ev *sseWriter, in *interaction) error {
+	type thinkingDelta struct {
+		Type     string `json:"type"`
+		Thinking string `json:"thinking"`
+	}
+	type evDelta struct {
+		Type    string        `json:"type"`
+		BlockID string        `json:"block_id"`
+		Delta   thinkingDelta `json:"delta"`
+	}
+	type evSynthetic struct {
+		Type    string                 `json:"type"`
+		BlockID string                 `json:"block_id"`
+		Block   workspace.ContentBlock `json:"block"`
+	}
+	if t := in.ans.thinking; t != "" {
+		id := in.msgID + "_thinking"
+		if err := ev.send("content_block_start", evBlockStart{Type: "content_block_start", BlockID: id,
+			ContentBlock: workspace.ContentBlock{Type: "thinking"}}); err != nil {
+			return err
+		}
+		if err := ev.send("content_block_delta", evDelta{Type: "content_block_delta", BlockID: id,
+			Delta: thinkingDelta{Type: "thinking_delta", Thinking: t}}); err != nil {
+			return err
+		}
+		if err := ev.send("content_block_stop", evBlockStop{Type: "content_block_stop", BlockID: id}); err != nil {
+			return err
+		}
+	}
+	if len(in.ans.sources) > 0 {
+		return ev.send("content_block_synthetic", evSynthetic{Type: "content_block_synthetic", BlockID: in.msgID + "_sources",
+			Block: workspace.ContentBlock{Type: "source", Sources: in.ans.sources}})
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package simulator_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -118,6 +119,27 @@ func TestCitationsAndThinking(t *testing.T) {
 	want := workspace.EstimateTokens(in.Output()) + workspace.EstimateTokens(thinking)
 	if got := int64(in.Usage().OutputTokens); got != want {
 		t.Errorf("output tokens = %d, want %d (text and thinking)", got, want)
+	}
+	// The stream sends the thinking and source blocks before the text; its
+	// text is the answer's alone.
+	_, _, body := e.send(e.request("GET", "/api/v1/app/interaction/"+in.ID+"/stream", nil))
+	evs, err := newSSEReader(bytes.NewReader(body)).readAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := strings.Join(eventNames(evs), " ")
+	if !strings.HasPrefix(names, "message_start content_block_start content_block_delta content_block_stop content_block_synthetic content_block_start") ||
+		!strings.Contains(string(body), `"thinking_delta"`) || !strings.Contains(string(body), `"type":"source"`) {
+		t.Errorf("stream events: %s", names)
+	}
+	var text strings.Builder
+	for _, ev := range evs {
+		if d, ok := ev.Data["delta"].(map[string]any); ok && d["type"] == "text_delta" {
+			text.WriteString(d["text"].(string))
+		}
+	}
+	if got := text.String(); got != in.Output() {
+		t.Errorf("stream text %q, want the answer %q", got, in.Output())
 	}
 	plain := e.createInteraction(th.ID, chat("Summarize the login loop in three bullets."), a)
 	if c, s := workspace.References(plain.AssistantOutput.Content); len(c)+len(s) > 0 || len(plain.AssistantOutput.Content) != 1 {
