@@ -49,7 +49,7 @@ steps:
 // thread: two interactions, both billed, the second one's value recorded
 // as json and read by the next step's template.
 func TestOutputSchemaRepair(t *testing.T) {
-	e := newEnv(t, simulator.Config{Faults: simulator.Faults{InvalidJSON: 1}})
+	e := newEnv(t, simulator.Config{Async: true, Faults: simulator.Faults{InvalidJSON: 1}})
 	e.folder("Inbox", 3)
 	e.startWorker()
 	st := e.wait(e.start(e.pipeline(structuredPipeline), "structured-1"), time.Minute)
@@ -202,5 +202,32 @@ steps:
 	}
 	if got, want := int64(it.Usage.OutputTokens), workspace.EstimateTokens(it.Output)+workspace.EstimateTokens(thinking); got != want {
 		t.Errorf("output tokens %d, want %d (answer and thinking)", got, want)
+	}
+}
+
+// TestOutputSchemaRepairLostCreates: every create, repairs included, is
+// answered 504 after the interaction was made (a proxy that timed out);
+// the worker finds each by its correlation id, so no turn is sent twice.
+func TestOutputSchemaRepairLostCreates(t *testing.T) {
+	e := newEnv(t, simulator.Config{Faults: simulator.Faults{InvalidJSON: 1, LostCreate: 1}})
+	e.folder("Inbox", 2)
+	e.startWorker()
+	st := e.wait(e.start(e.pipeline(structuredPipeline), "structured-3"), time.Minute)
+	if st.Status != runstore.StatusSucceeded {
+		t.Fatalf("status %q (error %q)", st.Status, st.Error)
+	}
+	c := e.sim.Counters()
+	if c.InteractionsCreated != 2*2+1 || c.Faults["lost_create"] != 5 {
+		t.Errorf("interactions %d, lost creates %d; want 5 and 5", c.InteractionsCreated, c.Faults["lost_create"])
+	}
+	for id, n := range c.Correlations {
+		if n != 1 {
+			t.Errorf("%s was sent %d times", id, n)
+		}
+	}
+	for _, it := range readItems(t, resultsFile(st.ResultDir)) {
+		if it.Step == "extract" && (it.Repairs != 1 || len(it.JSON) == 0) {
+			t.Errorf("%s: repairs %d, json %s", it.Key, it.Repairs, it.JSON)
+		}
 	}
 }
