@@ -26,7 +26,8 @@ var builtinToolTypes = map[string]string{
 }
 
 // checkSurface checks the fields of a ChatRequest beyond messages and
-// sampling: response_format (type text or json_schema; a json_schema that
+// sampling: system.citations ({enabled: bool, known_citations: [...]}),
+// response_format (type text or json_schema; a json_schema that
 // is a JSON Schema, given bare or as {name, schema}), thinking ({enabled:
 // bool}), tools (a built-in tool's name with its type), tool_choice (auto,
 // none, or tool with the name of a listed tool), seed and priority
@@ -41,6 +42,19 @@ func checkSurface(c *checker, obj map[string]json.RawMessage, prefix string) {
 			c.addf("%sthinking must be an object like {\"enabled\": true}, not a %s", prefix, jsonKind(raw))
 		} else if k := jsonKind(t["enabled"]); k != "boolean" && k != "missing" {
 			c.addf("%sthinking.enabled must be a boolean, not a %s", prefix, k)
+		}
+	}
+	if sys := probeKeys(obj["system"]); sys != nil {
+		if raw, ok := sys["citations"]; ok && jsonKind(raw) != "null" {
+			cit := probeKeys(raw)
+			switch {
+			case jsonKind(raw) != "object":
+				c.addf("%ssystem.citations must be an object like {\"enabled\": true}, not a %s", prefix, jsonKind(raw))
+			case jsonKind(cit["enabled"]) != "boolean" && jsonKind(cit["enabled"]) != "missing":
+				c.addf("%ssystem.citations.enabled must be a boolean, not a %s", prefix, jsonKind(cit["enabled"]))
+			case jsonKind(cit["known_citations"]) != "array" && jsonKind(cit["known_citations"]) != "missing":
+				c.addf("%ssystem.citations.known_citations must be an array", prefix)
+			}
 		}
 	}
 	names := map[string]bool{}
