@@ -57,6 +57,16 @@
 // stop_reason "cancelled" and the output produced until then; a finished one
 // has stop_reason "end_turn", or "max_tokens" when its answer was cut.
 //
+// The rest of the ChatRequest is answered too: a response_format json_schema
+// request gets a JSON value valid for the schema, built from the referenced
+// artifacts ("Label: value" lines for properties of that name, enum values
+// found in them, their best-matching sentences otherwise), and a malformed
+// schema is a 400 (Faults.InvalidJSON makes answers invalid, to exercise
+// repair); system.citations adds a source block (one context.chunk per
+// referenced artifact, at most ten) and citations on the text block;
+// thinking adds a thinking block, billed as output. Tools, tool_choice,
+// seed and priority are checked and otherwise ignored.
+//
 // Determinism: ids, answers and token counts depend only on the requests
 // received and their order (and on Config.Now for timestamps). Artifact ids
 // seeded by AddDir depend only on the file's path, so they are stable across
