@@ -260,6 +260,8 @@ func (c *checker) checkDefaults() {
 	c.intRange("defaults.max_tokens", int64(d.MaxTokens), 1, maxMaxTokens)
 	c.checkTemperature("defaults.temperature", d.Temperature)
 	c.oneOf("defaults.mode", d.Mode, ModeThread, ModeChat)
+	c.checkRequestSurface("defaults", d.TopP, d.Seed, d.Priority, d.Tools)
+	c.checkToolChoice("defaults.tool_choice", d.ToolChoice, d.Tools)
 	if d.System != "" {
 		c.checkTemplate("defaults.system", d.System, tplScope{allSteps: c.stepIDs(), vars: c.p.Vars})
 	}
@@ -466,6 +468,7 @@ func (c *checker) checkStepSettings(base string, s Step) {
 	c.checkTemperature(base+".temperature", s.Temperature)
 	c.oneOf(base+".thread.visibility", s.Thread.Visibility, workspace.VisibilityPrivate, workspace.VisibilityPublic)
 	c.oneOf(base+".thread.per", s.Thread.Per, PerItem, PerRun)
+	c.checkStepRequest(base, s)
 	mode := cmp.Or(s.Mode, c.p.Defaults.Mode, ModeThread)
 	if mode == ModeChat {
 		where := base + ".mode"
@@ -504,7 +507,7 @@ func (c *checker) checkStepSettings(base string, s Step) {
 
 func (c *checker) checkStepTemplates(base string, s Step) {
 	sc := tplScope{forEach: s.ForEach != "", needs: s.Needs, allSteps: c.stepIDs(), stepID: s.ID, vars: c.p.Vars,
-		forEachSets: c.forEachSets()}
+		forEachSets: c.forEachSets(), schemas: c.schemaFields()}
 	// needs that failed their own checks are still offered, so one mistake
 	// does not cascade into template errors.
 	c.checkTemplate(base+".prompt", s.Prompt, sc)

@@ -147,6 +147,10 @@ func (d *decoder) decodeResolved(n *yaml.Node, v reflect.Value, path string, p p
 		d.decodeDuration(n, v, path, p)
 		return
 	}
+	if v.Type() == outputSchemaType {
+		d.decodeOutputSchema(n, v, path, p)
+		return
+	}
 	switch v.Kind() {
 	case reflect.Pointer:
 		nv := reflect.New(v.Type().Elem())

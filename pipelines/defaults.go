@@ -89,6 +89,7 @@ func (p *Pipeline) applyDefaults(lookupEnv func(string) (string, bool)) {
 		}
 		s.System = cmp.Or(s.System, d.System)
 		s.OnError = cmp.Or(s.OnError, OnErrorContinue)
+		s.applyRequestDefaults(d)
 		if s.Mode == ModeThread {
 			s.Thread.Visibility = cmp.Or(s.Thread.Visibility, workspace.VisibilityPrivate)
 			s.Thread.Per = cmp.Or(s.Thread.Per, PerItem)

@@ -63,3 +63,30 @@ steps:
 	// summarize/artifact_2 "Summarize TCK-2.md." ~105 tokens
 	// brief "Brief for 2026-06-15: Login loop. VAT missing."
 }
+
+func ExampleOutputSchema_Fields() {
+	src := `version: 1
+name: triage
+steps:
+  - id: triage
+    prompt: "Triage: the login loop of Brightline, P1."
+    output_schema:
+      type: object
+      required: [customer, severity]
+      properties:
+        customer: { type: string }
+        severity: { enum: [P1, P2, P3] }
+        next_step: { type: string }
+`
+	p, err := pipelines.Parse("triage.yaml", []byte(src), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	s, _ := p.StepByID("triage")
+	fmt.Println(s.OutputSchema.Fields(), s.Repairs())
+	fmt.Println(string(s.OutputSchema.ResponseFormat().JSONSchema))
+	// Output:
+	// [customer severity next_step] 1
+	// {"type":"object","required":["customer","severity"],"properties":{"customer":{"type":"string"},"severity":{"enum":["P1","P2","P3"]},"next_step":{"type":"string"}}}
+}

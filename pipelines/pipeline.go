@@ -3,6 +3,7 @@
 package pipelines
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/threadmill/threadmill/workspace"
@@ -85,6 +86,22 @@ type Defaults struct {
 	UseDefaultPrompt *bool `yaml:"use_default_prompt,omitempty" json:"use_default_prompt,omitempty"`
 	// Mode is thread or chat; default thread.
 	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// TopP is nucleus sampling, in (0, 1]; default unset (server default).
+	TopP *float64 `yaml:"top_p,omitempty" json:"top_p,omitempty"`
+	// Seed asks for reproducible sampling; default unset.
+	Seed *int64 `yaml:"seed,omitempty" json:"seed,omitempty"`
+	// Thinking turns deep reasoning on (thinking blocks are counted in
+	// usage, kept out of outputs); default unset (off).
+	Thinking *bool `yaml:"thinking,omitempty" json:"thinking,omitempty"`
+	// Priority is the request's scheduling priority, 0 to 1000; default unset.
+	Priority *int `yaml:"priority,omitempty" json:"priority,omitempty"`
+	// Tools are built-in tools the model may use (BuiltinTools).
+	Tools []string `yaml:"tools,omitempty" json:"tools,omitempty"`
+	// ToolChoice is auto, none, or the name of one of Tools (that tool).
+	ToolChoice string `yaml:"tool_choice,omitempty" json:"tool_choice,omitempty"`
+	// Citations asks for citations and source blocks (system.citations),
+	// kept per item in the results and listed in the report.
+	Citations *bool `yaml:"citations,omitempty" json:"citations,omitempty"`
 }
 
 // Limits bound a run. Zero means "no limit" unless a default is stated.
@@ -166,6 +183,30 @@ type Step struct {
 	// OnError is continue (default: a failed item is recorded and the run
 	// goes on) or fail (a failed item fails the run).
 	OnError string `yaml:"on_error,omitempty" json:"on_error,omitempty"`
+	// TopP is nucleus sampling, in (0, 1]; default defaults.top_p.
+	TopP *float64 `yaml:"top_p,omitempty" json:"top_p,omitempty"`
+	// Seed asks for reproducible sampling;
+	// default defaults.seed.
+	Seed *int64 `yaml:"seed,omitempty" json:"seed,omitempty"`
+	// Thinking turns deep reasoning on (thinking blocks are counted in
+	// usage, kept out of outputs); default unset (off).
+	Thinking *bool `yaml:"thinking,omitempty" json:"thinking,omitempty"`
+	// Priority is the request's scheduling priority, 0 to 1000; default unset.
+	Priority *int `yaml:"priority,omitempty" json:"priority,omitempty"`
+	// Tools are built-in tools the model may use (BuiltinTools).
+	Tools []string `yaml:"tools,omitempty" json:"tools,omitempty"`
+	// ToolChoice is auto, none, or the name of one of Tools (that tool).
+	ToolChoice string `yaml:"tool_choice,omitempty" json:"tool_choice,omitempty"`
+	// Citations asks for citations and source blocks (system.citations),
+	// kept per item in the results and listed in the report.
+	Citations *bool `yaml:"citations,omitempty" json:"citations,omitempty"`
+	// OutputSchema, when set, is the JSON Schema (an object schema) the
+	// item's last answer must match: sent as response_format, checked,
+	// repaired, and read by later steps as .JSON.
+	OutputSchema *OutputSchema `yaml:"output_schema,omitempty" json:"output_schema,omitempty"`
+	// MaxRepairs is how many repair turns an answer that does not match
+	// OutputSchema gets before the item fails; default 1 (0: none).
+	MaxRepairs *int `yaml:"max_repairs,omitempty" json:"max_repairs,omitempty"`
 }
 
 // Thread configures the threads a thread-mode step creates.
@@ -227,6 +268,9 @@ type ItemOutput struct {
 	Output string `json:"output"`
 	// Usage is the tokens the item used, all turns together.
 	Usage workspace.Usage `json:"usage"`
+	// JSON is the answer's value, valid for the step's output_schema;
+	// absent for a step without one.
+	JSON json.RawMessage `json:"json,omitempty"`
 }
 
 // StepOutput is an earlier step's results (.Steps.<id>): Items in plan order,

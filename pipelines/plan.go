@@ -185,7 +185,9 @@ func planItem(r *renderer, base map[string]any, p *Pipeline, s *Step, run RunInf
 		if err != nil {
 			return Item{}, err
 		}
-		it.Requests = append(it.Requests, chatRequest(p, s, system, out))
+		req := chatRequest(p, s, system, out)
+		applyRequestSurface(&req, s, j == len(texts)-1)
+		it.Requests = append(it.Requests, req)
 	}
 	if s.Mode == ModeThread {
 		it.ThreadVisibility = s.Thread.Visibility

@@ -95,6 +95,7 @@ func TestSchemaRejectsShapeMistakes(t *testing.T) {
 		"unknown-key-typo", "unknown-top-level-key", "missing-version", "wrong-version",
 		"missing-name", "bad-agent-mode-visibility", "limits-out-of-range", "wrong-scalar-types",
 		"set-two-bases", "no-steps", "expected-list-and-mapping", "temperature-and-max-tokens",
+		"request-surface-bad", "schema-not-object",
 	} {
 		if err := sch.Validate(yamlInstance(t, "testdata/invalid/"+name+".yaml")); err == nil {
 			t.Errorf("testdata/invalid/%s.yaml passes the schema", name)
@@ -154,6 +155,12 @@ func (w *schemaWalker) walk(t reflect.Type, s map[string]any, path string) {
 	s = w.resolve(s)
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t == reflect.TypeFor[pipelines.OutputSchema]() {
+		if _, ok := s["oneOf"].([]any); !ok {
+			w.t.Errorf("%s: an output schema is a path or a mapping (oneOf), the schema says %v", path, s)
+		}
+		return
 	}
 	if t == reflect.TypeFor[pipelines.Duration]() {
 		if s["type"] != "string" {
@@ -244,7 +251,10 @@ func (w *schemaWalker) walk(t reflect.Type, s map[string]any, path string) {
 func TestSchemaEnumsMatchChecks(t *testing.T) {
 	var root struct {
 		Defs struct {
-			Agent       struct{ Enum []string } `json:"agent"`
+			Agent struct{ Enum []string } `json:"agent"`
+			Tools struct {
+				Items struct{ Enum []string } `json:"items"`
+			} `json:"tools"`
 			ArtifactSet struct {
 				Properties struct {
 					Type struct{ Enum []string } `json:"type"`
@@ -254,6 +264,9 @@ func TestSchemaEnumsMatchChecks(t *testing.T) {
 	}
 	if err := json.Unmarshal(pipelines.Schema(), &root); err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Equal(root.Defs.Tools.Items.Enum, pipelines.BuiltinToolNames()) {
+		t.Errorf("schema tools %v, checks accept %v", root.Defs.Tools.Items.Enum, pipelines.BuiltinToolNames())
 	}
 	if !slices.Equal(root.Defs.Agent.Enum, pipelines.Agents) {
 		t.Errorf("schema agents %v, checks accept %v", root.Defs.Agent.Enum, pipelines.Agents)

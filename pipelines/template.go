@@ -137,6 +137,8 @@ type templatePipeline struct {
 type templateStep struct {
 	Items  []templateItem
 	Output string
+	// JSON is the value of a step that runs once and has output_schema.
+	JSON any
 }
 
 // templateItem is one of .Steps.<id>.Items.
@@ -144,6 +146,8 @@ type templateItem struct {
 	Artifact *templateArtifact
 	Output   string
 	Usage    templateUsage
+	// JSON is the answer's value when the step has output_schema.
+	JSON any
 }
 
 // templateUsage is .Usage of an item.
@@ -191,10 +195,14 @@ func templateData(p *Pipeline, run RunInfo, artifact *ArtifactRef, prior map[str
 			ts.Items[i] = templateItem{
 				Artifact: toTemplateArtifact(it.Artifact), Output: it.Output,
 				Usage: templateUsage{InputTokens: int64(it.Usage.InputTokens), OutputTokens: int64(it.Usage.OutputTokens), Total: it.Usage.Total()},
+				JSON:  templateJSON(it.JSON, p, id),
 			}
 		}
 		if ts.Output == "" && len(so.Items) == 1 {
 			ts.Output = so.Items[0].Output
+		}
+		if len(so.Items) == 1 {
+			ts.JSON = ts.Items[0].JSON
 		}
 		steps[id] = ts
 	}
@@ -320,6 +328,9 @@ type tplScope struct {
 	// forEachSets maps the steps with for_each to their set: their
 	// .Output does not exist (they have one item per artifact).
 	forEachSets map[string]string
+	// schemas maps the steps with output_schema to its top-level fields:
+	// their items have .JSON.
+	schemas map[string][]string
 }
 
 // rootShape is the shape of a template's data in a scope.
@@ -377,7 +388,13 @@ func rootShape(sc tplScope) *shape {
 			st.fields["Output"] = &shape{kind: shapeAbsent, name: ".Steps." + id + ".Output",
 				absent: fmt.Sprintf(".Steps.%s.Output is only for a step that runs once; step %s runs once per artifact of %s: range over .Steps.%s.Items, or use (outputs .Steps.%s)", id, id, set, id, id)}
 		}
-		item := fieldsShape(".Steps."+id+".Items[]", "Artifact", "Output", "Usage")
+		item := fieldsShape(".Steps."+id+".Items[]", "Artifact", "Output", "Usage", "JSON")
+		item.fields["JSON"] = jsonShape(id, sc.schemas)
+		st.fields["JSON"] = jsonShape(id, sc.schemas)
+		if _, ok := sc.forEachSets[id]; ok {
+			st.fields["JSON"] = &shape{kind: shapeAbsent, name: ".Steps." + id + ".JSON",
+				absent: fmt.Sprintf(".Steps.%s.JSON is only for a step that runs once; range over .Steps.%s.Items and use .JSON", id, id)}
+		}
 		item.fields["Artifact"] = artifactShape(".Artifact")
 		item.fields["Output"].kind = shapeScalar
 		item.fields["Usage"] = fieldsShape(".Usage", "InputTokens", "OutputTokens", "Total")

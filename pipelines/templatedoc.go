@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/threadmill/threadmill/workspace"
@@ -67,6 +68,10 @@ func TemplateFields() []TemplateDoc {
 			Example: `{{ (index .Steps.summarize.Items 0).Usage.OutputTokens }}`, Output: "41"},
 		{Name: ".Steps.<id>.Items[].Usage.Total", Summary: "Input plus output tokens.",
 			Example: `{{ (index .Steps.summarize.Items 0).Usage.Total }}`, Output: "853"},
+		{Name: ".Steps.<id>.Items[].JSON", Summary: "The value of an item's answer, valid for the step's output_schema: its top-level fields are .JSON.<field> (a field the answer left out is empty). Only for a step with output_schema.",
+			Example: `{{ range .Steps.summarize.Items }}{{ .JSON.customer }}: {{ .JSON.severity }}; {{ end }}`, Output: "Brightline Logistics: P1; Northwind Foods: P3; "},
+		{Name: ".Steps.<id>.JSON", Summary: "The JSON value of a needed step that runs once and has output_schema.",
+			Example: `P1 tickets: {{ .Steps.triage.JSON.p1 }}`, Output: "P1 tickets: 0"},
 		{Name: ".Steps.<id>.Output", Summary: "The output of a needed step that runs once (no for_each). For a for_each step it is an error: range over .Items, or use outputs.",
 			Example: `Triage: {{ .Steps.triage.Output }}`, Output: "Triage: two P2 tickets, no P1."},
 	}
@@ -120,6 +125,10 @@ func exampleTemplateInputs() (*Pipeline, RunInfo, *ArtifactRef, map[string]StepO
 		Description: "This week's support tickets, summarized for the team.",
 		Schedule:    &Schedule{Cron: "0 9 * * MON", Timezone: "Europe/Madrid"},
 		Vars:        map[string]string{"team": "Support"},
+		Steps: []Step{
+			{ID: "summarize", OutputSchema: &OutputSchema{Schema: json.RawMessage(`{"type":"object","properties":{"customer":{"type":"string"},"severity":{"enum":["P1","P2","P3"]}}}`)}},
+			{ID: "triage", OutputSchema: &OutputSchema{Schema: json.RawMessage(`{"type":"object","properties":{"p1":{"type":"integer"},"p2":{"type":"integer"}}}`)}},
+		},
 	}
 	fire := time.Date(2026, 3, 30, 9, 0, 0, 0, loc)
 	run := RunInfo{ID: "weekly-support-brief@2026-03-30T09:00:00+02:00", Time: fire,
@@ -130,10 +139,13 @@ func exampleTemplateInputs() (*Pipeline, RunInfo, *ArtifactRef, map[string]StepO
 		Folder: "Support/Tickets", UpdatedAt: time.Date(2026, 3, 27, 10, 30, 0, 0, time.UTC)}
 	prior := map[string]StepOutput{
 		"summarize": {Items: []ItemOutput{
-			{Artifact: login, Output: "Login loop after SSO change; fixed by clearing cookies.", Usage: workspace.Usage{InputTokens: 812, OutputTokens: 41}},
-			{Artifact: refund, Output: "Refund took 12 days; customer asks for a status.", Usage: workspace.Usage{InputTokens: 790, OutputTokens: 37}},
+			{Artifact: login, Output: "Login loop after SSO change; fixed by clearing cookies.", Usage: workspace.Usage{InputTokens: 812, OutputTokens: 41},
+				JSON: json.RawMessage(`{"customer":"Brightline Logistics","severity":"P1"}`)},
+			{Artifact: refund, Output: "Refund took 12 days; customer asks for a status.", Usage: workspace.Usage{InputTokens: 790, OutputTokens: 37},
+				JSON: json.RawMessage(`{"customer":"Northwind Foods","severity":"P3"}`)},
 		}},
-		"triage": {Items: []ItemOutput{{Output: "two P2 tickets, no P1.", Usage: workspace.Usage{InputTokens: 300, OutputTokens: 9}}}},
+		"triage": {Items: []ItemOutput{{Output: "two P2 tickets, no P1.", Usage: workspace.Usage{InputTokens: 300, OutputTokens: 9},
+			JSON: json.RawMessage(`{"p1":0,"p2":2}`)}}},
 	}
 	return p, run, login, prior, []string{"summarize", "triage"}
 }
@@ -145,7 +157,8 @@ func exampleTemplateInputs() (*Pipeline, RunInfo, *ArtifactRef, map[string]StepO
 func RenderTemplateExample(text string) (string, error) {
 	p, _, _, _, needs := exampleTemplateInputs()
 	sc := tplScope{forEach: true, needs: needs, allSteps: append([]string{"brief"}, needs...), stepID: "brief",
-		vars: p.Vars, forEachSets: map[string]string{"summarize": "tickets"}}
+		vars: p.Vars, forEachSets: map[string]string{"summarize": "tickets"},
+		schemas: map[string][]string{"summarize": p.Steps[0].OutputSchema.Fields(), "triage": p.Steps[1].OutputSchema.Fields()}}
 	if probs := checkTemplate("example", text, sc); len(probs) > 0 {
 		return "", &templateExampleError{text: text, msg: probs[0].msg}
 	}

@@ -19,6 +19,7 @@
 package results
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/threadmill/threadmill/pipelines"
@@ -70,6 +71,17 @@ type Item struct {
 	ThreadID       string   `json:"thread_id,omitempty"`
 	InteractionIDs []string `json:"interaction_ids,omitempty"`
 	Error          string   `json:"error,omitempty"`
+	// JSON is the value of the last answer, valid for the step's
+	// output_schema (absent without one, or when the item failed).
+	JSON json.RawMessage `json:"json,omitempty"`
+	// Repairs counts the repair turns sent because an answer did not match
+	// output_schema; their answers are in Outputs, after the turns'.
+	Repairs int `json:"repairs,omitempty"`
+	// Citations and Sources are what the answers cited (when the step asks
+	// for citations): the citations of the text blocks and the sources
+	// (artifact ids, titles, pages) of the source blocks, every turn's.
+	Citations []workspace.Citation `json:"citations,omitempty"`
+	Sources   []workspace.Source   `json:"sources,omitempty"`
 	// Requests are the rendered requests sent, one per turn. They never carry
 	// a secret: the token travels in a header, never in a request body.
 	Requests   []workspace.ChatRequest `json:"requests"`

@@ -53,6 +53,10 @@ type Turn struct {
 	// UsageEstimated is true when the server gave no usage and Usage is
 	// threadmill's estimate (workspace.EstimateTokens).
 	UsageEstimated bool `json:"usage_estimated,omitempty"`
+	// Citations and Sources are the answer's citations and source blocks
+	// (when the step asks for citations).
+	Citations []workspace.Citation `json:"citations,omitempty"`
+	Sources   []workspace.Source   `json:"sources,omitempty"`
 }
 
 // ItemStart is the outcome of BeginItem and BeginItemSlot.
@@ -411,7 +415,7 @@ func (s *Store) StepOutput(ctx context.Context, runID, step string, total int) (
 		if it.State != results.StateSucceeded {
 			continue
 		}
-		out.Items = append(out.Items, pipelines.ItemOutput{Artifact: it.Artifact, Output: it.Output, Usage: it.Usage})
+		out.Items = append(out.Items, pipelines.ItemOutput{Artifact: it.Artifact, Output: it.Output, Usage: it.Usage, JSON: it.JSON})
 	}
 	if total == 1 && len(out.Items) == 1 {
 		out.Output = out.Items[0].Output

@@ -156,7 +156,8 @@ func (w *Worker) cancelItem(ctx context.Context, ir *itemRun, reason string, res
 		ir.ck.Discarded = append(ir.ck.Discarded, id)
 		ir.ck.Wasted = ir.ck.Wasted.Add(used)
 	}
-	if len(ir.ck.Turns) == len(ir.it.Requests) {
+	// An answer not yet checked against output_schema is no answer.
+	if len(ir.ck.Turns) == len(ir.it.Requests) && ir.step.OutputSchema == nil {
 		return w.finish(ctx, ir, results.StateSucceeded, "", reserved)
 	}
 	return w.finish(ctx, ir, results.StateCanceled, "run canceled: "+reason, reserved)

@@ -101,9 +101,23 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 
 // writeItems streams every planned step's records into wr, and the report
 // step's text into wr's report: the report step's output (one item), or
-// each item's output under a heading naming its artifact (several items).
+// each item's output under a heading naming its artifact (several items),
+// each followed by the marks of the sources it cites, and the footnotes
+// naming those sources at the end.
 func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunState, wr *results.Writer) error {
 	reportStep := rc.spec.Pipeline.ReportStep()
+	notes := results.NewFootnotes()
+	wrote := false
+	appendReport := func(text string) error {
+		if text = strings.TrimSpace(text); text == "" {
+			return nil
+		}
+		if wrote {
+			text = "\n\n" + text
+		}
+		wrote = true
+		return wr.AppendReport(text)
+	}
 	for _, s := range st.Steps {
 		if !s.Planned {
 			continue
@@ -115,21 +129,28 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 			if err := wr.Add(it); err != nil {
 				return permanent(err)
 			}
+			notes.Learn(it)
 			if s.ID != reportStep || it.State != results.StateSucceeded {
 				continue
 			}
-			text := it.Output
+			text := strings.TrimSpace(it.Output)
+			if marks := notes.Cite(it); marks != "" {
+				text += "\n\n" + marks
+			}
 			if s.Total != 1 {
 				title := it.Key
 				if it.Artifact != nil && it.Artifact.Name != "" {
 					title = it.Artifact.Name
 				}
-				text = fmt.Sprintf("## %s\n\n%s\n\n", title, strings.TrimSpace(it.Output))
+				text = fmt.Sprintf("## %s\n\n%s", title, text)
 			}
-			if err := wr.AppendReport(text); err != nil {
+			if err := appendReport(text); err != nil {
 				return permanent(err)
 			}
 		}
+	}
+	if err := appendReport(notes.Notes()); err != nil {
+		return permanent(err)
 	}
 	return nil
 }

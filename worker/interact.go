@@ -39,10 +39,16 @@ func (w *Worker) process(ctx context.Context, ir *itemRun) error {
 			}
 		}
 	}
+	var err error
 	if ir.it.Mode == pipelines.ModeChat {
-		return w.chat(ctx, ir)
+		err = w.chat(ctx, ir)
+	} else {
+		err = w.thread(ctx, ir)
 	}
-	return w.thread(ctx, ir)
+	if err != nil || ir.step.OutputSchema == nil {
+		return err
+	}
+	return w.structure(ctx, ir)
 }
 
 // validate sends every request of the item to /app/chat/validate. A 400 is
@@ -104,56 +110,74 @@ func (w *Worker) thread(ctx context.Context, ir *itemRun) error {
 		ir.firstMarked = true
 	}
 	for i, base := range it.Requests {
-		if _, done := ir.ck.Turns[i]; done {
-			continue
+		// With output_schema the last turn may be followed by repairs:
+		// it is checkpointed like the others.
+		final := i == len(it.Requests)-1 && ir.step.OutputSchema == nil
+		if err := w.threadTurn(ctx, ir, i, base, final); err != nil {
+			return err
 		}
-		req := base
-		req.CorrelationID = CorrelationID(rc.id, it.Key, i)
-		id := ir.ck.Pending[i]
-		if id == creating {
-			found, err := w.lookUp(ctx, ir, i, req.CorrelationID)
-			if err != nil {
-				return err
-			}
-			id = found
-		}
-		var in *workspace.Interaction
-		if id == "" {
-			created, err := w.createInteraction(ctx, ir, i, req)
-			if err != nil {
-				return err
-			}
-			in, id = created, created.ID
-		}
-		if in == nil || !in.Terminal() {
-			got, err := w.api.WaitInteraction(withRun(ctx, rc), id)
-			if errorsIsNotFound(err) {
-				return w.vanished(ctx, ir, i, id, req.CorrelationID, err)
-			}
-			if err != nil {
-				return fmt.Errorf("wait for interaction %s (turn %d): %w", id, i+1, err)
-			}
-			in = got
-		}
-		if in.State == workspace.StateError {
-			if err := w.store.CheckpointDiscard(ctx, rc.id, it.Step, it.Key, i, id, in.Usage()); err != nil {
-				return err
-			}
-			ir.ck.Discarded = append(ir.ck.Discarded, id)
-			ir.ck.Wasted = ir.ck.Wasted.Add(in.Usage())
-			return newInteractionError(in)
-		}
-		turn := runstore.Turn{InteractionID: id, Output: in.Output(), Usage: in.Usage(), StopReason: in.StopReason()}
-		// The last turn needs no checkpoint: the item's record follows at
-		// once, and a retry in between finds the finished interaction by
-		// its pending id.
-		if i < len(it.Requests)-1 {
-			if err := w.store.CheckpointTurn(ctx, rc.id, it.Step, it.Key, i, turn); err != nil {
-				return err
-			}
-		}
-		ir.ck.Turns[i] = turn
 	}
+	return nil
+}
+
+// threadTurn sends turn i of an item (a request of the step, or a repair)
+// as an interaction in the item's thread, resuming an interaction an
+// earlier attempt created, and checkpoints the finished turn unless it is
+// final (the item's record follows at once).
+func (w *Worker) threadTurn(ctx context.Context, ir *itemRun, i int, base workspace.ChatRequest, final bool) error {
+	rc, it := ir.rc, ir.it
+	if _, done := ir.ck.Turns[i]; done {
+		return nil
+	}
+	req := base
+	req.CorrelationID = CorrelationID(rc.id, it.Key, i)
+	id := ir.ck.Pending[i]
+	if id == creating {
+		found, err := w.lookUp(ctx, ir, i, req.CorrelationID)
+		if err != nil {
+			return err
+		}
+		id = found
+	}
+	var in *workspace.Interaction
+	if id == "" {
+		created, err := w.createInteraction(ctx, ir, i, req)
+		if err != nil {
+			return err
+		}
+		in, id = created, created.ID
+	}
+	if in == nil || !in.Terminal() {
+		got, err := w.api.WaitInteraction(withRun(ctx, rc), id)
+		if errorsIsNotFound(err) {
+			return w.vanished(ctx, ir, i, id, req.CorrelationID, err)
+		}
+		if err != nil {
+			return fmt.Errorf("wait for interaction %s (turn %d): %w", id, i+1, err)
+		}
+		in = got
+	}
+	if in.State == workspace.StateError {
+		if err := w.store.CheckpointDiscard(ctx, rc.id, it.Step, it.Key, i, id, in.Usage()); err != nil {
+			return err
+		}
+		ir.ck.Discarded = append(ir.ck.Discarded, id)
+		ir.ck.Wasted = ir.ck.Wasted.Add(in.Usage())
+		return newInteractionError(in)
+	}
+	turn := runstore.Turn{InteractionID: id, Output: in.Output(), Usage: in.Usage(), StopReason: in.StopReason()}
+	if in.AssistantOutput != nil {
+		turn.Citations, turn.Sources = workspace.References(in.AssistantOutput.Content)
+	}
+	// The final turn needs no checkpoint: the item's record follows at
+	// once, and a retry in between finds the finished interaction by
+	// its pending id.
+	if !final {
+		if err := w.store.CheckpointTurn(ctx, rc.id, it.Step, it.Key, i, turn); err != nil {
+			return err
+		}
+	}
+	ir.ck.Turns[i] = turn
 	return nil
 }
 
@@ -291,40 +315,50 @@ func (w *Worker) threadFor(ctx context.Context, ir *itemRun) (string, error) {
 // has no id to resume: an attempt that dies after the server answered but
 // before the checkpoint sends that turn again.
 func (w *Worker) chat(ctx context.Context, ir *itemRun) error {
-	rc, it := ir.rc, ir.it
 	var history []workspace.Message
-	for i, base := range it.Requests {
-		if turn, done := ir.ck.Turns[i]; done {
-			history = append(history, base.Messages...)
-			history = append(history, assistantText(turn.Output))
-			continue
-		}
-		req := base
-		req.CorrelationID = CorrelationID(rc.id, it.Key, i)
-		req.Messages = append(append([]workspace.Message{}, history...), base.Messages...)
-		resp, err := w.api.Chat(withRun(ctx, rc), req)
+	for i, base := range ir.it.Requests {
+		turn, err := w.chatTurn(ctx, ir, i, base, history)
 		if err != nil {
-			return fmt.Errorf("chat (turn %d): %w", i+1, err)
-		}
-		turn := runstore.Turn{Output: resp.Text(), StopReason: resp.StopReason}
-		if resp.Usage != nil {
-			turn.Usage = *resp.Usage
-		} else {
-			// The answer has no usage (workspace-api.md §7.1): count an
-			// estimate rather than zero, which a budget could not see.
-			turn.Usage, turn.UsageEstimated = estimateChatUsage(req, turn.Output), true
-			rc.estimatedOnce.Do(func() {
-				rc.log.Warn("the chat answer carries no usage: usage is estimated (one token per four bytes of prompt and answer) and marked usage_estimated in the results", "step", it.Step)
-			})
-		}
-		if err := w.store.CheckpointTurn(ctx, rc.id, it.Step, it.Key, i, turn); err != nil {
 			return err
 		}
-		ir.ck.Turns[i] = turn
 		history = append(history, base.Messages...)
 		history = append(history, assistantText(turn.Output))
 	}
 	return nil
+}
+
+// chatTurn sends turn i of an item as a one-shot chat carrying history
+// (the earlier turns and their answers) before base's messages, and
+// checkpoints it; a finished turn is returned as it is.
+func (w *Worker) chatTurn(ctx context.Context, ir *itemRun, i int, base workspace.ChatRequest, history []workspace.Message) (runstore.Turn, error) {
+	rc, it := ir.rc, ir.it
+	if turn, done := ir.ck.Turns[i]; done {
+		return turn, nil
+	}
+	req := base
+	req.CorrelationID = CorrelationID(rc.id, it.Key, i)
+	req.Messages = append(append([]workspace.Message{}, history...), base.Messages...)
+	resp, err := w.api.Chat(withRun(ctx, rc), req)
+	if err != nil {
+		return runstore.Turn{}, fmt.Errorf("chat (turn %d): %w", i+1, err)
+	}
+	turn := runstore.Turn{Output: resp.Text(), StopReason: resp.StopReason}
+	turn.Citations, turn.Sources = workspace.References(resp.Content)
+	if resp.Usage != nil {
+		turn.Usage = *resp.Usage
+	} else {
+		// The answer has no usage (workspace-api.md §7.1): count an
+		// estimate rather than zero, which a budget could not see.
+		turn.Usage, turn.UsageEstimated = estimateChatUsage(req, turn.Output), true
+		rc.estimatedOnce.Do(func() {
+			rc.log.Warn("the chat answer carries no usage: usage is estimated (one token per four bytes of prompt and answer) and marked usage_estimated in the results", "step", it.Step)
+		})
+	}
+	if err := w.store.CheckpointTurn(ctx, rc.id, it.Step, it.Key, i, turn); err != nil {
+		return runstore.Turn{}, err
+	}
+	ir.ck.Turns[i] = turn
+	return turn, nil
 }
 
 // estimateChatUsage estimates the usage of a one-shot chat whose answer

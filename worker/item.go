@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,9 @@ type itemRun struct {
 	firstMarked bool
 	// attempt is the run's attempt the item's task belongs to.
 	attempt int
+	// json is the answer's value, valid for the step's output_schema, once
+	// structure checked it.
+	json json.RawMessage
 }
 
 // logger returns the item's logger (the run's, with the step and item key),
@@ -247,6 +251,9 @@ func (w *Worker) finish(ctx context.Context, ir *itemRun, state, errMsg string, 
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	item := buildItem(ir.it, &ir.ck, state, errMsg, time.Now())
+	if state == results.StateSucceeded {
+		item.JSON = ir.json
+	}
 	limits := ir.rc.spec.Pipeline.Limits
 	if limits.TokensPerMinute > 0 && ir.ck.TPMReserved > 0 {
 		if err := w.store.SettleTokens(rctx, ir.rc.spec.Pipeline.Name, limits.TokensPerMinute, item.Usage.Total()-ir.ck.TPMReserved); err != nil {
@@ -318,11 +325,18 @@ func buildItem(it pipelines.Item, ck *runstore.Checkpoint, state, errMsg string,
 	}
 	r.LatencyMS = now.Sub(r.StartedAt).Milliseconds()
 	usage := ck.Wasted
-	for i := range it.Requests {
+	// The step's turns, then the repair turns (numbered after them) as
+	// long as they follow one another.
+	for i := 0; i < len(it.Requests) || hasTurn(ck.Turns, i); i++ {
 		turn, ok := ck.Turns[i]
 		if !ok {
 			continue
 		}
+		if i >= len(it.Requests) {
+			r.Repairs++
+		}
+		r.Citations = append(r.Citations, turn.Citations...)
+		r.Sources = append(r.Sources, turn.Sources...)
 		r.Outputs = append(r.Outputs, turn.Output)
 		r.Output = turn.Output
 		r.StopReason = turn.StopReason
@@ -342,6 +356,9 @@ func buildItem(it pipelines.Item, ck *runstore.Checkpoint, state, errMsg string,
 	}
 	return r
 }
+
+// hasTurn reports whether turn i is finished.
+func hasTurn(turns map[int]runstore.Turn, i int) bool { _, ok := turns[i]; return ok }
 
 // errorsIsNotFound reports a 404 (the interaction or thread is gone).
 func errorsIsNotFound(err error) bool { return errors.Is(err, workspace.ErrNotFound) }

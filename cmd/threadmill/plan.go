@@ -271,7 +271,8 @@ func buildPlan(p *pipelines.Pipeline, run pipelines.RunInfo, sets map[string][]p
 
 		var so pipelines.StepOutput
 		for _, it := range items {
-			so.Items = append(so.Items, pipelines.ItemOutput{Artifact: it.Artifact, Output: "[output of " + it.Key + "]"})
+			so.Items = append(so.Items, pipelines.ItemOutput{Artifact: it.Artifact, Output: "[output of " + it.Key + "]",
+				JSON: pipelines.PlaceholderJSON(&s, it.Key)})
 		}
 		if len(items) == 1 {
 			so.Output = so.Items[0].Output

@@ -67,6 +67,9 @@ func (o *simulateOptions) validate() error {
 			return fmt.Errorf("%s must be a rate in [0, 1], got %g", r.flag, r.v)
 		}
 	}
+	if o.Faults.InvalidJSON < 0 {
+		return fmt.Errorf("--fault-invalid-json must be 0 or more, got %d", o.Faults.InvalidJSON)
+	}
 	if sum := o.Fault5xx + o.Faults.Error500 + o.Faults.Error502 + o.Faults.Error503 + o.Faults.TooMany429; sum > 1 {
 		return fmt.Errorf("--fault-5xx, --fault-500, --fault-502, --fault-503 and --fault-429 add up to %g; their sum must not exceed 1", sum)
 	}
@@ -196,6 +199,7 @@ only by after/next_cursor. Counters are served at GET /_sim/counters.`,
 	f.Float64Var(&o.Faults.LostCreate, "fault-lost-create", 0, "rate of interactions created but answered 504, as by a proxy that timed out")
 	f.Float64Var(&o.Faults.ReplicaLag, "fault-replica-lag", 0, "rate of created interactions that answer 404 for --lag-duration after their 201, as a lagging read replica")
 	f.DurationVar(&o.Faults.LagDuration, "lag-duration", simulator.DefaultLagDuration, "how long a lagging interaction answers 404")
+	f.IntVar(&o.Faults.InvalidJSON, "fault-invalid-json", 0, "the first N response_format answers of each thread (or chat) are invalid for their schema, to exercise repair turns")
 	f.DurationVar(&o.Spread, "spread", 14*24*time.Hour, "date the documents' updated_at evenly over this time before now, as if they arrived over it (0: all now); any weekly window of the last two weeks then holds about half of them")
 	f.Uint64Var(&o.Faults.Seed, "seed", 1, "seed of the fault and jitter random source")
 	f.BoolVar(&o.Verbose, "verbose", false, "log every request to stderr")

@@ -245,7 +245,8 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 		return e
 	}
 	// The answer is computed outside the lock: sources are immutable.
-	ans := respond(body.PGPT, srcs, body.Agent)
+	invalid := s.invalidJSON(r.PathValue("threadId"), body.PGPT)
+	ans := decorate(body.PGPT, srcs, respond(body.PGPT, srcs, body.Agent), invalid)
 	chunks, cum := splitChunks(ans.text)
 
 	s.mu.Lock()
@@ -339,7 +340,7 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 func (s *Server) sourcesLocked(ids []string, all bool) ([]source, *httpError) {
 	var out []source
 	add := func(a *artifact) {
-		out = append(out, source{name: a.dto.Name, content: a.dto.Content, sents: a.analysed()})
+		out = append(out, source{id: a.dto.ID, name: a.dto.Name, content: a.dto.Content, sents: a.analysed()})
 	}
 	if all {
 		for _, a := range s.store.artifactOrder {
@@ -470,7 +471,8 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *httpError {
 	if e != nil {
 		return e
 	}
-	ans := respond(req, nil, workspace.AgentDefault)
+	invalid := s.invalidJSON("", req)
+	ans := decorate(req, nil, respond(req, nil, workspace.AgentDefault), invalid)
 	s.knobMu.Lock()
 	latency, perTok, jitter := s.latency, s.perTok, s.jitter
 	if jitter > 0 {
@@ -483,7 +485,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *httpError {
 	usage := ans.usage
 	resp := workspace.ChatResponse{
 		Role:       workspace.RoleAssistant,
-		Content:    []workspace.ContentBlock{workspace.TextBlock(ans.text)},
+		Content:    ans.content(ans.text),
 		Model:      Model,
 		StopReason: ans.stopReason,
 		Usage:      &usage,

@@ -35,6 +35,13 @@ var invalidChats = []struct {
 	{"max_tokens fraction", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"max_tokens":1.5}`, "max_tokens must be an integer"},
 	{"top_p out of range", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"top_p":1.5}`, "top_p must be in [0, 1]"},
 	{"system string", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"system":"be brief"}`, "system must be an object"},
+	{"malformed output schema", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"response_format":{"type":"json_schema","json_schema":{"type":"object","properties":{"a":{"type":"strin"}}}}}`, "response_format.json_schema is not a valid JSON Schema: at /properties/a/type"},
+	{"response_format type", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"response_format":{"type":"xml"}}`, `response_format.type "xml" is not one of text, json_schema`},
+	{"json_schema not an object", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"response_format":{"type":"json_schema","json_schema":"x"}}`, "response_format.json_schema must be a JSON Schema object, not a string"},
+	{"built-in tool type", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"tools":[{"name":"web_search","type":"web_search_v2"}]}`, `tools[0]: the built-in tool web_search needs type "web_search_v1"`},
+	{"tool_choice of no tool", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"tool_choice":{"type":"tool","name":"web_search"}}`, `tool_choice.name "web_search" is not one of the request's tools`},
+	{"citations not an object", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"system":{"citations":true}}`, "system.citations must be an object"},
+	{"thinking not an object", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"thinking":true}`, "thinking must be an object"},
 	{"wrong type elsewhere", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"top_k":"many"}`, "top_k has the wrong type: want int, got string"},
 }
 

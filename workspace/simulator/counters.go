@@ -39,7 +39,7 @@ type Counters struct {
 	RateLimited int `json:"rate_limited"`
 	// Faults counts injected faults by kind: "500", "502", "503", "429",
 	// "slow", "cut_stream", "interaction_error", "lost_create",
-	// "replica_lag".
+	// "replica_lag", "invalid_json".
 	Faults map[string]int `json:"faults"`
 	// PerSecond counts /api/v1/app/* requests by the Unix second they
 	// arrived in (before rate limiting and faults), for the last hour.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -37,7 +38,7 @@ func FuzzChatRequest(f *testing.F) {
 				if int(a.usage.OutputTokens) > limit {
 					t.Fatalf("answer of %d tokens exceeds max_tokens %d", a.usage.OutputTokens, limit)
 				}
-				if b := respond(req, nil, workspace.AgentDefault); b != a {
+				if b := respond(req, nil, workspace.AgentDefault); !reflect.DeepEqual(b, a) {
 					t.Fatalf("responder is not deterministic: %+v vs %+v", a, b)
 				}
 				if utf8.ValidString(body) && !utf8.ValidString(a.text) {

@@ -172,7 +172,10 @@ func (s *Server) viewLocked(in *interaction) workspace.Interaction {
 			Usage:      &usage,
 			Errors:     in.errs,
 		}
-		if in.state == workspace.StateCompleted && in.text != "" {
+		switch {
+		case in.state == workspace.StateCompleted && in.stopReason != workspace.StopReasonCancelled:
+			out.Content = in.ans.content(in.text)
+		case in.state == workspace.StateCompleted && in.text != "":
 			out.Content = []workspace.ContentBlock{workspace.TextBlock(in.text)}
 		}
 		dto.AssistantOutput = out

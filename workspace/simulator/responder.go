@@ -12,6 +12,7 @@ import (
 
 // source is one document the responder reads.
 type source struct {
+	id      string
 	name    string
 	content string
 	sents   []sentence // the content's sentences; computed when nil
@@ -46,6 +47,11 @@ type answer struct {
 	text       string
 	stopReason string
 	usage      workspace.Usage
+	// thinking is the thinking block's text (thinking.enabled), billed
+	// as output; sources and citations answer system.citations.
+	thinking  string
+	sources   []byte
+	citations []workspace.Citation
 }
 
 // respond is the deterministic responder. Same request, same sources: same

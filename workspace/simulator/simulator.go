@@ -57,6 +57,16 @@
 // stop_reason "cancelled" and the output produced until then; a finished one
 // has stop_reason "end_turn", or "max_tokens" when its answer was cut.
 //
+// The rest of the ChatRequest is answered too: a response_format json_schema
+// request gets a JSON value valid for the schema, built from the referenced
+// artifacts ("Label: value" lines for properties of that name, enum values
+// found in them, their best-matching sentences otherwise), and a malformed
+// schema is a 400 (Faults.InvalidJSON makes answers invalid, to exercise
+// repair); system.citations adds a source block (one context.chunk per
+// referenced artifact, at most ten) and citations on the text block;
+// thinking adds a thinking block, billed as output. Tools, tool_choice,
+// seed and priority are checked and otherwise ignored.
+//
 // Determinism: ids, answers and token counts depend only on the requests
 // received and their order (and on Config.Now for timestamps). Artifact ids
 // seeded by AddDir depend only on the file's path, so they are stable across
@@ -196,6 +206,15 @@ type Faults struct {
 	// LagDuration is how long a lagging interaction stays invisible.
 	// Default DefaultLagDuration.
 	LagDuration time.Duration
+	// InvalidJSON is not a rate: the first InvalidJSON answers to
+	// response_format json_schema requests of each thread (of each chat
+	// conversation: the assistant messages a chat request carries count
+	// as its earlier answers) are invalid for their schema: the value
+	// without its first required field, in prose (or cut JSON in a code
+	// fence when nothing is required). Later answers are valid, so a
+	// client that repairs in the same thread gets a valid answer after
+	// exactly InvalidJSON repairs. Default 0.
+	InvalidJSON int
 	// Seed seeds the random source of faults and jitter. The same seed and
 	// the same request sequence give the same faults.
 	Seed uint64
@@ -219,6 +238,9 @@ func (c Config) Validate() error {
 		if !(r.v >= 0 && r.v <= 1) {
 			return fmt.Errorf("simulator: %s must be a rate in [0, 1], got %g", r.name, r.v)
 		}
+	}
+	if f.InvalidJSON < 0 {
+		return fmt.Errorf("simulator: Faults.InvalidJSON must not be negative, got %d", f.InvalidJSON)
 	}
 	if sum := f.Error500 + f.Error502 + f.Error503 + f.TooMany429; sum > 1 {
 		return fmt.Errorf("simulator: Faults.Error500+Error502+Error503+TooMany429 must not exceed 1, got %g", sum)

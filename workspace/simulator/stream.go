@@ -75,7 +75,9 @@ type (
 // handleStream serves GET /interaction/{id}/stream as SSE. The events are
 // message_start, content_block_start, content_block_delta (text_delta),
 // content_block_stop, message_delta (stop_reason and usage inside delta) and
-// message_stop; an interaction that ends in Error sends an error event
+// message_stop; before the text block, a thinking block (thinking_delta)
+// when the request asked for thinking and a content_block_synthetic source
+// block when it asked for citations; an interaction that ends in Error sends an error event
 // instead of the content block. While the interaction is processing, each
 // delta is sent when it is produced and a ping is sent on connecting and
 // every PingInterval of silence; a finished interaction replays in full at
@@ -187,6 +189,9 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 		}
 		if !started {
 			started = true
+			if s.sendExtras(ev, in) != nil {
+				return &httpError{}
+			}
 			if ev.send("content_block_start", evBlockStart{Type: "content_block_start", BlockID: blockID,
 				ContentBlock: workspace.ContentBlock{Type: "text"}}) != nil {
 				return &httpError{}
@@ -210,6 +215,9 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 		}
 	} else {
 		if !started {
+			if s.sendExtras(ev, in) != nil {
+				return &httpError{}
+			}
 			if ev.send("content_block_start", evBlockStart{Type: "content_block_start", BlockID: blockID,
 				ContentBlock: workspace.ContentBlock{Type: "text"}}) != nil {
 				return &httpError{}

@@ -145,6 +145,7 @@ func parseChatRequest(obj map[string]json.RawMessage, prefix string) (workspace.
 	checkNumber(&c, obj, prefix+"max_tokens", "max_tokens", 1, MaxMaxTokens, true)
 	checkNumber(&c, obj, prefix+"temperature", "temperature", 0, 2, false)
 	checkNumber(&c, obj, prefix+"top_p", "top_p", 0, 1, false)
+	checkSurface(&c, obj, prefix)
 	if e := c.err(); e != nil {
 		return workspace.ChatRequest{}, e
 	}
