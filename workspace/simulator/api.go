@@ -508,7 +508,8 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *httpError {
 }
 
 // handleValidate checks a chat body: 204 when valid, else 400 with
-// {"valid": false, "errors": [...], "message": "..."}.
+// {"valid": false, "errors": [...], "message": "..."} (or the shape of
+// Compat.Validate400).
 func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request) *httpError {
 	s.mu.Lock()
 	s.counters.Validations++
@@ -522,12 +523,11 @@ func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request) *httpErr
 			s.mu.Lock()
 			s.counters.ValidationsFailed++
 			s.mu.Unlock()
-			f := false
 			errs := e.errs
 			if len(errs) == 0 {
 				errs = []string{e.msg}
 			}
-			writeJSON(w, e.status, apiError{Valid: &f, Message: e.msg, Errors: errs})
+			s.compat.validate400(w, e.msg, errs)
 			return nil
 		}
 		return e

@@ -60,6 +60,39 @@ const (
 	ChatUsageWithout = "without"
 )
 
+// Answers of POST /thread/{threadId}/interaction (Compat.Create,
+// workspace-api.md §5 and §12 question 1).
+const (
+	// CreateBlocking answers 201 once the interaction has finished, with
+	// state Completed (or Error) and the whole answer.
+	CreateBlocking = "blocking"
+	// CreateAsync answers 201 at once with state Processing; the answer
+	// is produced in the background and followed on /stream or by GET.
+	CreateAsync = "async"
+)
+
+// Bodies of a 400 from POST /app/chat/validate (Compat.Validate400,
+// workspace-api.md §7.2 and §12 question 6). Each carries the same
+// message, "invalid request: <first problem>".
+const (
+	// Validate400Valid is ZylonGPT's shape:
+	// {"valid": false, "message": "...", "errors": ["...", ...]}.
+	Validate400Valid = "valid"
+	// Validate400DetailList is FastAPI's validation error:
+	// {"detail": [{"type": "value_error", "loc": ["body"], "msg": "...", "input": null}, ...]}.
+	Validate400DetailList = "detail-list"
+	// Validate400DetailString is FastAPI's HTTPException:
+	// {"detail": "..."}.
+	Validate400DetailString = "detail-string"
+	// Validate400Message is {"message": "..."} alone.
+	Validate400Message = "message"
+	// Validate400Error is the typed error of §9:
+	// {"error": {"type": "invalid_request_error", "message": "..."}}.
+	Validate400Error = "error"
+	// Validate400Text is a text/plain body holding the message.
+	Validate400Text = "text"
+)
+
 // Paging of the listings (Compat.Pagination, workspace-api.md §3 and §12
 // question 8).
 const (
@@ -77,6 +110,9 @@ const (
 type Compat struct {
 	// Routes is RoutesCurrent or RoutesProject. Default RoutesCurrent.
 	Routes string
+	// Create is CreateBlocking or CreateAsync. Default CreateBlocking
+	// (unless Config.Async is set, which is the same as CreateAsync).
+	Create string
 	// FinishedStream is what /stream answers once the interaction has
 	// finished: FinishedStreamReplay, FinishedStreamClose or
 	// FinishedStream409. Default FinishedStreamReplay.
@@ -87,6 +123,9 @@ type Compat struct {
 	CancelEnd string
 	// ChatUsage is ChatUsageWith or ChatUsageWithout. Default ChatUsageWith.
 	ChatUsage string
+	// Validate400 is the body of a 400 from /app/chat/validate: one of the
+	// Validate400* shapes. Default Validate400Valid.
+	Validate400 string
 	// MaxPageSize, when > 0, is the largest page_size a listing accepts:
 	// beyond it the listing answers 422 with a FastAPI-style
 	// {"detail": [{"loc": ["query", "page_size"], ...}]}. Default 0: the
@@ -99,19 +138,26 @@ type Compat struct {
 
 // compatKeys are the keys of ParseCompat with their allowed values.
 var compatKeys = map[string][]string{
+	"profile":         profileNames(),
 	"routes":          {RoutesCurrent, RoutesProject},
+	"create":          {CreateBlocking, CreateAsync},
 	"finished-stream": {FinishedStreamReplay, FinishedStreamClose, FinishedStream409},
 	"cancel-end":      {CancelEndCompleted, CancelEndError, CancelEndStop},
 	"chat-usage":      {ChatUsageWith, ChatUsageWithout},
+	"validate-400":    {Validate400Valid, Validate400DetailList, Validate400DetailString, Validate400Message, Validate400Error, Validate400Text},
 	"max-page-size":   {"N (an integer >= 1)"},
 	"pagination":      {PaginationPage, PaginationCursor},
 }
 
 // ParseCompat reads "KEY=VALUE,..." switches, e.g.
-// "routes=project,finished-stream=409". Keys: routes (current | project),
-// finished-stream (replay | close | 409), cancel-end (completed | error |
-// stop), chat-usage (with | without), max-page-size (an integer >= 1),
-// pagination (page | cursor). An empty string is the zero Compat. Errors name the key and the allowed values.
+// "routes=project,finished-stream=409". Keys: profile (a name of Profiles:
+// every switch of the preset, which the keys after it override), routes
+// (current | project), create (blocking | async), finished-stream (replay |
+// close | 409), cancel-end (completed | error | stop), chat-usage (with |
+// without), validate-400 (valid | detail-list | detail-string | message |
+// error | text), max-page-size (an integer >= 1), pagination (page |
+// cursor). An empty string is the zero Compat. Errors name the key and the
+// allowed values.
 func ParseCompat(s string) (Compat, error) {
 	var c Compat
 	for part := range strings.SplitSeq(s, ",") {
@@ -149,8 +195,14 @@ func ParseCompat(s string) (Compat, error) {
 			return Compat{}, fmt.Errorf("compat switch %s=%s: want one of %s", k, v, strings.Join(allowed, " | "))
 		}
 		switch k {
+		case "profile":
+			c = Profiles[v].Compat
 		case "routes":
 			c.Routes = v
+		case "create":
+			c.Create = v
+		case "validate-400":
+			c.Validate400 = v
 		case "finished-stream":
 			c.FinishedStream = v
 		case "cancel-end":
@@ -170,6 +222,16 @@ func (c Compat) validate() error {
 	case "", RoutesCurrent, RoutesProject:
 	default:
 		return fmt.Errorf("simulator: Compat.Routes must be %q or %q, got %q", RoutesCurrent, RoutesProject, c.Routes)
+	}
+	switch c.Create {
+	case "", CreateBlocking, CreateAsync:
+	default:
+		return fmt.Errorf("simulator: Compat.Create must be %q or %q, got %q", CreateBlocking, CreateAsync, c.Create)
+	}
+	switch c.Validate400 {
+	case "", Validate400Valid, Validate400DetailList, Validate400DetailString, Validate400Message, Validate400Error, Validate400Text:
+	default:
+		return fmt.Errorf("simulator: Compat.Validate400 must be valid, detail-list, detail-string, message, error or text, got %q", c.Validate400)
 	}
 	switch c.FinishedStream {
 	case "", FinishedStreamReplay, FinishedStreamClose, FinishedStream409:
@@ -227,6 +289,9 @@ func (c Compat) String() string {
 	if c.Routes != "" && c.Routes != RoutesCurrent {
 		parts = append(parts, "routes="+c.Routes)
 	}
+	if c.Create != "" && c.Create != CreateBlocking {
+		parts = append(parts, "create="+c.Create)
+	}
 	if c.FinishedStream != "" && c.FinishedStream != FinishedStreamReplay {
 		parts = append(parts, "finished-stream="+c.FinishedStream)
 	}
@@ -235,6 +300,9 @@ func (c Compat) String() string {
 	}
 	if c.ChatUsage != "" && c.ChatUsage != ChatUsageWith {
 		parts = append(parts, "chat-usage="+c.ChatUsage)
+	}
+	if c.Validate400 != "" && c.Validate400 != Validate400Valid {
+		parts = append(parts, "validate-400="+c.Validate400)
 	}
 	if c.MaxPageSize > 0 {
 		parts = append(parts, "max-page-size="+strconv.Itoa(c.MaxPageSize))

@@ -117,7 +117,8 @@ type Config struct {
 	// Async makes interaction creation return 201 with state Processing; the
 	// interaction completes after its latency while the stream delivers deltas
 	// as they are produced. When false, create blocks for the latency and
-	// returns the interaction Completed.
+	// returns the interaction Completed. Compat.Create = CreateAsync is the
+	// same switch.
 	Async bool
 	// Latency is the time to the first output token (sync and async modes,
 	// and /app/chat). Default 0.
@@ -238,6 +239,9 @@ func (c Config) Validate() error {
 	if err := c.Compat.validate(); err != nil {
 		return err
 	}
+	if c.Async && c.Compat.Create == CreateBlocking {
+		return fmt.Errorf("simulator: Async contradicts Compat.Create %q", CreateBlocking)
+	}
 	switch {
 	case !(c.RateLimit >= 0):
 		return fmt.Errorf("simulator: RateLimit must be >= 0 requests per second, got %g", c.RateLimit)
@@ -306,7 +310,7 @@ func New(cfg Config) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.async = cfg.Async
+	s.async = cfg.Async || cfg.Compat.Create == CreateAsync
 	s.latency, s.perTok, s.jitter = cfg.Latency, cfg.PerOutputToken, cfg.Jitter
 	s.ping = cmpDur(cfg.PingInterval, time.Second)
 	if s.maxBody <= 0 {
