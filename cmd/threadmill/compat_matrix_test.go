@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/threadmill/threadmill/internal/redistest"
+	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/workspace/simulator"
+)
+
+// compatMatrix are the servers the examples run against besides the
+// current one (the simulator's default), as --compat switches: every switch
+// on its own, the stream switches also behind asynchronous creates (where a
+// stream is opened), and the oldest and newest profiles. The routes are
+// detected at preflight, except where scheme sets WORKSPACE_API_SCHEME.
+// docs/compatibility.md shows the same matrix.
+var compatMatrix = []struct{ spec, scheme string }{
+	{"routes=project", ""},
+	{"routes=project", "project"},
+	{"create=async", ""},
+	{"finished-stream=close", ""},
+	{"finished-stream=409", ""},
+	{"create=async,finished-stream=close", ""},
+	{"create=async,finished-stream=409", ""},
+	{"cancel-end=error", ""},
+	{"cancel-end=stop", ""},
+	{"chat-usage=without", ""},
+	{"validate-400=detail-list", ""},
+	{"validate-400=detail-string", ""},
+	{"validate-400=message", ""},
+	{"validate-400=error", ""},
+	{"validate-400=text", ""},
+	{"max-page-size=20", ""},
+	{"pagination=cursor", ""},
+	{"profile=oldest", ""},
+	{"profile=newest", ""},
+}
+
+// matrixRun is what one run of an example left: its result files with ids
+// and timings masked, the simulator's counters and the number of items.
+type matrixRun struct {
+	files    map[string]string
+	counters simulator.Counters
+	items    int
+}
+
+// Ids and timings that differ between two runs of the same pipeline.
+var (
+	maskIDs   = regexp.MustCompile(`\b(thread|inter)_[0-9a-f]{16}\b`)
+	maskTimes = regexp.MustCompile(`"(started_at|finished_at|latency_ms)": ?("[^"]*"|[0-9]+)`)
+	maskTook  = regexp.MustCompile(`(?m)^- Started: .*$`)
+)
+
+// normalise masks what differs between two runs of the same pipeline on
+// the same data: thread and interaction ids, start and end times and
+// latencies (the rest, fire time and window included, is fixed by --at).
+func normalise(b []byte) string {
+	s := maskIDs.ReplaceAllString(string(b), "${1}_<id>")
+	s = maskTimes.ReplaceAllString(s, `"$1": <time>`)
+	return maskTook.ReplaceAllString(s, "- Started: <time>")
+}
+
+// runMatrix runs example with `run --redis` against a fresh simulator
+// serving the --compat switches spec, with WORKSPACE_API_SCHEME=scheme
+// ("": unset, the routes are detected at preflight). It runs in process
+// with its own environment, so runs go in parallel.
+func runMatrix(t *testing.T, spec, scheme, example string) matrixRun {
+	t.Helper()
+	c, err := simulator.ParseCompat(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A latency, so that an asynchronous create answers Processing and
+	// the client follows the answer on its stream.
+	e := startRunnerSim(t, simulator.Config{Compat: c, Latency: 50 * time.Millisecond})
+	if err := spreadDates(e.sim, compatAt, 14*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	env := e.vars()
+	if scheme != "" {
+		env[envScheme] = scheme
+	}
+	rs := redistest.Start(t)
+	root := filepath.Join(t.TempDir(), "out")
+	// The example's own pacing (600 requests a minute) only slows the
+	// matrix down: the same file with a higher rate.
+	src, err := os.ReadFile(filepath.Join("..", "..", "examples", example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := bytes.Replace(src, []byte("requests_per_minute: 600"), []byte("requests_per_minute: 600000"), 1)
+	if bytes.Equal(fast, src) {
+		t.Fatalf("%s: no requests_per_minute: 600 to raise", example)
+	}
+	file := filepath.Join(t.TempDir(), example)
+	if err := os.WriteFile(file, fast, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := newRunCmdWith(&runOptions{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	cmd.SetArgs([]string{"--redis", rs.URL(), "--results", root, "--run-id", "compat-1", "--progress", "none",
+		"--at", compatAt.Format(time.RFC3339), file})
+	cmd.SetOut(&stdout)
+	cmd.SetErr(&stderr)
+	if err := cmd.ExecuteContext(t.Context()); err != nil {
+		t.Fatalf("%s against --compat %q: %v\nstdout:\n%s\nstderr:\n%s", example, spec, err, stdout.String(), stderr.String())
+	}
+	dir := filepath.Join(root, strings.TrimSuffix(example, ".yaml"), "compat-1")
+	out := matrixRun{files: map[string]string{}, counters: e.sim.Counters()}
+	for _, name := range []string{results.RunFile, results.ResultsFile, results.ErrorsFile, results.ReportFile} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.files[name] = normalise(b)
+	}
+	for _, it := range readResultItems(t, filepath.Join(dir, results.ResultsFile)) {
+		out.items++
+		if it.State != results.StateSucceeded || it.Attempts != 1 {
+			t.Errorf("%s: item %s: %s after %d attempts: %s", example, it.Key, it.State, it.Attempts, it.Error)
+		}
+	}
+	return out
+}
+
+// The bulk and weekly examples give the same result files (ids and timings
+// masked) and send the same work, exactly once per item, against every
+// server of the matrix as against the current one.
+func TestCompatMatrix(t *testing.T) {
+	for _, example := range []string{"bulk-summarize.yaml", "weekly-support-brief.yaml"} {
+		t.Run(example, func(t *testing.T) {
+			t.Parallel()
+			base := runMatrix(t, "", "", example)
+			if base.items < 2 {
+				t.Fatalf("the current server's run has %d items", base.items)
+			}
+			bc := base.counters
+			if bc.InteractionsCreated != base.items || bc.Validations != base.items || bc.ValidationsFailed != 0 {
+				t.Fatalf("current server: %d interactions, %d validations (%d failed) for %d items",
+					bc.InteractionsCreated, bc.Validations, bc.ValidationsFailed, base.items)
+			}
+			for _, m := range compatMatrix {
+				name, spec := m.spec, m.spec
+				if m.scheme != "" {
+					name += " " + envScheme + "=" + m.scheme
+				}
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					got := runMatrix(t, spec, m.scheme, example)
+					c := got.counters
+					if c.InteractionsCreated != bc.InteractionsCreated || c.ThreadsCreated != bc.ThreadsCreated ||
+						c.Validations != bc.Validations || c.ValidationsFailed != 0 || c.InteractionsCancelled != 0 ||
+						c.TokensIn != bc.TokensIn || c.TokensOut != bc.TokensOut || c.ChatsAnswered != bc.ChatsAnswered {
+						t.Errorf("%d interactions in %d threads, %d validations (%d failed), %d cancelled, %d+%d tokens, %d chats;"+
+							" want %d in %d, %d, none, none, %d+%d, %d as on the current server",
+							c.InteractionsCreated, c.ThreadsCreated, c.Validations, c.ValidationsFailed, c.InteractionsCancelled,
+							c.TokensIn, c.TokensOut, c.ChatsAnswered,
+							bc.InteractionsCreated, bc.ThreadsCreated, bc.Validations, bc.TokensIn, bc.TokensOut, bc.ChatsAnswered)
+					}
+					for corr, n := range c.Correlations {
+						if n != 1 {
+							t.Errorf("correlation id %s was sent %d times", corr, n)
+						}
+					}
+					for name, want := range base.files {
+						if got.files[name] != want {
+							t.Errorf("%s differs from the current server's:\n got %s\nwant %s", name, got.files[name], want)
+						}
+					}
+					t.Logf("%s, --compat %s: requests that differ from the current server's: %s", example, name, requestDiff(bc, c))
+				})
+			}
+		})
+	}
+}
+
+// requestDiff lists the routes and statuses whose answer counts differ
+// between two servers' counters, as "route status: a -> b".
+func requestDiff(a, b simulator.Counters) string {
+	routes := slices.Sorted(maps.Keys(a.Requests))
+	for r := range b.Requests {
+		if _, ok := a.Requests[r]; !ok {
+			routes = append(routes, r)
+		}
+	}
+	var diffs []string
+	for _, r := range routes {
+		statuses := map[int]bool{}
+		for s := range a.Requests[r] {
+			statuses[s] = true
+		}
+		for s := range b.Requests[r] {
+			statuses[s] = true
+		}
+		for _, s := range slices.Sorted(maps.Keys(statuses)) {
+			if x, y := a.Requests[r][s], b.Requests[r][s]; x != y {
+				diffs = append(diffs, fmt.Sprintf("%s %d: %d -> %d", r, s, x, y))
+			}
+		}
+	}
+	if len(diffs) == 0 {
+		return "none"
+	}
+	return strings.Join(diffs, "; ")
+}
