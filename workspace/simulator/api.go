@@ -635,7 +635,7 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) *ht
 			NextCursor: refs.NextCursor, PreviousCursor: refs.PreviousCursor,
 			HasNextPage: refs.HasNextPage, HasPreviousPage: refs.HasPreviousPage, TotalCount: refs.TotalCount}
 		for i, a := range refs.Data {
-			page.Data[i] = a.view(withContent)
+			page.Data[i] = s.compat.sized(a.view(withContent))
 		}
 		s.mu.Unlock()
 		writeJSON(w, http.StatusOK, page)
@@ -673,7 +673,7 @@ func (s *Server) handleGetArtifact(w http.ResponseWriter, r *http.Request) *http
 	if a == nil || a.dto.State == "Deleted" {
 		return errorf(http.StatusNotFound, "artifact %q not found in project %s", id, s.projectID)
 	}
-	writeJSON(w, http.StatusOK, a.view(withContent))
+	writeJSON(w, http.StatusOK, s.compat.sized(a.view(withContent)))
 	return nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/threadmill/threadmill/workspace"
 )
 
 // Route schemes of Compat.Routes (workspace-api.md §11).
@@ -93,6 +95,17 @@ const (
 	Validate400Text = "text"
 )
 
+// Sizes in the artifact DTO (Compat.ArtifactSize, workspace-api.md §8.2
+// and §8.5).
+const (
+	// ArtifactSizeWith serves a Document's props with content_length, the
+	// bytes uploaded (the guide requires it on upload).
+	ArtifactSizeWith = "with"
+	// ArtifactSizeWithout serves props with file_name and content_type
+	// only (the spec requires no more): the DTO then gives no size.
+	ArtifactSizeWithout = "without"
+)
+
 // Paging of the listings (Compat.Pagination, workspace-api.md §3 and §12
 // question 8).
 const (
@@ -126,6 +139,9 @@ type Compat struct {
 	// Validate400 is the body of a 400 from /app/chat/validate: one of the
 	// Validate400* shapes. Default Validate400Valid.
 	Validate400 string
+	// ArtifactSize is ArtifactSizeWith or ArtifactSizeWithout. Default
+	// ArtifactSizeWith.
+	ArtifactSize string
 	// MaxPageSize, when > 0, is the largest page_size a listing accepts:
 	// beyond it the listing answers 422 with a FastAPI-style
 	// {"detail": [{"loc": ["query", "page_size"], ...}]}. Default 0: the
@@ -145,6 +161,7 @@ var compatKeys = map[string][]string{
 	"cancel-end":      {CancelEndCompleted, CancelEndError, CancelEndStop},
 	"chat-usage":      {ChatUsageWith, ChatUsageWithout},
 	"validate-400":    {Validate400Valid, Validate400DetailList, Validate400DetailString, Validate400Message, Validate400Error, Validate400Text},
+	"artifact-size":   {ArtifactSizeWith, ArtifactSizeWithout},
 	"max-page-size":   {"N (an integer >= 1)"},
 	"pagination":      {PaginationPage, PaginationCursor},
 }
@@ -155,7 +172,7 @@ var compatKeys = map[string][]string{
 // (current | project), create (blocking | async), finished-stream (replay |
 // close | 409), cancel-end (completed | error | stop), chat-usage (with |
 // without), validate-400 (valid | detail-list | detail-string | message |
-// error | text), max-page-size (an integer >= 1), pagination (page |
+// error | text), artifact-size (with | without), max-page-size (an integer >= 1), pagination (page |
 // cursor). An empty string is the zero Compat. Errors name the key and the
 // allowed values.
 func ParseCompat(s string) (Compat, error) {
@@ -203,6 +220,8 @@ func ParseCompat(s string) (Compat, error) {
 			c.Create = v
 		case "validate-400":
 			c.Validate400 = v
+		case "artifact-size":
+			c.ArtifactSize = v
 		case "finished-stream":
 			c.FinishedStream = v
 		case "cancel-end":
@@ -247,6 +266,11 @@ func (c Compat) validate() error {
 	case "", ChatUsageWith, ChatUsageWithout:
 	default:
 		return fmt.Errorf("simulator: Compat.ChatUsage must be with or without, got %q", c.ChatUsage)
+	}
+	switch c.ArtifactSize {
+	case "", ArtifactSizeWith, ArtifactSizeWithout:
+	default:
+		return fmt.Errorf("simulator: Compat.ArtifactSize must be with or without, got %q", c.ArtifactSize)
 	}
 	if c.MaxPageSize < 0 {
 		return fmt.Errorf("simulator: Compat.MaxPageSize must be >= 0, got %d", c.MaxPageSize)
@@ -303,6 +327,9 @@ func (c Compat) String() string {
 	}
 	if c.Validate400 != "" && c.Validate400 != Validate400Valid {
 		parts = append(parts, "validate-400="+c.Validate400)
+	}
+	if c.ArtifactSize != "" && c.ArtifactSize != ArtifactSizeWith {
+		parts = append(parts, "artifact-size="+c.ArtifactSize)
 	}
 	if c.MaxPageSize > 0 {
 		parts = append(parts, "max-page-size="+strconv.Itoa(c.MaxPageSize))
@@ -374,4 +401,19 @@ func (s *Server) handleCreateInteractionInProject(w http.ResponseWriter, r *http
 		return errorf(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", s.maxBody)
 	}
 	return errorf(http.StatusBadRequest, "thread_id is required: the project-scoped create names its thread in the body")
+}
+
+// sized drops content_length from an artifact's props under
+// artifact-size=without.
+func (c Compat) sized(a workspace.Artifact) workspace.Artifact {
+	if c.ArtifactSize != ArtifactSizeWithout || len(a.Props) == 0 {
+		return a
+	}
+	var props map[string]json.RawMessage
+	if json.Unmarshal(a.Props, &props) != nil {
+		return a
+	}
+	delete(props, "content_length")
+	a.Props, _ = json.Marshal(props)
+	return a
 }

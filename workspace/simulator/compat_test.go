@@ -3,6 +3,7 @@ package simulator_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +132,7 @@ func TestParseCompat(t *testing.T) {
 	for in, want := range map[string]string{
 		"routes":             "want KEY=VALUE",
 		"routes=old":         "routes=old: want one of current | project",
-		"stream=409":         `unknown key "stream" (known: cancel-end, chat-usage, create, finished-stream, max-page-size, pagination, profile, routes, validate-400)`,
+		"stream=409":         `unknown key "stream" (known: artifact-size, cancel-end, chat-usage, create, finished-stream, max-page-size, pagination, profile, routes, validate-400)`,
 		"finished-stream=no": "want one of replay | close | 409",
 		"cancel-end=gone":    "want one of completed | error | stop",
 		"chat-usage=maybe":   "want one of with | without",
@@ -139,6 +140,7 @@ func TestParseCompat(t *testing.T) {
 		"max-page-size=lots": "want an integer >= 1",
 		"pagination=offset":  "want one of page | cursor",
 		"create=later":       "want one of blocking | async",
+		"artifact-size=kb":   "want one of with | without",
 		"validate-400=xml":   "want one of valid | detail-list | detail-string | message | error | text",
 		"profile=2024":       "profile=2024: want one of 2025-11 | 2025-12 | newest | oldest",
 	} {
@@ -154,7 +156,7 @@ func TestParseCompat(t *testing.T) {
 	if err != nil || c != want || c.String() != "chat-usage=without,max-page-size=50,pagination=cursor" {
 		t.Errorf("ParseCompat = %+v %q, %v", c, c.String(), err)
 	}
-	for _, bad := range []simulator.Compat{{ChatUsage: "x"}, {MaxPageSize: -1}, {Pagination: "x"}, {Create: "x"}, {Validate400: "x"}} {
+	for _, bad := range []simulator.Compat{{ChatUsage: "x"}, {MaxPageSize: -1}, {Pagination: "x"}, {Create: "x"}, {Validate400: "x"}, {ArtifactSize: "x"}} {
 		if err := (simulator.Config{Compat: bad}).Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil", bad)
 		}
@@ -165,7 +167,7 @@ func TestParseCompat(t *testing.T) {
 // override, and an alias is the same preset.
 func TestParseCompatProfiles(t *testing.T) {
 	c, err := simulator.ParseCompat("profile=oldest")
-	want := "routes=project,finished-stream=409,cancel-end=error,chat-usage=without,validate-400=detail-list,max-page-size=50,pagination=cursor"
+	want := "routes=project,finished-stream=409,cancel-end=error,chat-usage=without,validate-400=detail-list,artifact-size=without,max-page-size=50,pagination=cursor"
 	if err != nil || c != simulator.Profiles["oldest"].Compat || c.String() != want {
 		t.Fatalf("profile=oldest: %+v %q %v, want %q", c, c.String(), err, want)
 	}
@@ -179,6 +181,32 @@ func TestParseCompatProfiles(t *testing.T) {
 	for name, p := range simulator.Profiles {
 		if err := (simulator.Config{Compat: p.Compat}).Validate(); err != nil || p.StandsFor == "" {
 			t.Errorf("profile %s: %v, stands for %q", name, err, p.StandsFor)
+		}
+	}
+}
+
+// artifact-size=without drops content_length from a Document's props, in
+// listings and on GET, and keeps the rest.
+func TestCompatArtifactSize(t *testing.T) {
+	for _, tc := range []struct {
+		mode  string
+		sized bool
+	}{{"", true}, {simulator.ArtifactSizeWith, true}, {simulator.ArtifactSizeWithout, false}} {
+		e := newEnv(t, simulator.Config{Compat: simulator.Compat{ArtifactSize: tc.mode}})
+		doc := e.sim.AddArtifact(simulator.ArtifactSpec{Name: "a.md", Content: "twelve bytes"})
+		var page workspace.Page[workspace.Artifact]
+		e.must("GET", "/api/v1/app/project/"+project+"/artifact", nil, http.StatusOK, &page)
+		var one workspace.Artifact
+		e.must("GET", "/api/v1/app/project/"+project+"/artifact/"+doc.ID, nil, http.StatusOK, &one)
+		listed := slices.IndexFunc(page.Data, func(a workspace.Artifact) bool { return a.ID == doc.ID })
+		if listed < 0 {
+			t.Fatalf("a.md is not listed: %+v", page.Data)
+		}
+		for _, a := range []workspace.Artifact{page.Data[listed], one} {
+			n, ok := a.Size()
+			if ok != tc.sized || tc.sized && n != 12 || !strings.Contains(string(a.Props), `"file_name":"a.md"`) {
+				t.Errorf("artifact-size=%q: Size() = %d, %v; props %s", tc.mode, n, ok, a.Props)
+			}
 		}
 	}
 }

@@ -19,8 +19,9 @@ type Profile struct {
 // their aliases. Only the routes are documented per spec version (§11);
 // for the open questions of §12 "oldest" takes the answer of the old
 // spec's wording where it has one (cancel ends in Error with stop_reason
-// cancelled; the chat example without usage) and the least convenient
-// answer elsewhere, and "newest" the answers the current guide and spec
+// cancelled; the chat example without usage; props with only what the spec
+// requires, so no content_length) and the least convenient answer
+// elsewhere, and "newest" the answers the current guide and spec
 // suggest.
 var Profiles = map[string]Profile{
 	"oldest":  oldest,
@@ -34,7 +35,7 @@ var (
 		Compat: Compat{
 			Routes: RoutesProject, Create: CreateBlocking, FinishedStream: FinishedStream409,
 			CancelEnd: CancelEndError, ChatUsage: ChatUsageWithout, Validate400: Validate400DetailList,
-			MaxPageSize: 50, Pagination: PaginationCursor,
+			ArtifactSize: ArtifactSizeWithout, MaxPageSize: 50, Pagination: PaginationCursor,
 		},
 		StandsFor: "servers of spec versions up to 2025-11-25 (project-scoped routes)",
 	}
@@ -42,7 +43,7 @@ var (
 		Compat: Compat{
 			Routes: RoutesCurrent, Create: CreateAsync, FinishedStream: FinishedStreamReplay,
 			CancelEnd: CancelEndCompleted, ChatUsage: ChatUsageWith, Validate400: Validate400Valid,
-			Pagination: PaginationPage,
+			ArtifactSize: ArtifactSizeWith, Pagination: PaginationPage,
 		},
 		StandsFor: "servers of spec 2025-12 and later (current routes)",
 	}
