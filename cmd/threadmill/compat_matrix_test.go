@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -78,26 +79,14 @@ func normalise(b []byte) string {
 
 // runMatrix runs example with `run --redis` against a fresh simulator
 // serving the --compat switches spec, with WORKSPACE_API_SCHEME=scheme
-// ("": unset, the routes are detected at preflight). It runs in process
-// with its own environment, so runs go in parallel.
+// ("": unset, the routes are detected at preflight), and checks that every
+// item succeeded at its first attempt.
 func runMatrix(t *testing.T, spec, scheme, example string) matrixRun {
 	t.Helper()
 	c, err := simulator.ParseCompat(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A latency, so that an asynchronous create answers Processing and
-	// the client follows the answer on its stream.
-	e := startRunnerSim(t, simulator.Config{Compat: c, Latency: 50 * time.Millisecond})
-	if err := spreadDates(e.sim, compatAt, 14*24*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	env := e.vars()
-	if scheme != "" {
-		env[envScheme] = scheme
-	}
-	rs := redistest.Start(t)
-	root := filepath.Join(t.TempDir(), "out")
 	// The example's own pacing (600 requests a minute) only slows the
 	// matrix down: the same file with a higher rate.
 	src, err := os.ReadFile(filepath.Join("..", "..", "examples", example))
@@ -108,21 +97,11 @@ func runMatrix(t *testing.T, spec, scheme, example string) matrixRun {
 	if bytes.Equal(fast, src) {
 		t.Fatalf("%s: no requests_per_minute: 600 to raise", example)
 	}
-	file := filepath.Join(t.TempDir(), example)
-	if err := os.WriteFile(file, fast, 0o644); err != nil {
-		t.Fatal(err)
+	dir, sim, err := runInProcess(t, c, scheme, example, fast)
+	if err != nil {
+		t.Fatalf("%s against --compat %q: %v", example, spec, err)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd := newRunCmdWith(&runOptions{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
-	cmd.SetArgs([]string{"--redis", rs.URL(), "--results", root, "--run-id", "compat-1", "--progress", "none",
-		"--at", compatAt.Format(time.RFC3339), file})
-	cmd.SetOut(&stdout)
-	cmd.SetErr(&stderr)
-	if err := cmd.ExecuteContext(t.Context()); err != nil {
-		t.Fatalf("%s against --compat %q: %v\nstdout:\n%s\nstderr:\n%s", example, spec, err, stdout.String(), stderr.String())
-	}
-	dir := filepath.Join(root, strings.TrimSuffix(example, ".yaml"), "compat-1")
-	out := matrixRun{files: map[string]string{}, counters: e.sim.Counters(), compat: c}
+	out := matrixRun{files: map[string]string{}, counters: sim.Counters(), compat: c}
 	for _, name := range []string{results.RunFile, results.ResultsFile, results.ErrorsFile, results.ReportFile} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -137,6 +116,82 @@ func runMatrix(t *testing.T, spec, scheme, example string) matrixRun {
 		}
 	}
 	return out
+}
+
+// runInProcess writes the pipeline src as file (named after the pipeline)
+// and runs it with `run --redis --run-id compat-1 --at compatAt` against a
+// fresh simulator of c (50 ms to the first token, so that an asynchronous
+// create answers Processing), with WORKSPACE_API_SCHEME=scheme when set. It
+// runs in process with its own environment, so runs go in parallel. It
+// returns the run directory, the simulator, and the command's error (with
+// its output).
+func runInProcess(t *testing.T, c simulator.Compat, scheme, file string, src []byte) (string, *simulator.Server, error) {
+	t.Helper()
+	e := startRunnerSim(t, simulator.Config{Compat: c, Latency: 50 * time.Millisecond})
+	if err := spreadDates(e.sim, compatAt, 14*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	env := e.vars()
+	if scheme != "" {
+		env[envScheme] = scheme
+	}
+	rs := redistest.Start(t)
+	root := filepath.Join(t.TempDir(), "out")
+	path := filepath.Join(t.TempDir(), file)
+	if err := os.WriteFile(path, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := newRunCmdWith(&runOptions{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	cmd.SetArgs([]string{"--redis", rs.URL(), "--results", root, "--run-id", "compat-1", "--progress", "none",
+		"--at", compatAt.Format(time.RFC3339), path})
+	cmd.SetOut(&stdout)
+	cmd.SetErr(&stderr)
+	if err := cmd.ExecuteContext(t.Context()); err != nil {
+		err = fmt.Errorf("%w\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		return filepath.Join(root, strings.TrimSuffix(file, ".yaml"), "compat-1"), e.sim, err
+	}
+	return filepath.Join(root, strings.TrimSuffix(file, ".yaml"), "compat-1"), e.sim, nil
+}
+
+// Whatever shape the server gives a 400 from validate, the item fails at
+// once, before anything is created, and results.jsonl and errors.jsonl
+// name the endpoint and carry the server's message.
+func TestValidate400ShapesInResults(t *testing.T) {
+	// max_tokens within the pipeline's range but beyond the simulator's.
+	src := []byte(`version: 1
+name: toolong
+limits: { requests_per_minute: 600000 }
+steps:
+  - id: ask
+    max_tokens: 40000
+    prompt: "Summarize the refund policy."
+`)
+	for _, shape := range []string{simulator.Validate400Valid, simulator.Validate400DetailList, simulator.Validate400DetailString,
+		simulator.Validate400Message, simulator.Validate400Error, simulator.Validate400Text} {
+		t.Run(shape, func(t *testing.T) {
+			t.Parallel()
+			dir, sim, err := runInProcess(t, simulator.Compat{Validate400: shape}, "", "toolong.yaml", src)
+			if ee, ok := errors.AsType[*exitError](err); !ok || ee.code != exitItemsFailed {
+				t.Fatalf("run: %v; want exit %d (items failed)", err, exitItemsFailed)
+			}
+			failed := readResultItems(t, filepath.Join(dir, results.ErrorsFile))
+			if len(failed) != 1 {
+				t.Fatalf("%d failed items, want 1", len(failed))
+			}
+			it := failed[0]
+			t.Logf("validate-400=%s: %s", shape, it.Error)
+			const endpoint = "POST /api/v1/app/chat/validate: 400 Bad Request: "
+			if it.State != results.StateFailed || it.Attempts != 1 || !strings.Contains(it.Error, endpoint) ||
+				!strings.Contains(it.Error, "max_tokens must be in [1, 32768], got 40000") {
+				t.Errorf("item %s after %d attempts: %q; want failed at once, naming %q and the server's message", it.State, it.Attempts, it.Error, endpoint)
+			}
+			if c := sim.Counters(); c.Validations != 1 || c.ValidationsFailed != 1 || c.InteractionsCreated != 0 {
+				t.Errorf("%d validations (%d failed), %d interactions; want one failed validation and nothing created",
+					c.Validations, c.ValidationsFailed, c.InteractionsCreated)
+			}
+		})
+	}
 }
 
 // The bulk and weekly examples give the same result files (ids and timings
