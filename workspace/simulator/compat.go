@@ -211,28 +211,23 @@ func ParseCompat(s string) (Compat, error) {
 		if !valid {
 			return Compat{}, fmt.Errorf("compat switch %s=%s: want one of %s", k, v, strings.Join(allowed, " | "))
 		}
-		switch k {
-		case "profile":
+		if k == "profile" {
 			c = Profiles[v].Compat
-		case "routes":
-			c.Routes = v
-		case "create":
-			c.Create = v
-		case "validate-400":
-			c.Validate400 = v
-		case "artifact-size":
-			c.ArtifactSize = v
-		case "finished-stream":
-			c.FinishedStream = v
-		case "cancel-end":
-			c.CancelEnd = v
-		case "chat-usage":
-			c.ChatUsage = v
-		case "pagination":
-			c.Pagination = v
+			continue
 		}
+		*c.field(k) = v
 	}
 	return c, nil
+}
+
+// field returns the switch named by a key of compatKeys (other than
+// profile and max-page-size).
+func (c *Compat) field(key string) *string {
+	return map[string]*string{
+		"routes": &c.Routes, "create": &c.Create, "finished-stream": &c.FinishedStream,
+		"cancel-end": &c.CancelEnd, "chat-usage": &c.ChatUsage, "validate-400": &c.Validate400,
+		"artifact-size": &c.ArtifactSize, "pagination": &c.Pagination,
+	}[key]
 }
 
 // validate reports an unknown value, naming the field.

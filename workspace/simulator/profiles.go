@@ -1,9 +1,9 @@
 package simulator
 
 import (
+	"maps"
 	"net/http"
 	"slices"
-	"sort"
 )
 
 // Profile is a named set of Compat switches standing for a generation of
@@ -50,14 +50,7 @@ var (
 )
 
 // profileNames lists the names of Profiles, sorted.
-func profileNames() []string {
-	names := make([]string, 0, len(Profiles))
-	for n := range Profiles {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func profileNames() []string { return slices.Sorted(maps.Keys(Profiles)) }
 
 // validate400 writes the 400 of /app/chat/validate in the shape of
 // Compat.Validate400: msg is the summary, errs every problem.
