@@ -158,7 +158,8 @@ keys after it override), routes=project answers the project-scoped thread
 and interaction routes of servers up to spec 2025-11 (the current ones
 answer a route-level 404), create=async is --async, validate-400=detail-list|
 detail-string|message|error|text changes the body of a 400 from
-/app/chat/validate, finished-stream=close|409 changes what the stream of a
+/app/chat/validate, artifact-size=without drops content_length from the
+artifacts' props (no size to estimate tokens with), finished-stream=close|409 changes what the stream of a
 finished interaction answers, cancel-end=error|stop the state and stop
 reason a cancelled interaction ends in, chat-usage=without drops usage and
 stop_reason from /app/chat answers, max-page-size=N answers a larger
@@ -207,7 +208,7 @@ only by after/next_cursor. Counters are served at GET /_sim/counters.`,
 	f.DurationVar(&o.Spread, "spread", 14*24*time.Hour, "date the documents' updated_at evenly over this time before now, as if they arrived over it (0: all now); any weekly window of the last two weeks then holds about half of them")
 	f.Uint64Var(&o.Faults.Seed, "seed", 1, "seed of the fault and jitter random source")
 	f.BoolVar(&o.Verbose, "verbose", false, "log every request to stderr")
-	f.StringVar(&o.CompatSpec, "compat", "", "serve an older or different server, KEY=VALUE,...: profile=oldest|newest (every switch; keys after it override), routes=current|project (project: the project-scoped routes of spec <= 2025-11), create=blocking|async, validate-400=valid|detail-list|detail-string|message|error|text, finished-stream=replay|close|409, cancel-end=completed|error|stop, chat-usage=with|without, max-page-size=N, pagination=page|cursor (see docs/compatibility.md)")
+	f.StringVar(&o.CompatSpec, "compat", "", "serve an older or different server, KEY=VALUE,...: profile=oldest|newest (every switch; keys after it override), routes=current|project (project: the project-scoped routes of spec <= 2025-11), create=blocking|async, validate-400=valid|detail-list|detail-string|message|error|text, artifact-size=with|without, finished-stream=replay|close|409, cancel-end=completed|error|stop, chat-usage=with|without, max-page-size=N, pagination=page|cursor (see docs/compatibility.md)")
 	return cmd
 }
 

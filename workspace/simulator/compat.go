@@ -172,9 +172,9 @@ var compatKeys = map[string][]string{
 // (current | project), create (blocking | async), finished-stream (replay |
 // close | 409), cancel-end (completed | error | stop), chat-usage (with |
 // without), validate-400 (valid | detail-list | detail-string | message |
-// error | text), artifact-size (with | without), max-page-size (an integer >= 1), pagination (page |
-// cursor). An empty string is the zero Compat. Errors name the key and the
-// allowed values.
+// error | text), artifact-size (with | without), max-page-size (an
+// integer >= 1), pagination (page | cursor). An empty string is the zero
+// Compat. Errors name the key and the allowed values.
 func ParseCompat(s string) (Compat, error) {
 	var c Compat
 	for part := range strings.SplitSeq(s, ",") {

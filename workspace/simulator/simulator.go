@@ -46,9 +46,11 @@
 //	GET|PUT|DELETE /api/v1/app/project/{projectId}/thread/{threadId}
 //
 // and the replaced routes answer 404 like any unknown path. Compat also
-// chooses what the stream of a finished interaction answers, how a
-// cancelled interaction ends, whether /app/chat answers carry usage, a
-// maximum page_size (422 beyond it) and cursor-only paging.
+// chooses whether create blocks, what the stream of a finished interaction
+// answers, how a cancelled interaction ends, whether /app/chat answers
+// carry usage, the body of a 400 from validate, whether artifacts report
+// their size, a maximum page_size (422 beyond it) and cursor-only paging;
+// Profiles name sets of switches (the oldest and newest servers).
 //
 // Errors are JSON {"message": "...", "errors": ["..."]} naming the field or
 // header at fault (except the injected 502, whose body is an HTML proxy
