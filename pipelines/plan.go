@@ -260,16 +260,23 @@ func EstimateItemTokens(reqs []workspace.ChatRequest) int64 {
 // artifact whose size the API does not report: about 8 KB of text.
 const UnsizedArtifactTokens = 2000
 
+// MaxContextTokens caps the context EstimateContextTokens counts for one
+// turn: no model reads more of the documents in one turn than its context
+// window, and 128,000 tokens is the largest window of the common models.
+const MaxContextTokens = 128_000
+
 // EstimateContextTokens estimates the tokens the artifacts of an item's
 // context add to its turns: each artifact's size (ArtifactRef.Size, bytes)
 // at one token per four bytes, rounded up, on every turn (each sends the
-// artifact ids again), as if the server read the whole document. An
+// artifact ids again), as if the server read the whole document, at most
+// MaxContextTokens a turn. An
 // artifact without a size counts UnsizedArtifactTokens and is listed in
 // unsized. A real server retrieves passages rather than whole documents,
 // so this is an upper bound for large documents; run.json compares it to
 // the usage (results.StepEstimate) to calibrate max_total_tokens.
 // all_artifacts items are not counted: the server chooses their context.
 func EstimateContextTokens(context []ArtifactRef, turns int) (tokens int64, unsized []string) {
+	var turn int64
 	for _, a := range context {
 		n := int64(UnsizedArtifactTokens)
 		if a.Size > 0 {
@@ -277,7 +284,7 @@ func EstimateContextTokens(context []ArtifactRef, turns int) (tokens int64, unsi
 		} else {
 			unsized = append(unsized, a.ID)
 		}
-		tokens += n * int64(turns)
+		turn += n
 	}
-	return tokens, unsized
+	return min(turn, MaxContextTokens) * int64(turns), unsized
 }

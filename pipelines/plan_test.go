@@ -122,6 +122,15 @@ steps:
 	if it := items[1]; it.ContextTokens != 2*(pipelines.UnsizedArtifactTokens+200+101) || !slices.Equal(it.Unsized, []string{"a2"}) {
 		t.Errorf("unsized item: context %d, unsized %v", it.ContextTokens, it.Unsized)
 	}
+	// A turn's context is capped: a 2 MB document counts MaxContextTokens.
+	big := map[string][]pipelines.ArtifactRef{"docs": {{ID: "b", Name: "b.pdf", Size: 2 << 20}}, "handbook": {}}
+	items, err = pipelines.Plan(p, "each", goldenRun, big, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if items[0].ContextTokens != 2*pipelines.MaxContextTokens {
+		t.Errorf("a 2 MB document: context %d, want %d a turn", items[0].ContextTokens, pipelines.MaxContextTokens)
+	}
 	chat, err := pipelines.Plan(p, "chat", goldenRun, sets, nil)
 	if err != nil {
 		t.Fatal(err)
