@@ -13,7 +13,8 @@ import (
 
 // The budget counts the documents: an item whose document alone is past
 // max_total_tokens is skipped before anything is sent, a small one runs,
-// and run.json compares the estimate with the usage.
+// and run.json compares the estimate with the usage. The small document
+// goes first (a refused item ends the budget for every later one).
 func TestBudgetCountsTheDocuments(t *testing.T) {
 	e := newEnv(t, simulator.Config{})
 	f := e.sim.AddArtifact(simulator.ArtifactSpec{Name: "Inbox", Type: workspace.ArtifactTypeFolder})
@@ -27,10 +28,15 @@ workspace: { project: proj_test }
 defaults: { max_tokens: 100 }
 limits: { concurrency: 2, max_total_tokens: 3000 }
 artifacts:
-  docs: { folder: "Inbox" }
+  small: { folder: "Inbox", name: small.md }
+  big: { folder: "Inbox", name: big.md }
 steps:
   - id: summarize
-    for_each: docs
+    for_each: small
+    prompt: "Summarize {{ .Artifact.Name }}."
+  - id: then
+    needs: [summarize]
+    for_each: big
     prompt: "Summarize {{ .Artifact.Name }}."
 `)
 	st := e.wait(e.start(p, "docbudget-1"), time.Minute)
@@ -56,6 +62,9 @@ steps:
 	run, err := results.ReadRun(st.ResultDir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(run.Steps) != 2 || run.Steps[1].Estimate != nil {
+		t.Fatalf("run.json steps %+v: want the skipped item's step without an estimate", run.Steps)
 	}
 	est := run.Steps[0].Estimate
 	if est == nil || est.Items != 1 || est.EstimatedTokens != small.EstimatedTokens || est.UsedTokens != small.Usage.Total() ||
