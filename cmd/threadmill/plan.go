@@ -64,8 +64,9 @@ plus the artifacts sent as context (CONTEXT): one token per four bytes of
 each artifact's size as the Workspace reports it (a Document's
 props.content_length), on every turn, at most 128,000 a turn. An artifact
 without a reported size is counted at 2,000 tokens; such items are marked
-with * and the artifacts listed. The budget (limits.max_total_tokens) reserves the same estimate per
-item, and run.json compares it to the usage per step (steps[].estimate).
+with * and the artifacts listed. The budget (limits.max_total_tokens)
+reserves the same estimate per item, and run.json compares it to the usage
+per step (steps[].estimate).
 
 ` + workspaceEnvHelp,
 		Example: `  threadmill plan --simulate examples/bulk-summarize.yaml
