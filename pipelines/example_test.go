@@ -43,14 +43,16 @@ steps:
 		panic(err)
 	}
 	run := pipelines.RunInfo{ID: "weekly@2026-06-15", Time: time.Date(2026, 6, 15, 9, 0, 0, 0, time.UTC)}
-	// What Resolve returns for the set, here written by hand.
+	// What Resolve returns for the set, here written by hand: the second
+	// artifact has no size, so it is counted at UnsizedArtifactTokens.
 	sets := map[string][]pipelines.ArtifactRef{"tickets": {
-		{ID: "artifact_1", Name: "TCK-1.md", Folder: "Support/Tickets"},
+		{ID: "artifact_1", Name: "TCK-1.md", Folder: "Support/Tickets", Size: 1200},
 		{ID: "artifact_2", Name: "TCK-2.md", Folder: "Support/Tickets"},
 	}}
 	items, _ := pipelines.Plan(p, "summarize", run, sets, nil)
 	for _, it := range items {
-		fmt.Printf("%s %q ~%d tokens\n", it.Key, it.Requests[0].Messages[0].Content[0].Text, it.EstimatedTokens)
+		fmt.Printf("%s %q ~%d tokens (%d for the document; unsized %v)\n", it.Key, it.Requests[0].Messages[0].Content[0].Text,
+			it.EstimatedTokens, it.ContextTokens, it.Unsized)
 	}
 	prior := map[string]pipelines.StepOutput{"summarize": {Items: []pipelines.ItemOutput{
 		{Artifact: items[0].Artifact, Output: "Login loop."},
@@ -59,8 +61,8 @@ steps:
 	brief, _ := pipelines.Plan(p, "brief", run, sets, prior)
 	fmt.Printf("%s %q\n", brief[0].Key, brief[0].Requests[0].Messages[0].Content[0].Text)
 	// Output:
-	// summarize/artifact_1 "Summarize TCK-1.md." ~105 tokens
-	// summarize/artifact_2 "Summarize TCK-2.md." ~105 tokens
+	// summarize/artifact_1 "Summarize TCK-1.md." ~405 tokens (300 for the document; unsized [])
+	// summarize/artifact_2 "Summarize TCK-2.md." ~2105 tokens (2000 for the document; unsized [artifact_2])
 	// brief "Brief for 2026-06-15: Login loop. VAT missing."
 }
 

@@ -257,6 +257,10 @@ type ArtifactRef struct {
 	// UpdatedAt is when the artifact last changed (its creation time when
 	// the API gives no update time).
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Size is the size in bytes of the artifact's content as the API
+	// reports it (workspace.Artifact.Size); 0 when it reports none, and
+	// then plans count UnsizedArtifactTokens for it.
+	Size int64 `json:"size,omitempty"`
 }
 
 // ItemOutput is one finished item of an earlier step, as templates see it in
@@ -311,6 +315,13 @@ type Item struct {
 	ThreadPer string `json:"thread_per,omitempty"`
 	// Requests are the rendered turns: the prompt, then each follow-up.
 	Requests []workspace.ChatRequest `json:"requests"`
-	// EstimatedTokens is the heuristic input+output estimate of all turns.
+	// EstimatedTokens is the heuristic input+output estimate of all turns,
+	// ContextTokens included.
 	EstimatedTokens int64 `json:"estimated_tokens"`
+	// ContextTokens is the part of EstimatedTokens that counts the
+	// artifacts sent as context (EstimateContextTokens).
+	ContextTokens int64 `json:"context_tokens,omitempty"`
+	// Unsized lists the ids of the item's artifacts whose size the API did
+	// not report: each was counted at UnsizedArtifactTokens.
+	Unsized []string `json:"unsized,omitempty"`
 }

@@ -49,7 +49,7 @@ type StepPlan struct {
 	s            *Step
 	run          RunInfo
 	targets      []*ArtifactRef
-	fixed        []string
+	fixed        []ArtifactRef
 	allArtifacts bool
 	base         map[string]any
 }
@@ -67,7 +67,8 @@ func NewStepPlan(p *Pipeline, stepID string, run RunInfo, sets map[string][]Arti
 		}
 	}
 	// The step's fixed context: every artifact of its `artifacts` sets.
-	var fixed []string
+	var fixed []ArtifactRef
+	seen := map[string]bool{}
 	allArtifacts := false
 	for _, name := range s.Artifacts {
 		set, ok := p.Artifacts[name]
@@ -83,7 +84,10 @@ func NewStepPlan(p *Pipeline, stepID string, run RunInfo, sets map[string][]Arti
 			return nil, fmt.Errorf("plan step %q: artifact set %q was not resolved", stepID, name)
 		}
 		for _, r := range refs {
-			fixed = append(fixed, r.ID)
+			if !seen[r.ID] {
+				seen[r.ID] = true
+				fixed = append(fixed, r)
+			}
 		}
 	}
 	if allArtifacts {
@@ -140,7 +144,7 @@ func (sp *StepPlan) ItemsFrom(from int) iter.Seq2[Item, error] {
 	}
 }
 
-func planItem(r *renderer, base map[string]any, p *Pipeline, s *Step, run RunInfo, a *ArtifactRef, fixed []string, allArtifacts bool) (Item, error) {
+func planItem(r *renderer, base map[string]any, p *Pipeline, s *Step, run RunInfo, a *ArtifactRef, fixed []ArtifactRef, allArtifacts bool) (Item, error) {
 	data := withArtifact(base, a)
 	it := Item{
 		Key:          ItemKey(s.ID, a),
@@ -154,16 +158,20 @@ func planItem(r *renderer, base map[string]any, p *Pipeline, s *Step, run RunInf
 		it.Artifact = &ac
 	}
 	ids := []string{}
+	var context []ArtifactRef
 	if a != nil {
 		ids = append(ids, a.ID)
+		context = append(context, *a)
 	}
-	for _, id := range fixed {
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
+	for _, f := range fixed {
+		if !slices.Contains(ids, f.ID) {
+			ids = append(ids, f.ID)
+			context = append(context, f)
 		}
 	}
 	if s.Mode == ModeChat {
 		ids = []string{}
+		context = nil
 		it.AllArtifacts = false
 	}
 	it.ArtifactIDs = ids
@@ -206,7 +214,8 @@ func planItem(r *renderer, base map[string]any, p *Pipeline, s *Step, run RunInf
 		}
 		it.ThreadName = strings.TrimSpace(name)
 	}
-	it.EstimatedTokens = EstimateItemTokens(it.Requests)
+	it.ContextTokens, it.Unsized = EstimateContextTokens(context, len(it.Requests))
+	it.EstimatedTokens = EstimateItemTokens(it.Requests) + it.ContextTokens
 	return it, nil
 }
 
@@ -274,10 +283,9 @@ func ItemKey(stepID string, a *ArtifactRef) string {
 //     counted at its max_tokens (the thread carries them);
 //   - each turn's output is counted at its max_tokens.
 //
-// Artifact content is not counted: the server retrieves from it, and the
-// retrieved context is bounded by the server, not by the request. Usage
-// settles the real figure; the estimate is an upper bound for budgeting
-// the text a pipeline sends.
+// The artifacts sent as context are counted apart, by
+// EstimateContextTokens. Usage settles the real figure; the estimate is an
+// upper bound for budgeting the text a pipeline sends.
 func EstimateItemTokens(reqs []workspace.ChatRequest) int64 {
 	var total, prompts, answers int64
 	for _, r := range reqs {
@@ -299,4 +307,37 @@ func EstimateItemTokens(reqs []workspace.ChatRequest) int64 {
 		answers += out
 	}
 	return total
+}
+
+// UnsizedArtifactTokens is what EstimateContextTokens counts for an
+// artifact whose size the API does not report: about 8 KB of text.
+const UnsizedArtifactTokens = 2000
+
+// MaxContextTokens caps the context EstimateContextTokens counts for one
+// turn: no model reads more of the documents in one turn than its context
+// window, and 128,000 tokens is the largest window of the common models.
+const MaxContextTokens = 128_000
+
+// EstimateContextTokens estimates the tokens the artifacts of an item's
+// context add to its turns: each artifact's size (ArtifactRef.Size, bytes)
+// at one token per four bytes, rounded up, on every turn (each sends the
+// artifact ids again), as if the server read the whole document, at most
+// MaxContextTokens a turn. An
+// artifact without a size counts UnsizedArtifactTokens and is listed in
+// unsized. A real server retrieves passages rather than whole documents,
+// so this is an upper bound for large documents; run.json compares it to
+// the usage (results.StepEstimate) to calibrate max_total_tokens.
+// all_artifacts items are not counted: the server chooses their context.
+func EstimateContextTokens(context []ArtifactRef, turns int) (tokens int64, unsized []string) {
+	var turn int64
+	for _, a := range context {
+		n := int64(UnsizedArtifactTokens)
+		if a.Size > 0 {
+			n = (a.Size + 3) / 4
+		} else {
+			unsized = append(unsized, a.ID)
+		}
+		turn += n
+	}
+	return min(turn, MaxContextTokens) * int64(turns), unsized
 }

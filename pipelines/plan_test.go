@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -81,6 +82,62 @@ func TestEstimateItemTokens(t *testing.T) {
 	got := pipelines.EstimateItemTokens([]workspace.ChatRequest{req("twelve bytes", "sys ok"), req("four", "sys ok")})
 	if got != 105+206 {
 		t.Errorf("estimate = %d, want %d", got, 105+206)
+	}
+}
+
+// The artifacts of an item's context count their size (a token per four
+// bytes) on every turn; one without a size counts UnsizedArtifactTokens and
+// is named in Unsized; a chat item has none.
+func TestPlanCountsTheDocuments(t *testing.T) {
+	p := mustParse(t, `
+version: 1
+name: d
+defaults: { max_tokens: 10 }
+artifacts:
+  docs: { folder: Docs }
+  handbook: { folder: Handbook }
+steps:
+  - id: each
+    for_each: docs
+    artifacts: [handbook]
+    prompt: "Summarize."
+    turns: ["Shorter."]
+  - id: chat
+    mode: chat
+    prompt: "hi"
+`, nil)
+	sets := map[string][]pipelines.ArtifactRef{
+		"docs":     {{ID: "a1", Name: "a.md", Size: 401}, {ID: "a2", Name: "b.pdf"}},
+		"handbook": {{ID: "h1", Name: "h.md", Size: 800}, {ID: "a1", Name: "a.md", Size: 401}},
+	}
+	items, err := pipelines.Plan(p, "each", goldenRun, sets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := pipelines.EstimateItemTokens(items[0].Requests)
+	// a1: 101 tokens, h1: 200, on each of 2 turns (a1 once, though in both sets).
+	if it := items[0]; it.ContextTokens != 2*(101+200) || it.EstimatedTokens != text+it.ContextTokens || it.Unsized != nil {
+		t.Errorf("sized item: context %d, estimate %d (text %d), unsized %v", it.ContextTokens, it.EstimatedTokens, text, it.Unsized)
+	}
+	// a2 has no size; a1 still comes from the handbook set.
+	if it := items[1]; it.ContextTokens != 2*(pipelines.UnsizedArtifactTokens+200+101) || !slices.Equal(it.Unsized, []string{"a2"}) {
+		t.Errorf("unsized item: context %d, unsized %v", it.ContextTokens, it.Unsized)
+	}
+	// A turn's context is capped: a 2 MB document counts MaxContextTokens.
+	big := map[string][]pipelines.ArtifactRef{"docs": {{ID: "b", Name: "b.pdf", Size: 2 << 20}}, "handbook": {}}
+	items, err = pipelines.Plan(p, "each", goldenRun, big, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if items[0].ContextTokens != 2*pipelines.MaxContextTokens {
+		t.Errorf("a 2 MB document: context %d, want %d a turn", items[0].ContextTokens, pipelines.MaxContextTokens)
+	}
+	chat, err := pipelines.Plan(p, "chat", goldenRun, sets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := chat[0]; c.ContextTokens != 0 || c.Unsized != nil {
+		t.Errorf("chat item: context %d, unsized %v", c.ContextTokens, c.Unsized)
 	}
 }
 

@@ -102,6 +102,11 @@ func TestResolveSelectors(t *testing.T) {
 		if r.Type != workspace.ArtifactTypeDocument || !r.UpdatedAt.Equal(goldenNow) || r.ID == "" {
 			t.Errorf("ref %+v: want a Document updated at %v", r, goldenNow)
 		}
+		// The size is the simulator's props.content_length: the bytes of
+		// the document.
+		if a := mustByPath(t, ws, r.Folder+"/"+r.Name); r.Size == 0 || r.Size != int64(len(a.Content)) {
+			t.Errorf("ref %s: size %d, want %d", r.Name, r.Size, len(a.Content))
+		}
 	}
 }
 

@@ -61,8 +61,14 @@ type Item struct {
 	// UsageEstimated is true when the server reported no usage for at least
 	// one turn (a one-shot chat without usage) and Usage counts threadmill's
 	// estimate for it: workspace.EstimateTokens of the prompt and answer.
-	UsageEstimated bool   `json:"usage_estimated,omitempty"`
-	StopReason     string `json:"stop_reason,omitempty"`
+	UsageEstimated bool `json:"usage_estimated,omitempty"`
+	// EstimatedTokens is the plan's estimate of the item's tokens
+	// (pipelines.Item.EstimatedTokens), which the budget reserved.
+	EstimatedTokens int64 `json:"estimated_tokens,omitempty"`
+	// Unsized is true when the estimate counted an artifact whose size the
+	// API did not report.
+	Unsized    bool   `json:"unsized,omitempty"`
+	StopReason string `json:"stop_reason,omitempty"`
 	// Truncated is true when the output stopped at max_tokens.
 	Truncated bool `json:"truncated,omitempty"`
 	// Attempts is the number of tries the item took (1 when it worked first time).
@@ -94,6 +100,26 @@ type StepUsage struct {
 	Step  string          `json:"step"`
 	Items map[string]int  `json:"items"`
 	Usage workspace.Usage `json:"usage"`
+	// Estimate compares the plan's estimate to the usage of the step's
+	// succeeded items; absent when none carries an estimate.
+	Estimate *StepEstimate `json:"estimate,omitempty"`
+}
+
+// StepEstimate is a step's token estimate against its actual usage, over
+// the items that succeeded, so that max_total_tokens can be calibrated:
+// a Ratio well below 1 means the budget reserves more than items use.
+type StepEstimate struct {
+	// Items is the number of succeeded items with an estimate.
+	Items int `json:"items"`
+	// EstimatedTokens sums their Item.EstimatedTokens.
+	EstimatedTokens int64 `json:"estimated_tokens"`
+	// UsedTokens sums their usage, input and output.
+	UsedTokens int64 `json:"used_tokens"`
+	// Ratio is UsedTokens / EstimatedTokens, rounded to three decimals.
+	Ratio float64 `json:"ratio"`
+	// Unsized counts the items estimated with an artifact of unknown size
+	// (pipelines.UnsizedArtifactTokens).
+	Unsized int `json:"unsized,omitempty"`
 }
 
 // Run is run.json.

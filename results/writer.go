@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -160,6 +161,12 @@ func (w *Writer) Add(it Item) error {
 	}
 	su.Items[it.State]++
 	su.Usage = su.Usage.Add(it.Usage)
+	if it.State == StateSucceeded && it.EstimatedTokens > 0 {
+		if su.Estimate == nil {
+			su.Estimate = &StepEstimate{}
+		}
+		su.Estimate.add(it)
+	}
 	w.counts[it.State]++
 	w.total++
 	w.usage = w.usage.Add(it.Usage)
@@ -312,7 +319,13 @@ func (w *Writer) complete(run Run) Run {
 		}
 		seen[name] = true
 		if su := w.steps[name]; su != nil {
-			steps = append(steps, *su)
+			c := *su
+			if c.Estimate != nil {
+				e := *c.Estimate
+				e.Ratio = math.Round(float64(e.UsedTokens)/float64(e.EstimatedTokens)*1000) / 1000
+				c.Estimate = &e
+			}
+			steps = append(steps, c)
 		} else {
 			steps = append(steps, StepUsage{Step: name, Items: map[string]int{StateSucceeded: 0, StateFailed: 0, StateSkipped: 0}})
 		}
@@ -589,4 +602,14 @@ func marshalLine(it Item) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// add counts a succeeded item with an estimate.
+func (e *StepEstimate) add(it Item) {
+	e.Items++
+	e.EstimatedTokens += it.EstimatedTokens
+	e.UsedTokens += it.Usage.Total()
+	if it.Unsized {
+		e.Unsized++
+	}
 }

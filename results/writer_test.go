@@ -47,14 +47,14 @@ func fixtureItems() []Item {
 			State:    StateSucceeded, Output: "- Login fails on Safari\n- Cookie <SameSite> issue\n- Fixed in 4.2",
 			Outputs: []string{"- Login fails on Safari\n- Cookie <SameSite> issue\n- Fixed in 4.2"},
 			Usage:   workspace.Usage{InputTokens: 812, OutputTokens: 41}, StopReason: "end_turn",
-			Attempts: 1, LatencyMS: 1840, ThreadID: "thread_1", InteractionIDs: []string{"int_1"},
+			EstimatedTokens: 1412, Attempts: 1, LatencyMS: 1840, ThreadID: "thread_1", InteractionIDs: []string{"int_1"},
 			StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(2840 * time.Millisecond),
 		},
 		{
 			Step: "summarize", Key: "summarize/0002", Index: 1,
 			Artifact: art("artifact_a2", "ticket-1043.md"), ArtifactIDs: []string{"artifact_a2"},
 			Requests: req("Summarize ticket-1043.md in three bullets."),
-			State:    StateFailed, Attempts: 1, LatencyMS: 12,
+			State:    StateFailed, Attempts: 1, LatencyMS: 12, EstimatedTokens: 1400,
 			Error:     "validate: 400 Bad Request from POST /api/v1/app/chat/validate: messages[0].content is empty",
 			StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(1012 * time.Millisecond),
 		},
@@ -70,7 +70,7 @@ func fixtureItems() []Item {
 			State:    StateSucceeded, Output: "## Support brief\n\nOne login issue, fixed & shipped.",
 			Outputs: []string{"## Support brief\n\nOne login issue, fixed & shipped."},
 			Usage:   workspace.Usage{InputTokens: 950, OutputTokens: 120}, StopReason: "end_turn",
-			Attempts: 3, LatencyMS: 5210, ThreadID: "thread_2", InteractionIDs: []string{"int_7"},
+			EstimatedTokens: 3100, Unsized: true, Attempts: 3, LatencyMS: 5210, ThreadID: "thread_2", InteractionIDs: []string{"int_7"},
 			StartedAt: t0.Add(4 * time.Second), FinishedAt: t0.Add(9210 * time.Millisecond),
 		},
 	}
@@ -170,6 +170,24 @@ func TestRunSummaryAgreesWithItems(t *testing.T) {
 	}
 	if errs := readLines(t, filepath.Join(dir, ErrorsFile)); len(errs) != 1 || !strings.Contains(errs[0], `"summarize/0002"`) {
 		t.Errorf("errors.jsonl = %q", errs)
+	}
+}
+
+// run.json compares each step's estimate to the usage of its succeeded
+// items: the failed item's estimate is left out.
+func TestStepEstimates(t *testing.T) {
+	run, err := ReadRun(writeFixture(t, t.TempDir(), "est"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]StepEstimate{
+		"summarize": {Items: 1, EstimatedTokens: 1412, UsedTokens: 853, Ratio: 0.604},
+		"brief":     {Items: 1, EstimatedTokens: 3100, UsedTokens: 1070, Ratio: 0.345, Unsized: 1},
+	}
+	for _, s := range run.Steps {
+		if s.Estimate == nil || *s.Estimate != want[s.Step] {
+			t.Errorf("step %s: estimate %+v, want %+v", s.Step, s.Estimate, want[s.Step])
+		}
 	}
 }
 

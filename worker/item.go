@@ -311,11 +311,14 @@ func buildItem(it pipelines.Item, ck *runstore.Checkpoint, state, errMsg string,
 		AllArtifacts: it.AllArtifacts,
 		Requests:     it.Requests,
 		State:        state,
-		Attempts:     max(ck.Attempts, 1),
-		ThreadID:     ck.ThreadID,
-		Error:        errMsg,
-		StartedAt:    ck.StartedAt,
-		FinishedAt:   now,
+		// The estimate the budget reserved, for run.json's comparison.
+		EstimatedTokens: it.EstimatedTokens,
+		Unsized:         len(it.Unsized) > 0,
+		Attempts:        max(ck.Attempts, 1),
+		ThreadID:        ck.ThreadID,
+		Error:           errMsg,
+		StartedAt:       ck.StartedAt,
+		FinishedAt:      now,
 	}
 	if r.ArtifactIDs == nil {
 		r.ArtifactIDs = []string{}

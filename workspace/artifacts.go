@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -175,4 +176,29 @@ func pageLabel(p PageParams) string {
 		return fmt.Sprintf("after cursor %q", p.After)
 	}
 	return fmt.Sprint(p.Page)
+}
+
+// Size returns the size in bytes of the artifact's content as the API
+// reports it, and whether it does: props.content_length (a Document's, as
+// uploaded; workspace-api.md §8.5, required by the guide but not by the
+// spec), else the text of an InlineText's props.content, else the content
+// itself when the listing included it (include_content). The artifact DTO
+// has no size field of its own.
+func (a *Artifact) Size() (int64, bool) {
+	var props struct {
+		ContentLength json.Number `json:"content_length"`
+		Content       *string     `json:"content"`
+	}
+	if len(a.Props) > 0 && json.Unmarshal(a.Props, &props) == nil {
+		if n, err := props.ContentLength.Int64(); err == nil && n >= 0 {
+			return n, true
+		}
+		if props.Content != nil && a.Type == ArtifactTypeInlineText {
+			return int64(len(*props.Content)), true
+		}
+	}
+	if a.Content != "" {
+		return int64(len(a.Content)), true
+	}
+	return 0, false
 }

@@ -181,3 +181,35 @@ func TestCompatCursorPaginationListing(t *testing.T) {
 	}
 	wantAllNames(t, names, 250)
 }
+
+// Whatever shape a 400 from validate takes (simulator --compat
+// validate-400), ValidateChat returns a permanent *APIError naming the
+// endpoint and carrying the server's message.
+func TestValidate400Shapes(t *testing.T) {
+	req := workspace.ChatRequest{Messages: []workspace.Message{}}
+	for _, shape := range []string{simulator.Validate400Valid, simulator.Validate400DetailList, simulator.Validate400DetailString,
+		simulator.Validate400Message, simulator.Validate400Error, simulator.Validate400Text} {
+		t.Run(shape, func(t *testing.T) {
+			sim := simulator.New(simulator.Config{ProjectID: testProj, Org: testOrg, Token: testToken,
+				Compat: simulator.Compat{Validate400: shape}})
+			srv := httptest.NewServer(sim)
+			t.Cleanup(func() {
+				srv.Close()
+				sim.Close()
+			})
+			err := newClient(t, srv).ValidateChat(ctxT(t), req)
+			ae, ok := errors.AsType[*workspace.APIError](err)
+			if !ok || ae.StatusCode != http.StatusBadRequest || !workspace.IsPermanent(err) {
+				t.Fatalf("ValidateChat = %v (%T), want a permanent 400 *APIError", err, err)
+			}
+			t.Log(err)
+			const want = "workspace: POST /api/v1/app/chat/validate: 400 Bad Request: "
+			if !strings.HasPrefix(err.Error(), want) || !strings.Contains(ae.Message, "messages must not be empty") {
+				t.Errorf("error %q, message %q: want %q and the server's message", err, ae.Message, want)
+			}
+			if c := sim.Counters(); c.Validations != 1 || c.ValidationsFailed != 1 {
+				t.Errorf("%d validations, %d failed; want one", c.Validations, c.ValidationsFailed)
+			}
+		})
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -19,107 +18,6 @@ import (
 // the week before it, and the corpus is dated over the two weeks before it,
 // so that every run sees the same tickets.
 var compatAt = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-
-// compatOutcome is what a run of an example produced, without ids and
-// timings: per item its state, output, usage, stop reason and requests;
-// and the interactions the server created.
-type compatOutcome struct {
-	items        map[string]string
-	interactions int
-	threads      int
-}
-
-// runExampleOn runs an example with `run --redis` against a fresh simulator
-// of cfg, with WORKSPACE_API_SCHEME=scheme ("" leaves it unset: auto).
-func runExampleOn(t *testing.T, cfg simulator.Config, scheme, example string) compatOutcome {
-	t.Helper()
-	unsetRunnerEnv(t)
-	e := startRunnerSim(t, cfg)
-	if err := spreadDates(e.sim, compatAt, 14*24*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	e.setenv(t)
-	t.Setenv(envScheme, scheme)
-	rs := redistest.Start(t)
-	root := filepath.Join(t.TempDir(), "out")
-	name := strings.TrimSuffix(example, ".yaml")
-	code, stdout, stderr := runnerCLI(t.Context(), "run", "--redis", rs.URL(), "--results", root, "--run-id", "compat-1",
-		"--progress", "none", "--at", compatAt.Format(time.RFC3339), filepath.Join("..", "..", "examples", example))
-	if code != exitOK {
-		t.Fatalf("%s on %+v with %s=%q: exit %d\nstdout:\n%s\nstderr:\n%s", example, cfg.Compat, envScheme, scheme, code, stdout, stderr)
-	}
-	items := readResultItems(t, filepath.Join(root, name, "compat-1", results.ResultsFile))
-	out := compatOutcome{items: map[string]string{}}
-	for _, it := range items {
-		if it.State != results.StateSucceeded {
-			t.Errorf("%s: item %s/%s %s: %s", example, it.Step, it.Key, it.State, it.Error)
-		}
-		b, err := json.Marshal(struct {
-			State, Output, StopReason string
-			Usage                     any
-			Requests                  any
-		}{it.State, it.Output, it.StopReason, it.Usage, it.Requests})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out.items[it.Step+"|"+it.Key] = string(b)
-	}
-	c := e.sim.Counters()
-	out.interactions, out.threads = c.InteractionsCreated, c.ThreadsCreated
-	if c.InteractionsCreated != len(items) {
-		t.Errorf("%s: the server created %d interactions for %d items", example, c.InteractionsCreated, len(items))
-	}
-	for route, byStatus := range c.Requests {
-		if byStatus[404] > 0 && route != "GET /api/v1/app/thread/{threadId}" && route != "GET /api/v1/app/project/{projectId}/thread/{threadId}" && route != "unmatched" {
-			t.Errorf("%s: %s answered 404 %d times", example, route, byStatus[404])
-		}
-	}
-	return out
-}
-
-// The bulk and weekly examples give the same results, with the same number
-// of interactions, on a server of the project-scoped routes (spec <=
-// 2025-11) as on a current one, with the scheme set and with it detected at
-// preflight.
-func TestExamplesOnProjectScopedServer(t *testing.T) {
-	old := simulator.Config{Async: true, Compat: simulator.Compat{Routes: simulator.RoutesProject}}
-	for _, example := range []string{"bulk-summarize.yaml", "weekly-support-brief.yaml"} {
-		t.Run(example, func(t *testing.T) {
-			var base compatOutcome
-			t.Run("current server, auto", func(t *testing.T) {
-				base = runExampleOn(t, simulator.Config{Async: true}, "", example)
-			})
-			if len(base.items) < 2 {
-				t.Fatalf("the baseline run has %d items", len(base.items))
-			}
-			for _, tc := range []struct {
-				name, scheme string
-				cfg          simulator.Config
-			}{
-				{"project server, scheme project", "project", old},
-				{"project server, auto", "", old},
-				{"project server, auto, finished-stream 409", "auto",
-					simulator.Config{Async: true, Compat: simulator.Compat{Routes: simulator.RoutesProject, FinishedStream: simulator.FinishedStream409}}},
-			} {
-				t.Run(tc.name, func(t *testing.T) {
-					got := runExampleOn(t, tc.cfg, tc.scheme, example)
-					if got.interactions != base.interactions || got.threads != base.threads {
-						t.Errorf("%d interactions in %d threads, want %d in %d as on a current server",
-							got.interactions, got.threads, base.interactions, base.threads)
-					}
-					if len(got.items) != len(base.items) {
-						t.Errorf("%d items, want %d", len(got.items), len(base.items))
-					}
-					for k, want := range base.items {
-						if got.items[k] != want {
-							t.Errorf("item %s differs from the current server's:\n got %s\nwant %s", k, got.items[k], want)
-						}
-					}
-				})
-			}
-		})
-	}
-}
 
 // A run whose scheme does not match the server fails at preflight with one
 // line naming the fix, before anything is created or enqueued.

@@ -166,7 +166,7 @@ func TestPlanSimulateBulkSummarize(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errb)
 	}
-	items := regexp.MustCompile(`(?m)^\s+\d+\s+summarize/artifact_[0-9a-f]+\s+Support/Tickets/\S+\.md\s+1\s+[\d,]+$`).FindAllString(out, -1)
+	items := regexp.MustCompile(`(?m)^\s+\d+\s+summarize/artifact_[0-9a-f]+\s+Support/Tickets/\S+\.md\s+1\s+[\d,]+\s+[\d,]+$`).FindAllString(out, -1)
 	if len(items) != want {
 		t.Errorf("%d item rows, want one per ticket (%d):\n%s", len(items), want, out)
 	}
@@ -224,6 +224,50 @@ func TestPlanSimulateWeeklyJSON(t *testing.T) {
 	if rep.Run.WindowStart.IsZero() || !rep.Run.WindowEnd.After(rep.Run.WindowStart) || rep.Run.WindowEnd.After(time.Now()) ||
 		!strings.HasPrefix(rep.Run.ID, "weekly-support-brief-") {
 		t.Errorf("run: %+v", rep.Run)
+	}
+}
+
+// plan counts each document at its size (props.content_length); against a
+// server that reports none (artifact-size=without) it counts the fallback,
+// marks the items and names the artifacts.
+func TestPlanCountsTheDocuments(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size string
+	}{{"with sizes", simulator.ArtifactSizeWith}, {"without sizes", simulator.ArtifactSizeWithout}} {
+		t.Run(tc.name, func(t *testing.T) {
+			unsetRunnerEnv(t)
+			e := startRunnerSim(t, simulator.Config{Compat: simulator.Compat{ArtifactSize: tc.size}})
+			e.setenv(t)
+			args := []string{"plan", "--at", "2026-06-15T09:00:00Z", "../../examples/bulk-summarize.yaml"}
+			code, out, errb := runCmdline(t, "plan", "--json", "--at", "2026-06-15T09:00:00Z", "../../examples/bulk-summarize.yaml")
+			if code != exitOK {
+				t.Fatalf("exit %d\n%s%s", code, out, errb)
+			}
+			var rep planReport
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range rep.Steps[0].Items {
+				a, _ := e.sim.ArtifactByPath(it.Artifact.Folder + "/" + it.Artifact.Name)
+				want := (int64(len(a.Content)) + 3) / 4
+				if tc.size == simulator.ArtifactSizeWithout {
+					want = pipelines.UnsizedArtifactTokens
+				}
+				if it.ContextTokens != want || (len(it.Unsized) == 1) != (tc.size == simulator.ArtifactSizeWithout) {
+					t.Errorf("%s: context %d tokens, unsized %v; want %d", it.Key, it.ContextTokens, it.Unsized, want)
+				}
+			}
+			code, out, errb = runCmdline(t, args...)
+			if code != exitOK {
+				t.Fatalf("exit %d\n%s%s", code, out, errb)
+			}
+			marked := regexp.MustCompile(`(?m)^\s+\d+\s+summarize/\S+\s+\S+\s+1\s+2,000\*\s+[\d,]+$`).FindAllString(out, -1)
+			note := strings.Contains(out, "* estimated without a size: the Workspace reports none for 15 artifacts (artifact_")
+			if tc.size == simulator.ArtifactSizeWithout && (len(marked) != 15 || !note) || tc.size == simulator.ArtifactSizeWith && (len(marked) != 0 || note) {
+				t.Errorf("%d items marked, note %v:\n%s", len(marked), note, out)
+			}
+		})
 	}
 }
 

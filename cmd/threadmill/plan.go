@@ -59,8 +59,14 @@ outputs, whose upper bound (items × max_tokens of the needed steps) is shown
 beside them and included in the total.
 
 Token estimates: one token per four bytes of text (system and prompts), each
-turn re-reading the thread so far, plus max_tokens per turn for the answer.
-Artifact content is not counted (the server retrieves from it).
+turn re-reading the thread so far, plus max_tokens per turn for the answer,
+plus the artifacts sent as context (CONTEXT): one token per four bytes of
+each artifact's size as the Workspace reports it (a Document's
+props.content_length), on every turn, at most 128,000 a turn. An artifact
+without a reported size is counted at 2,000 tokens; such items are marked
+with * and the artifacts listed. The budget (limits.max_total_tokens)
+reserves the same estimate per item, and run.json compares it to the usage
+per step (steps[].estimate).
 
 ` + workspaceEnvHelp,
 		Example: `  threadmill plan --simulate examples/bulk-summarize.yaml
@@ -310,6 +316,7 @@ func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
 		}
 		tw.Flush()
 	}
+	var unsized []string
 	for _, sp := range rep.Steps {
 		s, _ := p.StepByID(sp.ID)
 		bw.printf("\nstep %s: %s, %s, ~%s tokens", sp.ID, stepShape(s), plural(len(sp.Items), "item"), numfmt.Thousands(sp.EstimatedTokens))
@@ -318,7 +325,7 @@ func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
 		}
 		bw.printf("\n")
 		tw := tabwriter.NewWriter(bw, 2, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "  %3s\tKEY\tARTIFACT\t%5s\t%8s\n", "#", "TURNS", "TOKENS")
+		fmt.Fprintf(tw, "  %3s\tKEY\tARTIFACT\t%5s\t%8s\t%8s\n", "#", "TURNS", "CONTEXT", "TOKENS")
 		for _, it := range sp.Items {
 			art := "-"
 			switch {
@@ -331,9 +338,22 @@ func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
 			case len(it.ArtifactIDs) > 0:
 				art = fmt.Sprintf("(%s)", plural(len(it.ArtifactIDs), "artifact"))
 			}
-			fmt.Fprintf(tw, "  %3d\t%s\t%s\t%5d\t%8s\n", it.Index+1, it.Key, art, len(it.Requests), numfmt.Thousands(it.EstimatedTokens))
+			ctx := numfmt.Thousands(it.ContextTokens)
+			if len(it.Unsized) > 0 {
+				ctx += "*"
+				for _, id := range it.Unsized {
+					if !slices.Contains(unsized, id) {
+						unsized = append(unsized, id)
+					}
+				}
+			}
+			fmt.Fprintf(tw, "  %3d\t%s\t%s\t%5d\t%8s\t%8s\n", it.Index+1, it.Key, art, len(it.Requests), ctx, numfmt.Thousands(it.EstimatedTokens))
 		}
 		tw.Flush()
+	}
+	if len(unsized) > 0 {
+		bw.printf("\n* estimated without a size: the Workspace reports none for %s (%s), each counted at %s tokens a turn\n",
+			plural(len(unsized), "artifact"), strings.Join(unsized, ", "), numfmt.Thousands(pipelines.UnsizedArtifactTokens))
 	}
 	bw.printf("\ntotal: %s, ~%s tokens (estimate; limit max_total_tokens %s)\n", plural(rep.TotalItems, "item"),
 		numfmt.Thousands(rep.TotalEstimatedTokens), limitText(p.Limits.MaxTotalTokens))

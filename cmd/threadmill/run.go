@@ -91,8 +91,11 @@ func (o *runOptions) validate() error {
 	return o.Log.validate()
 }
 
-func newRunCmd() *cobra.Command {
-	o := &runOptions{}
+func newRunCmd() *cobra.Command { return newRunCmdWith(&runOptions{}) }
+
+// newRunCmdWith is the run command filling o: tests set o.LookupEnv to run
+// in parallel, each with its own environment.
+func newRunCmdWith(o *runOptions) *cobra.Command {
 	var at string
 	cmd := &cobra.Command{
 		Use:   "run FILE",

@@ -110,7 +110,11 @@ func (o *simulateOptions) validate() error {
 	if err != nil {
 		return fmt.Errorf("--compat: %w", err)
 	}
+	if o.Async && c.Create == simulator.CreateBlocking {
+		return errors.New("--async contradicts --compat create=blocking")
+	}
 	o.Compat = c
+	o.Async = o.Async || c.Create == simulator.CreateAsync
 	if strings.TrimSpace(o.Org) == "" {
 		return errors.New("--org must not be empty")
 	}
@@ -152,9 +156,13 @@ stream delivers deltas; --latency/--per-token/--jitter shape the timing;
 --rate-limit answers 429 with Retry-After beyond N requests per second; the
 --fault-* rates inject 5xx, 429, cut streams, slow answers, failed
 interactions and lost create responses. --compat serves an older or
-different server: routes=project answers the project-scoped thread and
-interaction routes of servers up to spec 2025-11 (the current ones answer a
-route-level 404), finished-stream=close|409 changes what the stream of a
+different server: profile=oldest|newest sets every switch at once (the
+keys after it override), routes=project answers the project-scoped thread
+and interaction routes of servers up to spec 2025-11 (the current ones
+answer a route-level 404), create=async is --async, validate-400=detail-list|
+detail-string|message|error|text changes the body of a 400 from
+/app/chat/validate, artifact-size=without drops content_length from the
+artifacts' props (no size to estimate tokens with), finished-stream=close|409 changes what the stream of a
 finished interaction answers, cancel-end=error|stop the state and stop
 reason a cancelled interaction ends in, chat-usage=without drops usage and
 stop_reason from /app/chat answers, max-page-size=N answers a larger
@@ -163,7 +171,8 @@ only by after/next_cursor. Counters are served at GET /_sim/counters.`,
 		Example: `  threadmill simulate
   threadmill simulate --artifacts examples/artifacts --addr 127.0.0.1:8080
   threadmill simulate --async --latency 200ms --per-token 5ms --fault-5xx 0.1 --fault-429 0.05
-  threadmill simulate --compat routes=project,finished-stream=409`,
+  threadmill simulate --compat routes=project,finished-stream=409
+  threadmill simulate --compat profile=oldest`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.tokenSet = cmd.Flags().Changed("token-env")
@@ -203,7 +212,7 @@ only by after/next_cursor. Counters are served at GET /_sim/counters.`,
 	f.DurationVar(&o.Spread, "spread", 14*24*time.Hour, "date the documents' updated_at evenly over this time before now, as if they arrived over it (0: all now); any weekly window of the last two weeks then holds about half of them")
 	f.Uint64Var(&o.Faults.Seed, "seed", 1, "seed of the fault and jitter random source")
 	f.BoolVar(&o.Verbose, "verbose", false, "log every request to stderr")
-	f.StringVar(&o.CompatSpec, "compat", "", "serve an older or different server, KEY=VALUE,...: routes=current|project (project: the project-scoped routes of spec <= 2025-11), finished-stream=replay|close|409, cancel-end=completed|error|stop, chat-usage=with|without, max-page-size=N, pagination=page|cursor (see docs/compatibility.md)")
+	f.StringVar(&o.CompatSpec, "compat", "", "serve an older or different server, KEY=VALUE,...: profile=oldest|newest (every switch; keys after it override), routes=current|project (project: the project-scoped routes of spec <= 2025-11), create=blocking|async, validate-400=valid|detail-list|detail-string|message|error|text, artifact-size=with|without, finished-stream=replay|close|409, cancel-end=completed|error|stop, chat-usage=with|without, max-page-size=N, pagination=page|cursor (see docs/compatibility.md)")
 	return cmd
 }
 

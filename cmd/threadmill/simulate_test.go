@@ -194,6 +194,8 @@ func TestSimulateFlagErrors(t *testing.T) {
 		{[]string{"--compat", "chat-usage=maybe"}, "--compat: compat switch chat-usage=maybe: want one of with | without"},
 		{[]string{"--compat", "max-page-size=-3"}, "--compat: compat switch max-page-size=-3: want an integer >= 1"},
 		{[]string{"--compat", "paging=cursor"}, `--compat: compat switch "paging=cursor": unknown key "paging"`},
+		{[]string{"--async", "--compat", "create=blocking"}, "--async contradicts --compat create=blocking"},
+		{[]string{"--compat", "profile=ancient"}, "--compat: compat switch profile=ancient: want one of 2025-11 | 2025-12 | newest | oldest"},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer

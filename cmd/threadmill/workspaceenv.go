@@ -120,7 +120,18 @@ func startSimulator(ctx context.Context, projectID string) (baseURL string, sim 
 		sim.Close()
 		return "", nil, nil, fmt.Errorf("simulator: listen on 127.0.0.1: %w", err)
 	}
-	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	// unused holds the connections a client opened but has sent nothing on
+	// (http.StateNew): Shutdown waits up to 5 s for those, though nothing
+	// will come once the command is done with the simulator.
+	var unused sync.Map
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				unused.Store(c, struct{}{})
+			} else {
+				unused.Delete(c)
+			}
+		}}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -134,6 +145,10 @@ func startSimulator(ctx context.Context, projectID string) (baseURL string, sim 
 		case <-done:
 		}
 		sim.Close() // ends open streams so Shutdown does not wait for them
+		unused.Range(func(c, _ any) bool {
+			_ = c.(net.Conn).Close()
+			return true
+		})
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {

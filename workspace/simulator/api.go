@@ -510,7 +510,8 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *httpError {
 }
 
 // handleValidate checks a chat body: 204 when valid, else 400 with
-// {"valid": false, "errors": [...], "message": "..."}.
+// {"valid": false, "errors": [...], "message": "..."} (or the shape of
+// Compat.Validate400).
 func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request) *httpError {
 	s.mu.Lock()
 	s.counters.Validations++
@@ -524,12 +525,11 @@ func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request) *httpErr
 			s.mu.Lock()
 			s.counters.ValidationsFailed++
 			s.mu.Unlock()
-			f := false
 			errs := e.errs
 			if len(errs) == 0 {
 				errs = []string{e.msg}
 			}
-			writeJSON(w, e.status, apiError{Valid: &f, Message: e.msg, Errors: errs})
+			s.compat.validate400(w, e.msg, errs)
 			return nil
 		}
 		return e
@@ -637,7 +637,7 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) *ht
 			NextCursor: refs.NextCursor, PreviousCursor: refs.PreviousCursor,
 			HasNextPage: refs.HasNextPage, HasPreviousPage: refs.HasPreviousPage, TotalCount: refs.TotalCount}
 		for i, a := range refs.Data {
-			page.Data[i] = a.view(withContent)
+			page.Data[i] = s.compat.sized(a.view(withContent))
 		}
 		s.mu.Unlock()
 		writeJSON(w, http.StatusOK, page)
@@ -675,7 +675,7 @@ func (s *Server) handleGetArtifact(w http.ResponseWriter, r *http.Request) *http
 	if a == nil || a.dto.State == "Deleted" {
 		return errorf(http.StatusNotFound, "artifact %q not found in project %s", id, s.projectID)
 	}
-	writeJSON(w, http.StatusOK, a.view(withContent))
+	writeJSON(w, http.StatusOK, s.compat.sized(a.view(withContent)))
 	return nil
 }
 

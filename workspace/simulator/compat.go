@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/threadmill/threadmill/workspace"
 )
 
 // Route schemes of Compat.Routes (workspace-api.md §11).
@@ -60,6 +62,50 @@ const (
 	ChatUsageWithout = "without"
 )
 
+// Answers of POST /thread/{threadId}/interaction (Compat.Create,
+// workspace-api.md §5 and §12 question 1).
+const (
+	// CreateBlocking answers 201 once the interaction has finished, with
+	// state Completed (or Error) and the whole answer.
+	CreateBlocking = "blocking"
+	// CreateAsync answers 201 at once with state Processing; the answer
+	// is produced in the background and followed on /stream or by GET.
+	CreateAsync = "async"
+)
+
+// Bodies of a 400 from POST /app/chat/validate (Compat.Validate400,
+// workspace-api.md §7.2 and §12 question 6). Each carries the same
+// message, "invalid request: <first problem>".
+const (
+	// Validate400Valid is ZylonGPT's shape:
+	// {"valid": false, "message": "...", "errors": ["...", ...]}.
+	Validate400Valid = "valid"
+	// Validate400DetailList is FastAPI's validation error:
+	// {"detail": [{"type": "value_error", "loc": ["body"], "msg": "...", "input": null}, ...]}.
+	Validate400DetailList = "detail-list"
+	// Validate400DetailString is FastAPI's HTTPException:
+	// {"detail": "..."}.
+	Validate400DetailString = "detail-string"
+	// Validate400Message is {"message": "..."} alone.
+	Validate400Message = "message"
+	// Validate400Error is the typed error of §9:
+	// {"error": {"type": "invalid_request_error", "message": "..."}}.
+	Validate400Error = "error"
+	// Validate400Text is a text/plain body holding the message.
+	Validate400Text = "text"
+)
+
+// Sizes in the artifact DTO (Compat.ArtifactSize, workspace-api.md §8.2
+// and §8.5).
+const (
+	// ArtifactSizeWith serves a Document's props with content_length, the
+	// bytes uploaded (the guide requires it on upload).
+	ArtifactSizeWith = "with"
+	// ArtifactSizeWithout serves props with file_name and content_type
+	// only (the spec requires no more): the DTO then gives no size.
+	ArtifactSizeWithout = "without"
+)
+
 // Paging of the listings (Compat.Pagination, workspace-api.md §3 and §12
 // question 8).
 const (
@@ -77,6 +123,9 @@ const (
 type Compat struct {
 	// Routes is RoutesCurrent or RoutesProject. Default RoutesCurrent.
 	Routes string
+	// Create is CreateBlocking or CreateAsync. Default CreateBlocking
+	// (unless Config.Async is set, which is the same as CreateAsync).
+	Create string
 	// FinishedStream is what /stream answers once the interaction has
 	// finished: FinishedStreamReplay, FinishedStreamClose or
 	// FinishedStream409. Default FinishedStreamReplay.
@@ -87,6 +136,12 @@ type Compat struct {
 	CancelEnd string
 	// ChatUsage is ChatUsageWith or ChatUsageWithout. Default ChatUsageWith.
 	ChatUsage string
+	// Validate400 is the body of a 400 from /app/chat/validate: one of the
+	// Validate400* shapes. Default Validate400Valid.
+	Validate400 string
+	// ArtifactSize is ArtifactSizeWith or ArtifactSizeWithout. Default
+	// ArtifactSizeWith.
+	ArtifactSize string
 	// MaxPageSize, when > 0, is the largest page_size a listing accepts:
 	// beyond it the listing answers 422 with a FastAPI-style
 	// {"detail": [{"loc": ["query", "page_size"], ...}]}. Default 0: the
@@ -99,19 +154,27 @@ type Compat struct {
 
 // compatKeys are the keys of ParseCompat with their allowed values.
 var compatKeys = map[string][]string{
+	"profile":         profileNames(),
 	"routes":          {RoutesCurrent, RoutesProject},
+	"create":          {CreateBlocking, CreateAsync},
 	"finished-stream": {FinishedStreamReplay, FinishedStreamClose, FinishedStream409},
 	"cancel-end":      {CancelEndCompleted, CancelEndError, CancelEndStop},
 	"chat-usage":      {ChatUsageWith, ChatUsageWithout},
+	"validate-400":    {Validate400Valid, Validate400DetailList, Validate400DetailString, Validate400Message, Validate400Error, Validate400Text},
+	"artifact-size":   {ArtifactSizeWith, ArtifactSizeWithout},
 	"max-page-size":   {"N (an integer >= 1)"},
 	"pagination":      {PaginationPage, PaginationCursor},
 }
 
 // ParseCompat reads "KEY=VALUE,..." switches, e.g.
-// "routes=project,finished-stream=409". Keys: routes (current | project),
-// finished-stream (replay | close | 409), cancel-end (completed | error |
-// stop), chat-usage (with | without), max-page-size (an integer >= 1),
-// pagination (page | cursor). An empty string is the zero Compat. Errors name the key and the allowed values.
+// "routes=project,finished-stream=409". Keys: profile (a name of Profiles:
+// every switch of the preset, which the keys after it override), routes
+// (current | project), create (blocking | async), finished-stream (replay |
+// close | 409), cancel-end (completed | error | stop), chat-usage (with |
+// without), validate-400 (valid | detail-list | detail-string | message |
+// error | text), artifact-size (with | without), max-page-size (an
+// integer >= 1), pagination (page | cursor). An empty string is the zero
+// Compat. Errors name the key and the allowed values.
 func ParseCompat(s string) (Compat, error) {
 	var c Compat
 	for part := range strings.SplitSeq(s, ",") {
@@ -148,20 +211,23 @@ func ParseCompat(s string) (Compat, error) {
 		if !valid {
 			return Compat{}, fmt.Errorf("compat switch %s=%s: want one of %s", k, v, strings.Join(allowed, " | "))
 		}
-		switch k {
-		case "routes":
-			c.Routes = v
-		case "finished-stream":
-			c.FinishedStream = v
-		case "cancel-end":
-			c.CancelEnd = v
-		case "chat-usage":
-			c.ChatUsage = v
-		case "pagination":
-			c.Pagination = v
+		if k == "profile" {
+			c = Profiles[v].Compat
+			continue
 		}
+		*c.field(k) = v
 	}
 	return c, nil
+}
+
+// field returns the switch named by a key of compatKeys (other than
+// profile and max-page-size).
+func (c *Compat) field(key string) *string {
+	return map[string]*string{
+		"routes": &c.Routes, "create": &c.Create, "finished-stream": &c.FinishedStream,
+		"cancel-end": &c.CancelEnd, "chat-usage": &c.ChatUsage, "validate-400": &c.Validate400,
+		"artifact-size": &c.ArtifactSize, "pagination": &c.Pagination,
+	}[key]
 }
 
 // validate reports an unknown value, naming the field.
@@ -170,6 +236,16 @@ func (c Compat) validate() error {
 	case "", RoutesCurrent, RoutesProject:
 	default:
 		return fmt.Errorf("simulator: Compat.Routes must be %q or %q, got %q", RoutesCurrent, RoutesProject, c.Routes)
+	}
+	switch c.Create {
+	case "", CreateBlocking, CreateAsync:
+	default:
+		return fmt.Errorf("simulator: Compat.Create must be %q or %q, got %q", CreateBlocking, CreateAsync, c.Create)
+	}
+	switch c.Validate400 {
+	case "", Validate400Valid, Validate400DetailList, Validate400DetailString, Validate400Message, Validate400Error, Validate400Text:
+	default:
+		return fmt.Errorf("simulator: Compat.Validate400 must be valid, detail-list, detail-string, message, error or text, got %q", c.Validate400)
 	}
 	switch c.FinishedStream {
 	case "", FinishedStreamReplay, FinishedStreamClose, FinishedStream409:
@@ -185,6 +261,11 @@ func (c Compat) validate() error {
 	case "", ChatUsageWith, ChatUsageWithout:
 	default:
 		return fmt.Errorf("simulator: Compat.ChatUsage must be with or without, got %q", c.ChatUsage)
+	}
+	switch c.ArtifactSize {
+	case "", ArtifactSizeWith, ArtifactSizeWithout:
+	default:
+		return fmt.Errorf("simulator: Compat.ArtifactSize must be with or without, got %q", c.ArtifactSize)
 	}
 	if c.MaxPageSize < 0 {
 		return fmt.Errorf("simulator: Compat.MaxPageSize must be >= 0, got %d", c.MaxPageSize)
@@ -227,6 +308,9 @@ func (c Compat) String() string {
 	if c.Routes != "" && c.Routes != RoutesCurrent {
 		parts = append(parts, "routes="+c.Routes)
 	}
+	if c.Create != "" && c.Create != CreateBlocking {
+		parts = append(parts, "create="+c.Create)
+	}
 	if c.FinishedStream != "" && c.FinishedStream != FinishedStreamReplay {
 		parts = append(parts, "finished-stream="+c.FinishedStream)
 	}
@@ -235,6 +319,12 @@ func (c Compat) String() string {
 	}
 	if c.ChatUsage != "" && c.ChatUsage != ChatUsageWith {
 		parts = append(parts, "chat-usage="+c.ChatUsage)
+	}
+	if c.Validate400 != "" && c.Validate400 != Validate400Valid {
+		parts = append(parts, "validate-400="+c.Validate400)
+	}
+	if c.ArtifactSize != "" && c.ArtifactSize != ArtifactSizeWith {
+		parts = append(parts, "artifact-size="+c.ArtifactSize)
 	}
 	if c.MaxPageSize > 0 {
 		parts = append(parts, "max-page-size="+strconv.Itoa(c.MaxPageSize))
@@ -306,4 +396,19 @@ func (s *Server) handleCreateInteractionInProject(w http.ResponseWriter, r *http
 		return errorf(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", s.maxBody)
 	}
 	return errorf(http.StatusBadRequest, "thread_id is required: the project-scoped create names its thread in the body")
+}
+
+// sized drops content_length from an artifact's props under
+// artifact-size=without.
+func (c Compat) sized(a workspace.Artifact) workspace.Artifact {
+	if c.ArtifactSize != ArtifactSizeWithout || len(a.Props) == 0 {
+		return a
+	}
+	var props map[string]json.RawMessage
+	if json.Unmarshal(a.Props, &props) != nil {
+		return a
+	}
+	delete(props, "content_length")
+	a.Props, _ = json.Marshal(props)
+	return a
 }

@@ -3,6 +3,7 @@ package simulator_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,13 +132,17 @@ func TestParseCompat(t *testing.T) {
 	for in, want := range map[string]string{
 		"routes":             "want KEY=VALUE",
 		"routes=old":         "routes=old: want one of current | project",
-		"stream=409":         `unknown key "stream" (known: cancel-end, chat-usage, finished-stream, max-page-size, pagination, routes)`,
+		"stream=409":         `unknown key "stream" (known: artifact-size, cancel-end, chat-usage, create, finished-stream, max-page-size, pagination, profile, routes, validate-400)`,
 		"finished-stream=no": "want one of replay | close | 409",
 		"cancel-end=gone":    "want one of completed | error | stop",
 		"chat-usage=maybe":   "want one of with | without",
 		"max-page-size=0":    "max-page-size=0: want an integer >= 1",
 		"max-page-size=lots": "want an integer >= 1",
 		"pagination=offset":  "want one of page | cursor",
+		"create=later":       "want one of blocking | async",
+		"artifact-size=kb":   "want one of with | without",
+		"validate-400=xml":   "want one of valid | detail-list | detail-string | message | error | text",
+		"profile=2024":       "profile=2024: want one of 2025-11 | 2025-12 | newest | oldest",
 	} {
 		if _, err := simulator.ParseCompat(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseCompat(%q) = %v, want %q", in, err, want)
@@ -151,9 +156,107 @@ func TestParseCompat(t *testing.T) {
 	if err != nil || c != want || c.String() != "chat-usage=without,max-page-size=50,pagination=cursor" {
 		t.Errorf("ParseCompat = %+v %q, %v", c, c.String(), err)
 	}
-	for _, bad := range []simulator.Compat{{ChatUsage: "x"}, {MaxPageSize: -1}, {Pagination: "x"}} {
+	for _, bad := range []simulator.Compat{{ChatUsage: "x"}, {MaxPageSize: -1}, {Pagination: "x"}, {Create: "x"}, {Validate400: "x"}, {ArtifactSize: "x"}} {
 		if err := (simulator.Config{Compat: bad}).Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil", bad)
+		}
+	}
+}
+
+// profile=NAME sets every switch of the preset; the keys after it
+// override, and an alias is the same preset.
+func TestParseCompatProfiles(t *testing.T) {
+	c, err := simulator.ParseCompat("profile=oldest")
+	want := "routes=project,finished-stream=409,cancel-end=error,chat-usage=without,validate-400=detail-list,artifact-size=without,max-page-size=50,pagination=cursor"
+	if err != nil || c != simulator.Profiles["oldest"].Compat || c.String() != want {
+		t.Fatalf("profile=oldest: %+v %q %v, want %q", c, c.String(), err, want)
+	}
+	if c2, err := simulator.ParseCompat("profile=2025-11"); err != nil || c2 != c {
+		t.Errorf("profile=2025-11 = %+v %v, want oldest", c2, err)
+	}
+	c, err = simulator.ParseCompat("profile=newest,pagination=cursor")
+	if err != nil || c.String() != "create=async,pagination=cursor" || c.Routes != simulator.RoutesCurrent {
+		t.Errorf("profile=newest,pagination=cursor: %+v %q %v", c, c.String(), err)
+	}
+	for name, p := range simulator.Profiles {
+		if err := (simulator.Config{Compat: p.Compat}).Validate(); err != nil || p.StandsFor == "" {
+			t.Errorf("profile %s: %v, stands for %q", name, err, p.StandsFor)
+		}
+	}
+}
+
+// artifact-size=without drops content_length from a Document's props, in
+// listings and on GET, and keeps the rest.
+func TestCompatArtifactSize(t *testing.T) {
+	for _, tc := range []struct {
+		mode  string
+		sized bool
+	}{{"", true}, {simulator.ArtifactSizeWith, true}, {simulator.ArtifactSizeWithout, false}} {
+		e := newEnv(t, simulator.Config{Compat: simulator.Compat{ArtifactSize: tc.mode}})
+		doc := e.sim.AddArtifact(simulator.ArtifactSpec{Name: "a.md", Content: "twelve bytes"})
+		var page workspace.Page[workspace.Artifact]
+		e.must("GET", "/api/v1/app/project/"+project+"/artifact", nil, http.StatusOK, &page)
+		var one workspace.Artifact
+		e.must("GET", "/api/v1/app/project/"+project+"/artifact/"+doc.ID, nil, http.StatusOK, &one)
+		listed := slices.IndexFunc(page.Data, func(a workspace.Artifact) bool { return a.ID == doc.ID })
+		if listed < 0 {
+			t.Fatalf("a.md is not listed: %+v", page.Data)
+		}
+		for _, a := range []workspace.Artifact{page.Data[listed], one} {
+			n, ok := a.Size()
+			if ok != tc.sized || tc.sized && n != 12 || !strings.Contains(string(a.Props), `"file_name":"a.md"`) {
+				t.Errorf("artifact-size=%q: Size() = %d, %v; props %s", tc.mode, n, ok, a.Props)
+			}
+		}
+	}
+}
+
+// create=async answers 201 Processing at once (as Config.Async), blocking
+// answers Completed; --async with create=blocking is refused.
+func TestCompatCreate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg   simulator.Config
+		state string
+	}{
+		{simulator.Config{}, workspace.StateCompleted},
+		{simulator.Config{Compat: simulator.Compat{Create: simulator.CreateBlocking}}, workspace.StateCompleted},
+		{simulator.Config{Compat: simulator.Compat{Create: simulator.CreateAsync}}, workspace.StateProcessing},
+		{simulator.Config{Async: true}, workspace.StateProcessing},
+	} {
+		tc.cfg.Latency = 300 * time.Millisecond
+		e := newEnv(t, tc.cfg)
+		in := e.createInteraction(e.createThread("t").ID, chat("What is the refund policy?"))
+		if in.State != tc.state {
+			t.Errorf("%+v: created %s, want %s", tc.cfg.Compat, in.State, tc.state)
+		}
+	}
+	err := simulator.Config{Async: true, Compat: simulator.Compat{Create: simulator.CreateBlocking}}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "Async contradicts Compat.Create") {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+// validate-400 chooses the body of a 400 from /app/chat/validate; every
+// shape carries the same message.
+func TestCompatValidate400(t *testing.T) {
+	bad := map[string]any{"messages": []any{}}
+	const msg = "invalid request: messages must not be empty"
+	for _, tc := range []struct{ shape, ctype, body string }{
+		{"", "application/json", `{"valid":false,"message":"` + msg + `","errors":["messages must not be empty"]}`},
+		{simulator.Validate400Valid, "application/json", `{"valid":false,"message":"` + msg + `","errors":["messages must not be empty"]}`},
+		{simulator.Validate400DetailList, "application/json", `{"detail":[{"input":null,"loc":["body"],"msg":"messages must not be empty","type":"value_error"}]}`},
+		{simulator.Validate400DetailString, "application/json", `{"detail":"` + msg + `"}`},
+		{simulator.Validate400Message, "application/json", `{"message":"` + msg + `"}`},
+		{simulator.Validate400Error, "application/json", `{"error":{"message":"` + msg + `","type":"invalid_request_error"}}`},
+		{simulator.Validate400Text, "text/plain; charset=utf-8", msg},
+	} {
+		e := newEnv(t, simulator.Config{Compat: simulator.Compat{Validate400: tc.shape}})
+		status, h, body := e.send(e.request("POST", "/api/v1/app/chat/validate", bad))
+		if status != http.StatusBadRequest || h.Get("Content-Type") != tc.ctype || strings.TrimSpace(string(body)) != tc.body {
+			t.Errorf("validate-400=%s: %d %s %s\nwant 400 %s %s", tc.shape, status, h.Get("Content-Type"), body, tc.ctype, tc.body)
+		}
+		if c := e.sim.Counters(); c.Validations != 1 || c.ValidationsFailed != 1 {
+			t.Errorf("validate-400=%s: counters %d validations, %d failed", tc.shape, c.Validations, c.ValidationsFailed)
 		}
 	}
 }

@@ -46,9 +46,11 @@
 //	GET|PUT|DELETE /api/v1/app/project/{projectId}/thread/{threadId}
 //
 // and the replaced routes answer 404 like any unknown path. Compat also
-// chooses what the stream of a finished interaction answers, how a
-// cancelled interaction ends, whether /app/chat answers carry usage, a
-// maximum page_size (422 beyond it) and cursor-only paging.
+// chooses whether create blocks, what the stream of a finished interaction
+// answers, how a cancelled interaction ends, whether /app/chat answers
+// carry usage, the body of a 400 from validate, whether artifacts report
+// their size, a maximum page_size (422 beyond it) and cursor-only paging;
+// Profiles name sets of switches (the oldest and newest servers).
 //
 // Errors are JSON {"message": "...", "errors": ["..."]} naming the field or
 // header at fault (except the injected 502, whose body is an HTML proxy
@@ -127,7 +129,8 @@ type Config struct {
 	// Async makes interaction creation return 201 with state Processing; the
 	// interaction completes after its latency while the stream delivers deltas
 	// as they are produced. When false, create blocks for the latency and
-	// returns the interaction Completed.
+	// returns the interaction Completed. Compat.Create = CreateAsync is the
+	// same switch.
 	Async bool
 	// Latency is the time to the first output token (sync and async modes,
 	// and /app/chat). Default 0.
@@ -260,6 +263,9 @@ func (c Config) Validate() error {
 	if err := c.Compat.validate(); err != nil {
 		return err
 	}
+	if c.Async && c.Compat.Create == CreateBlocking {
+		return fmt.Errorf("simulator: Async contradicts Compat.Create %q", CreateBlocking)
+	}
 	switch {
 	case !(c.RateLimit >= 0):
 		return fmt.Errorf("simulator: RateLimit must be >= 0 requests per second, got %g", c.RateLimit)
@@ -328,7 +334,7 @@ func New(cfg Config) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.async = cfg.Async
+	s.async = cfg.Async || cfg.Compat.Create == CreateAsync
 	s.latency, s.perTok, s.jitter = cfg.Latency, cfg.PerOutputToken, cfg.Jitter
 	s.ping = cmpDur(cfg.PingInterval, time.Second)
 	if s.maxBody <= 0 {
