@@ -12,8 +12,10 @@ import (
 	"github.com/threadmill/threadmill/workspace"
 )
 
-func TestPlanKeysAreStableAcrossReplans(t *testing.T) {
-	ws := newSimWorkspace(t, "")
+// resolvedMapReduce loads testdata/valid/map-reduce.yaml and resolves its
+// sets against ws.
+func resolvedMapReduce(t *testing.T, ws *simWorkspace) (*pipelines.Pipeline, map[string][]pipelines.ArtifactRef) {
+	t.Helper()
 	p, err := pipelines.Load("testdata/valid/map-reduce.yaml", goldenEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -22,6 +24,12 @@ func TestPlanKeysAreStableAcrossReplans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, sets
+}
+
+func TestPlanKeysAreStableAcrossReplans(t *testing.T) {
+	ws := newSimWorkspace(t, "")
+	p, sets := resolvedMapReduce(t, ws)
 	first := planAll(t, p, goldenRun, sets)
 
 	// A resumed run re-resolves, and the earlier step's outputs differ: the
@@ -241,14 +249,7 @@ steps:
 // is ranged over and from any index.
 func TestStepPlanItemsFromAnIndex(t *testing.T) {
 	ws := newSimWorkspace(t, "")
-	p, err := pipelines.Load("testdata/valid/map-reduce.yaml", goldenEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sets, err := pipelines.Resolve(context.Background(), ws.client, p, goldenRun)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, sets := resolvedMapReduce(t, ws)
 	want, err := pipelines.Plan(p, "summarize", goldenRun, sets, nil)
 	if err != nil {
 		t.Fatal(err)
