@@ -86,6 +86,14 @@ func Plan(p *Pipeline, stepID string, run RunInfo, sets map[string][]ArtifactRef
 		it.Index = i
 		items = append(items, it)
 	}
+	if s.Reuse == ReuseUnchanged {
+		refs := stepRefs(s, sets)
+		for i := range items {
+			if !items[i].AllArtifacts {
+				items[i].ReuseKey = ReuseKey(p.Workspace.Project, &items[i], refs)
+			}
+		}
+	}
 	return items, nil
 }
 

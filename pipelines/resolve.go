@@ -351,6 +351,7 @@ func (r *resolver) ref(a workspace.Artifact) ArtifactRef {
 		ref.Folder = r.folderPaths[*a.ParentID]
 	}
 	ref.UpdatedAt = parseTime(cmp.Or(a.UpdatedAt, a.CreatedAt))
+	ref.State = a.State + "/" + a.IngestStatus
 	return ref
 }
 

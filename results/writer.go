@@ -66,6 +66,8 @@ type Writer struct {
 	total    int
 	usage    workspace.Usage
 	retries  int
+	reused   int
+	saved    int64
 	failures []Item // the first maxReportFailures failed items, without requests
 	failed   int
 	err      error // the first write error; the Writer is unusable after it
@@ -161,6 +163,11 @@ func (w *Writer) Add(it Item) error {
 	w.counts[it.State]++
 	w.total++
 	w.usage = w.usage.Add(it.Usage)
+	if it.ReusedFrom != "" {
+		su.Reused++
+		w.reused++
+		w.saved += it.ReusedUsage.Total()
+	}
 	if it.Attempts > 1 {
 		w.retries += it.Attempts - 1
 	}
@@ -270,6 +277,7 @@ func (w *Writer) complete(run Run) Run {
 		run.Counts[k] = v
 	}
 	run.Usage = w.usage
+	run.Reused, run.TokensSaved = w.reused, w.saved
 	if run.Retries == 0 {
 		run.Retries = w.retries
 	}

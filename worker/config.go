@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/reuse"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/workspace"
 )
@@ -114,6 +116,14 @@ type Config struct {
 	// Observer is told about items, retries, tokens, rate-limit waits and
 	// finished runs, for metrics (a *metrics.Metrics). Default: none.
 	Observer Observer
+	// Reuse keeps the outputs that steps with reuse: unchanged take
+	// instead of sending an unchanged item again. Default: Redis (RDB,
+	// under Prefix), kept reuse.DefaultRetention; the embedded runner
+	// passes a reuse.Dir under its results root.
+	Reuse reuse.Store
+	// LookupEnv reads the environment variables notify[].secret_env names.
+	// Default os.LookupEnv.
+	LookupEnv func(string) (string, bool)
 }
 
 func (c Config) withDefaults() Config {
@@ -134,6 +144,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
+	}
+	if c.Reuse == nil && c.RDB != nil {
+		c.Reuse = reuse.NewRedis(c.RDB, c.Prefix, 0)
+	}
+	if c.LookupEnv == nil {
+		c.LookupEnv = os.LookupEnv
 	}
 	return c
 }

@@ -106,6 +106,8 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunState, wr *results.Writer) (string, error) {
 	reportStep := rc.spec.Pipeline.ReportStep()
 	var report strings.Builder
+	saver := &reuseSaver{w: w, rc: rc}
+	defer saver.flush(ctx)
 	for _, s := range st.Steps {
 		if !s.Planned {
 			continue
@@ -117,6 +119,7 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 			if err := wr.Add(it); err != nil {
 				return "", permanent(err)
 			}
+			saver.add(ctx, it)
 			if s.ID != reportStep || it.State != results.StateSucceeded {
 				continue
 			}

@@ -139,14 +139,22 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 		}
 		items = slices.DeleteFunc(items, func(it pipelines.Item) bool { return recorded[it.Key] })
 	}
+	items, reused, err := w.reuseItems(ctx, rc, items)
+	if err != nil {
+		return err
+	}
 	if err := w.enqueueItems(ctx, rc, items, attempt); err != nil {
 		return err
 	}
-	noteDid(ctx, "enqueued %s of step %s", plural(len(items), "item"), step.ID)
+	if reused > 0 {
+		noteDid(ctx, "enqueued %s of step %s; %d reused an earlier run's output", plural(len(items), "item"), step.ID, reused)
+	} else {
+		noteDid(ctx, "enqueued %s of step %s", plural(len(items), "item"), step.ID)
+	}
 	if err := w.store.MarkEnqueued(ctx, rc.id, step.ID); err != nil {
 		return err
 	}
-	log.Info("step started", "items", len(items), "plan_time", planned, "enqueue_time", time.Since(began)-planned)
+	log.Info("step started", "items", len(items), "reused", reused, "plan_time", planned, "enqueue_time", time.Since(began)-planned)
 	if len(items) == 0 {
 		return advance()
 	}

@@ -1,0 +1,131 @@
+package worker
+
+import (
+	"context"
+	"time"
+
+	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/reuse"
+)
+
+// reuseSaveBatch is how many outputs finalize saves for reuse at once.
+const reuseSaveBatch = 256
+
+// reuseItems records the items of a step whose output an earlier run left
+// in the reuse store (a step with reuse: unchanged, unless the run says
+// NoReuse) as succeeded, with that output, no usage and the run it came
+// from, and returns the other items: those to send. Recording is
+// idempotent, so a step whose enqueueing is planned again records nothing
+// twice. A store that cannot be read costs tokens, not correctness: every
+// item is sent and a warning logged.
+func (w *Worker) reuseItems(ctx context.Context, rc *runCtx, items []pipelines.Item) ([]pipelines.Item, int, error) {
+	if rc.spec.Info.NoReuse {
+		return items, 0, nil
+	}
+	var keys []string
+	for _, it := range items {
+		if it.ReuseKey != "" {
+			keys = append(keys, it.ReuseKey)
+		}
+	}
+	if len(keys) == 0 {
+		return items, 0, nil
+	}
+	pl := rc.spec.Pipeline.Name
+	found, err := w.cfg.Reuse.Lookup(ctx, pl, keys)
+	if err != nil {
+		rc.log.Warn("could not look up reusable outputs; sending every item", "error", err)
+		return items, 0, nil
+	}
+	send := make([]pipelines.Item, 0, len(items)-len(found))
+	reused := 0
+	for _, it := range items {
+		e, ok := found[it.ReuseKey]
+		if it.ReuseKey == "" || !ok {
+			send = append(send, it)
+			continue
+		}
+		rec := reusedItem(it, e, time.Now())
+		r, err := w.store.Record(ctx, rc.id, rec, 0)
+		if err != nil {
+			return nil, 0, err
+		}
+		reused++
+		if r.New {
+			w.itemDone(rec)
+			w.cfg.Observer.ItemFinished(pl, rec.Step, rec.State, 0)
+		}
+	}
+	return send, reused, nil
+}
+
+// reusedItem is the result line of an item that takes e's output.
+func reusedItem(it pipelines.Item, e reuse.Entry, now time.Time) results.Item {
+	r := results.Item{
+		Step:         it.Step,
+		Key:          it.Key,
+		Index:        it.Index,
+		Artifact:     it.Artifact,
+		ArtifactIDs:  it.ArtifactIDs,
+		AllArtifacts: it.AllArtifacts,
+		Requests:     it.Requests,
+		State:        results.StateSucceeded,
+		Output:       e.Output,
+		Outputs:      e.Outputs,
+		StopReason:   e.StopReason,
+		Truncated:    e.Truncated,
+		Attempts:     1,
+		StartedAt:    now,
+		FinishedAt:   now,
+		ReuseKey:     it.ReuseKey,
+		ReusedFrom:   e.RunID,
+		ReusedUsage:  e.Usage,
+	}
+	if r.ArtifactIDs == nil {
+		r.ArtifactIDs = []string{}
+	}
+	return r
+}
+
+// reuseSaver collects the succeeded items of a run that carry a reuse key
+// and saves them in batches; an item that was itself reused is saved again
+// with its source, which restarts its retention.
+type reuseSaver struct {
+	w     *Worker
+	rc    *runCtx
+	batch []reuse.Entry
+	saved int
+}
+
+func (s *reuseSaver) add(ctx context.Context, it results.Item) {
+	if it.ReuseKey == "" || it.State != results.StateSucceeded {
+		return
+	}
+	e := reuse.Entry{
+		Key: it.ReuseKey, RunID: s.rc.id, Step: it.Step, ItemKey: it.Key,
+		Output: it.Output, Outputs: it.Outputs, StopReason: it.StopReason, Truncated: it.Truncated,
+		Usage: it.Usage, FinishedAt: it.FinishedAt,
+	}
+	if it.ReusedFrom != "" {
+		e.RunID, e.Usage = it.ReusedFrom, it.ReusedUsage
+	}
+	s.batch = append(s.batch, e)
+	if len(s.batch) >= reuseSaveBatch {
+		s.flush(ctx)
+	}
+}
+
+// flush saves the batch; a failure is logged (later runs send those items
+// again), never an error of the run.
+func (s *reuseSaver) flush(ctx context.Context) {
+	if len(s.batch) == 0 {
+		return
+	}
+	if err := s.w.cfg.Reuse.Save(ctx, s.rc.spec.Pipeline.Name, s.batch); err != nil {
+		s.rc.log.Warn("could not keep outputs for reuse; later runs will send these items again", "items", len(s.batch), "error", err)
+	} else {
+		s.saved += len(s.batch)
+	}
+	s.batch = s.batch[:0]
+}
