@@ -23,6 +23,7 @@ import (
 	"github.com/threadmill/threadmill/jobs"
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/reuse"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
 )
@@ -52,6 +53,9 @@ type runOptions struct {
 	RerunOf string
 	// ResultsDir overrides the pipeline's output.dir.
 	ResultsDir string
+	// NoReuse sends every item, also those a step's reuse: unchanged
+	// would take from an earlier run.
+	NoReuse bool
 	// Progress is auto, bar, lines or none.
 	Progress string
 	// ProgressInterval is the time between plain progress lines.
@@ -152,6 +156,7 @@ interrupted, 2 for bad flags.
 	for _, name := range []string{"retry-of", "retry-states", "rerun-of"} {
 		_ = f.MarkHidden(name)
 	}
+	f.BoolVar(&o.NoReuse, "no-reuse", false, "send every item, also those a step's reuse: unchanged would take from an earlier run")
 	f.StringVar(&o.ResultsDir, "results", "", "results root (default: the pipeline's output.dir, else ./"+pipelines.DefaultOutputDir+")")
 	f.StringVar(&o.Progress, "progress", "auto", "progress display: auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "time between progress lines when not on a terminal")
@@ -293,6 +298,9 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if o.NoReuse {
+		run.NoReuse = true
+	}
 
 	// Everything below lives until the run is over, not until ctx: after an
 	// interrupt the worker drains its items in flight and needs the API and
@@ -336,7 +344,14 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	if embedded {
 		itemRetention = -1 // nobody inspects a one-shot process's completed tasks
 	}
+	// An embedded run's Redis dies with it: outputs for reuse are kept
+	// under the results root, where the next embedded run finds them.
+	var reuseStore reuse.Store
+	if embedded {
+		reuseStore = reuse.NewDir(root, 0)
+	}
 	w, err := worker.New(worker.Config{
+		Reuse:           reuseStore,
 		ItemRetention:   itemRetention,
 		MaxRetryAfter:   maxWait,
 		RDB:             rc.RDB,
@@ -841,6 +856,9 @@ func printSummary(w io.Writer, st *runstore.RunState) {
 	}
 	if st.ResultDir == "" {
 		return
+	}
+	if r, err := results.ReadRun(st.ResultDir); err == nil {
+		printDelivery(w, r)
 	}
 	fmt.Fprintf(w, "results: %s\n", st.ResultDir)
 	fmt.Fprintf(w, "  %-14s %s\n", results.ReportFile, "the report and a usage table")
