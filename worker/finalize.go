@@ -89,6 +89,11 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))
 	}
+	if pub := w.publish(ctx, rc, dir, status, report); pub != nil {
+		if err := results.UpdateRun(dir, func(r *results.Run) { r.Published = pub }); err != nil {
+			rc.log.Warn("could not record the published artifact in run.json", "error", err)
+		}
+	}
 	if err := w.store.Finish(ctx, rc.id, status, dir); err != nil {
 		return err
 	}
