@@ -129,4 +129,3 @@ func (w *Worker) findChild(ctx context.Context, project, parent, typ, name strin
 	}
 	return nil, nil
 }
-
