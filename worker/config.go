@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/threadmill/threadmill/notify"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/reuse"
 	"github.com/threadmill/threadmill/runstore"
@@ -124,6 +125,10 @@ type Config struct {
 	// LookupEnv reads the environment variables notify[].secret_env names.
 	// Default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// Notifier calls a pipeline's notify webhooks when its run finishes.
+	// Default: notify.New with Logger and LookupEnv (4 tries, backoff from
+	// 1s).
+	Notifier *notify.Sender
 }
 
 func (c Config) withDefaults() Config {
@@ -150,6 +155,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LookupEnv == nil {
 		c.LookupEnv = os.LookupEnv
+	}
+	if c.Notifier == nil {
+		c.Notifier = &notify.Sender{Logger: c.Logger, LookupEnv: c.LookupEnv}
 	}
 	return c
 }

@@ -97,6 +97,7 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	if err := w.store.Finish(ctx, rc.id, status, dir); err != nil {
 		return err
 	}
+	w.notifyRun(ctx, rc, dir)
 	noteFinalized(ctx, status, dir)
 	w.cfg.Observer.RunFinished(pl.Name, status)
 	rc.log.Info("run finished", "status", status, "dir", dir,
