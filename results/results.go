@@ -122,6 +122,8 @@ type Run struct {
 	// cost the runs that paid for them.
 	Reused      int   `json:"reused"`
 	TokensSaved int64 `json:"tokens_saved,omitempty"`
+	// Files counts the files output.files wrote into the run directory.
+	Files int `json:"files,omitempty"`
 	// Published is the artifact output.publish uploaded report.md as.
 	Published *Published `json:"published,omitempty"`
 	// Attempts are the run's earlier attempts, oldest first, when it was

@@ -68,6 +68,8 @@ type Writer struct {
 	retries  int
 	reused   int
 	saved    int64
+	csv      *csvFile // output.csv, nil when not enabled (see EnableCSV)
+	files    int      // files added with AddFile
 	failures []Item // the first maxReportFailures failed items, without requests
 	failed   int
 	err      error // the first write error; the Writer is unusable after it
@@ -140,6 +142,12 @@ func (w *Writer) Add(it Item) error {
 		w.err = err
 		return err
 	}
+	if w.csv != nil {
+		if err := w.csv.addRow(it); err != nil {
+			w.err = err
+			return err
+		}
+	}
 	if it.State == StateFailed {
 		if err := w.errs.write(line); err != nil {
 			w.err = err
@@ -195,7 +203,7 @@ func (w *Writer) Commit(run Run, report string) (string, error) {
 		return "", fmt.Errorf("results: run %s not committed after an earlier write error: %w", w.runID, w.err)
 	}
 	run = w.complete(run)
-	err := errors.Join(w.results.close(), w.errs.close())
+	err := errors.Join(w.results.close(), w.errs.close(), w.csv.close())
 	if err == nil {
 		err = w.writeFile(RunFile, func(b *bytes.Buffer) error {
 			enc := json.NewEncoder(b)
@@ -262,6 +270,7 @@ func (w *Writer) abortLocked() error {
 			errs = append(errs, f.close())
 		}
 	}
+	errs = append(errs, w.csv.close())
 	if err := os.RemoveAll(w.tmpDir); err != nil {
 		errs = append(errs, fmt.Errorf("results: remove %s: %w", w.tmpDir, err))
 	}
@@ -278,6 +287,7 @@ func (w *Writer) complete(run Run) Run {
 	}
 	run.Usage = w.usage
 	run.Reused, run.TokensSaved = w.reused, w.saved
+	run.Files = w.files
 	if run.Retries == 0 {
 		run.Retries = w.retries
 	}

@@ -43,6 +43,12 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))
 	}
+	if pl.Output.CSV != "" {
+		if err := wr.EnableCSV(pl.Output.CSV, results.DefaultCSVColumns()); err != nil {
+			_ = wr.Abort()
+			return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))
+		}
+	}
 	report, err := w.writeItems(ctx, rc, st, wr)
 	if err != nil {
 		_ = wr.Abort()
@@ -113,6 +119,10 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 	reportStep := rc.spec.Pipeline.ReportStep()
 	var report strings.Builder
 	saver := &reuseSaver{w: w, rc: rc}
+	filesStep := ""
+	if rc.spec.Pipeline.Output.Files != nil {
+		filesStep = rc.spec.Pipeline.FilesStep()
+	}
 	defer saver.flush(ctx)
 	for _, s := range st.Steps {
 		if !s.Planned {
@@ -126,6 +136,9 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 				return "", permanent(err)
 			}
 			saver.add(ctx, it)
+			if s.ID == filesStep && it.State == results.StateSucceeded {
+				w.writeItemFile(rc, wr, it)
+			}
 			if s.ID != reportStep || it.State != results.StateSucceeded {
 				continue
 			}

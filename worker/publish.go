@@ -129,3 +129,16 @@ func (w *Worker) findChild(ctx context.Context, project, parent, typ, name strin
 	}
 	return nil, nil
 }
+
+// writeItemFile writes a succeeded item's output as a file of the run
+// directory (output.files). A name that cannot be rendered or used is
+// logged and the file left out: the run's other files do not depend on it.
+func (w *Worker) writeItemFile(rc *runCtx, wr *results.Writer, it results.Item) {
+	name, err := pipelines.FileName(rc.spec.Pipeline, rc.spec.Info, it.Artifact)
+	if err == nil {
+		_, err = wr.AddFile(name, []byte(it.Output))
+	}
+	if err != nil {
+		rc.log.Warn("output.files: item file not written", "item", it.Key, "error", err)
+	}
+}

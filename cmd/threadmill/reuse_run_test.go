@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,6 +47,16 @@ func TestRunEmbeddedReusesUnchangedBulkItems(t *testing.T) {
 	if c.InteractionsCreated != 15 || first.Reused != 0 {
 		t.Fatalf("first run: %d interactions, %d reused; want 15 and 0", c.InteractionsCreated, first.Reused)
 	}
+	// output.files and output.csv: one file per summary, a row per item.
+	firstDir := filepath.Join(root, "bulk-summarize", first.RunID)
+	files, _ := filepath.Glob(filepath.Join(firstDir, "summaries", "TCK-*.md"))
+	rows, err := csv.NewReader(mustOpen(t, filepath.Join(firstDir, "summaries.csv"))).ReadAll()
+	if err != nil || len(files) != 15 || first.Files != 15 || len(rows) != 16 || rows[0][1] != "key" || rows[1][4] != "succeeded" {
+		t.Errorf("files %d (run.json %d), csv rows %d (%v)", len(files), first.Files, len(rows), err)
+	}
+	if b, err := os.ReadFile(filepath.Join(firstDir, "summaries", "TCK-1041-login-loop.md")); err != nil || len(b) == 0 {
+		t.Errorf("summaries/TCK-1041-login-loop.md: %v", err)
+	}
 
 	code, out, errb := runnerCLI(ctx, "plan", "--results", root, file)
 	if code != exitOK || !strings.Contains(out, "reuse: 15 items unchanged since an earlier run, 0 to send") ||
@@ -81,4 +94,15 @@ func TestRunEmbeddedReusesUnchangedBulkItems(t *testing.T) {
 	if c.InteractionsCreated != 15 || fourth.Reused != 0 {
 		t.Errorf("--no-reuse: %d interactions, %d reused; want 15 and 0", c.InteractionsCreated, fourth.Reused)
 	}
+}
+
+// mustOpen opens a file for the test's life.
+func mustOpen(t *testing.T, path string) io.Reader {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
 }
