@@ -70,7 +70,7 @@ type Writer struct {
 	saved    int64
 	csv      *csvFile // output.csv, nil when not enabled (see EnableCSV)
 	files    int      // files added with AddFile
-	failures []Item // the first maxReportFailures failed items, without requests
+	failures []Item   // the first maxReportFailures failed items, without requests
 	failed   int
 	err      error // the first write error; the Writer is unusable after it
 	done     bool  // committed or aborted
