@@ -48,8 +48,11 @@ type Payload struct {
 	Text     string `json:"text"`
 	RunID    string `json:"run_id"`
 	Pipeline string `json:"pipeline"`
-	// Status is succeeded, failed, stopped or canceled.
+	// Status is succeeded, failed, stopped or canceled; error for a run
+	// that could not start or finish, which Error explains (it has no
+	// result files).
 	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
 	// Total and Counts are the items, by state; Reused those that took
 	// an earlier run's output.
 	Total  int            `json:"total"`
@@ -76,6 +79,11 @@ type Payload struct {
 // Summary fills p.Text from the other fields.
 func (p *Payload) Summary() {
 	var b strings.Builder
+	if p.Error != "" {
+		fmt.Fprintf(&b, "threadmill: run %s of %s could not finish (%s): %s", p.RunID, p.Pipeline, p.Status, p.Error)
+		p.Text = b.String()
+		return
+	}
 	fmt.Fprintf(&b, "threadmill: run %s of %s %s: %s items", p.RunID, p.Pipeline, p.Status, numfmt.Thousands(int64(p.Total)))
 	var parts []string
 	for _, st := range []string{"succeeded", "failed", "skipped", "canceled"} {

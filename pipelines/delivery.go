@@ -24,10 +24,13 @@ const (
 	NotifyFailed    = "failed"
 	NotifyStopped   = "stopped"
 	NotifyCanceled  = "canceled"
+	// NotifyError: the run could not start or finish (its artifact sets
+	// not resolved, its results not written); it has no result files.
+	NotifyError = "error"
 )
 
 // NotifyOutcomes are the values of notify[].on, in order.
-var NotifyOutcomes = []string{NotifySucceeded, NotifyFailed, NotifyStopped, NotifyCanceled}
+var NotifyOutcomes = []string{NotifySucceeded, NotifyFailed, NotifyStopped, NotifyCanceled, NotifyError}
 
 // Publish uploads a run's report.md into the Workspace as a Document
 // artifact.

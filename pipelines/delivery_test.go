@@ -87,7 +87,7 @@ func TestDeliveryChecksNameTheField(t *testing.T) {
 		{"  - id: s\n    prompt: x\noutput: { files: { step: t, name: x } }\n", `output.files.step: there is no step "t"`},
 		{"  - id: s\n    prompt: x\noutput: { csv: ../x.csv }\n", `output.csv: "../x.csv" must be a plain file name`},
 		{"  - id: s\n    prompt: x\nnotify: [ { webhook: ftp://x } ]\n", `notify[0].webhook: must be an http or https URL`},
-		{"  - id: s\n    prompt: x\nnotify: [ { webhook: \"https://x\", on: [done] } ]\n", `notify[0].on[0]: "done" is not one of succeeded, failed, stopped, canceled`},
+		{"  - id: s\n    prompt: x\nnotify: [ { webhook: \"https://x\", on: [done] } ]\n", `notify[0].on[0]: "done" is not one of succeeded, failed, stopped, canceled, error`},
 		{"  - id: s\n    prompt: x\nnotify: [ { webhook: \"https://x\", secret_env: \"A-B\" } ]\n", `notify[0].secret_env: "A-B" must be the name of an environment variable`},
 	} {
 		_, err := pipelines.Parse("reuse.yaml", []byte("version: 1\nname: n\nsteps:\n"+tc.yaml), func(string) (string, bool) { return "", false })

@@ -3,9 +3,11 @@ package worker
 import (
 	"context"
 	"path/filepath"
+	"time"
 
 	"github.com/threadmill/threadmill/notify"
 	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/runstore"
 )
 
 // notifyRun calls the pipeline's notify webhooks for a run whose directory
@@ -39,4 +41,23 @@ func payloadOf(r *results.Run, dir string) notify.Payload {
 	}
 	p.Summary()
 	return p
+}
+
+// notifyError calls the webhooks that want errors for a run that could
+// not start or finish (StatusError): it has no result files.
+func (w *Worker) notifyError(ctx context.Context, rc *runCtx, cause error) {
+	hooks := rc.spec.Pipeline.Notify
+	if len(hooks) == 0 {
+		return
+	}
+	info := rc.spec.Info
+	p := notify.Payload{RunID: rc.id, Pipeline: rc.spec.Pipeline.Name, Status: runstore.StatusError, Error: cause.Error(), FinishedAt: time.Now()}
+	if !info.WindowStart.IsZero() {
+		p.WindowStart, p.WindowEnd = &info.WindowStart, &info.WindowEnd
+	}
+	if !info.Time.IsZero() {
+		p.FireTime = &info.Time
+	}
+	p.Summary()
+	w.cfg.Notifier.Send(ctx, hooks, p)
 }

@@ -125,3 +125,41 @@ notify:
 		t.Errorf("the webhook for failed runs was called %d times for a succeeded run", n)
 	}
 }
+
+// TestNotifyRunThatCannotStart: a run whose artifact set does not resolve
+// ends in error, and the webhooks that want errors hear why.
+func TestNotifyRunThatCannotStart(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	e.startWorker(func(c *worker.Config) { c.Notifier = &notify.Sender{Backoff: time.Millisecond} })
+	hook := newReceiver(t)
+	successOnly := newReceiver(t)
+	p := e.pipeline(`
+version: 1
+name: broken
+workspace: { project: proj_test }
+artifacts:
+  docs: { folder: "No/Such/Folder" }
+steps:
+  - id: summarize
+    for_each: docs
+    prompt: "Summarize {{ .Artifact.Name }}."
+notify:
+  - { webhook: "` + successOnly.srv.URL + `", on: [succeeded] }
+  - { webhook: "` + hook.srv.URL + `", on: [error] }
+`)
+	st := e.wait(e.start(p, "broken-1"), time.Minute)
+	if st.Status != runstore.StatusError {
+		t.Fatalf("status %q, want error", st.Status)
+	}
+	waitFor(t, 10*time.Second, "the error webhook", func() bool { return len(hook.deliveries()) == 1 })
+	var pl notify.Payload
+	if err := json.Unmarshal(hook.deliveries()[0].body, &pl); err != nil {
+		t.Fatal(err)
+	}
+	if pl.Status != "error" || !strings.Contains(pl.Error, "No/Such/Folder") || !strings.Contains(pl.Text, "could not finish") {
+		t.Errorf("payload %+v", pl)
+	}
+	if n := len(successOnly.deliveries()); n != 0 {
+		t.Errorf("the succeeded-only webhook was called %d times", n)
+	}
+}

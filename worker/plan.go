@@ -82,6 +82,7 @@ func (w *Worker) runError(ctx context.Context, rc *runCtx, err error) error {
 	if ferr := w.store.Fail(rctx, rc.id, err); ferr != nil {
 		return ferr
 	}
+	w.notifyError(rctx, rc, err)
 	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 }
 
