@@ -1,7 +1,6 @@
 package results
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,23 +29,7 @@ func TestCSVGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(filepath.Join(dir, "items.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	golden := filepath.Join("testdata", "weekly", "items.csv")
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("items.csv differs from %s:\n--- got\n%s\n--- want\n%s", golden, got, want)
-	}
+	checkGoldenFile(t, filepath.Join(dir, "items.csv"), filepath.Join("testdata", "weekly", "items.csv"))
 	if err := w.EnableCSV("x.csv", cols); err == nil {
 		t.Errorf("EnableCSV after Commit succeeded")
 	}

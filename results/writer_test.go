@@ -116,24 +116,30 @@ func TestGolden(t *testing.T) {
 	}
 	for _, name := range []string{RunFile, ResultsFile, ErrorsFile, ReportFile} {
 		t.Run(name, func(t *testing.T) {
-			got, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden := filepath.Join("testdata", "weekly", name)
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from %s:\n--- got\n%s\n--- want\n%s", name, golden, got, want)
-			}
+			checkGoldenFile(t, filepath.Join(dir, name), filepath.Join("testdata", "weekly", name))
 		})
+	}
+}
+
+// checkGoldenFile compares the file at path with the golden file, or
+// rewrites the golden file with -update.
+func checkGoldenFile(t *testing.T, path, golden string) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from %s:\n--- got\n%s\n--- want\n%s", filepath.Base(path), golden, got, want)
 	}
 }
 

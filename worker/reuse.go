@@ -7,6 +7,7 @@ import (
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/reuse"
+	"github.com/threadmill/threadmill/runstore"
 )
 
 // reuseSaveBatch is how many outputs finalize saves for reuse at once.
@@ -60,31 +61,13 @@ func (w *Worker) reuseItems(ctx context.Context, rc *runCtx, items []pipelines.I
 	return send, reused, nil
 }
 
-// reusedItem is the result line of an item that takes e's output.
+// reusedItem is the result line of an item that takes e's output: a
+// succeeded item with no checkpoint (no thread, no interaction, no usage),
+// e's texts, and the run that paid for them.
 func reusedItem(it pipelines.Item, e reuse.Entry, now time.Time) results.Item {
-	r := results.Item{
-		Step:         it.Step,
-		Key:          it.Key,
-		Index:        it.Index,
-		Artifact:     it.Artifact,
-		ArtifactIDs:  it.ArtifactIDs,
-		AllArtifacts: it.AllArtifacts,
-		Requests:     it.Requests,
-		State:        results.StateSucceeded,
-		Output:       e.Output,
-		Outputs:      e.Outputs,
-		StopReason:   e.StopReason,
-		Truncated:    e.Truncated,
-		Attempts:     1,
-		StartedAt:    now,
-		FinishedAt:   now,
-		ReuseKey:     it.ReuseKey,
-		ReusedFrom:   e.RunID,
-		ReusedUsage:  e.Usage,
-	}
-	if r.ArtifactIDs == nil {
-		r.ArtifactIDs = []string{}
-	}
+	r := buildItem(it, &runstore.Checkpoint{}, results.StateSucceeded, "", now)
+	r.Output, r.Outputs, r.StopReason, r.Truncated = e.Output, e.Outputs, e.StopReason, e.Truncated
+	r.ReusedFrom, r.ReusedUsage = e.RunID, e.Usage
 	return r
 }
 

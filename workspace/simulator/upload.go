@@ -265,10 +265,9 @@ func (s *Server) handleUpdateArtifact(w http.ResponseWriter, r *http.Request) *h
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id := r.PathValue("artifactId")
-	a := s.store.artifacts[id]
-	if a == nil || a.dto.State == "Deleted" {
-		return errorf(http.StatusNotFound, "artifact %q not found in project %s", id, s.projectID)
+	a, e := s.artifactLocked(r)
+	if e != nil {
+		return e
 	}
 	if b.Name != nil {
 		a.dto.Name = *b.Name
