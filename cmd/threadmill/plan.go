@@ -200,6 +200,8 @@ type planReport struct {
 	// TotalTokensSaved sums their estimates (not in the total above).
 	TotalReused      int   `json:"total_reused,omitempty"`
 	TotalTokensSaved int64 `json:"total_tokens_saved,omitempty"`
+	// NoReuse is plan --no-reuse: every item is planned to be sent.
+	NoReuse bool `json:"no_reuse,omitempty"`
 }
 
 // planSetInfo is a resolved set: its artifacts, or all_artifacts.
@@ -242,6 +244,7 @@ func runPlan(ctx context.Context, opts planOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	rep.NoReuse = opts.NoReuse
 	if opts.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -420,6 +423,8 @@ func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
 		}
 		bw.printf("\n")
 		switch {
+		case s.Reuse == pipelines.ReuseUnchanged && rep.NoReuse:
+			bw.printf("  reuse: off (--no-reuse); %d to send\n", sp.ToSend)
 		case sp.ReuseUnknown:
 			bw.printf("  reuse: decided when the step starts (it reads outputs still to be sent)\n")
 		case sp.ReusedFrom != nil:
