@@ -1,10 +1,12 @@
 package worker_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/threadmill/threadmill/internal/hostile"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/workspace"
 	"github.com/threadmill/threadmill/workspace/simulator"
@@ -99,5 +101,26 @@ steps:
 	items := readItems(t, resultsFile(st.ResultDir))
 	if st.Status != runstore.StatusSucceeded || len(items) != 1 || items[0].ArtifactIDs[0] != pub.ArtifactID || items[0].Output == "" {
 		t.Errorf("a pipeline over the published folder: status %s, items %+v", st.Status, items)
+	}
+}
+
+// TestPublishFailureIsRecordedNotFatal: an upload the API refuses leaves
+// the run succeeded, with its files, and the reason in run.json.
+func TestPublishFailureIsRecordedNotFatal(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	e.folder("Inbox", 2)
+	refused := e.front.Add(&hostile.Rule{Method: http.MethodPost, Path: "/api/v1/app/project/*/artifact",
+		Do: hostile.Respond(http.StatusRequestEntityTooLarge, `{"message":"too large"}`, "Content-Type", "application/json")})
+	e.startWorker()
+	st := e.wait(e.start(e.pipeline(publishPipeline), "pub-refused"), time.Minute)
+	if st.Status != runstore.StatusSucceeded {
+		t.Fatalf("status %q (%s): a refused upload must not fail the run", st.Status, st.Error)
+	}
+	pub := readRun(t, st.ResultDir).Published
+	if pub == nil || pub.ArtifactID != "" || !strings.Contains(pub.Error, "413") || refused.Hits() != 1 {
+		t.Errorf("run.json published %+v after %d refused creates; want the 413 recorded after one", pub, refused.Hits())
+	}
+	if c := e.sim.Counters(); c.ArtifactsCreated != 0 {
+		t.Errorf("%d artifacts created", c.ArtifactsCreated)
 	}
 }

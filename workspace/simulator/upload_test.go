@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/textproto"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ type part struct {
 }
 
 // multipartBody encodes parts and returns the body and its Content-Type.
-func multipartBody(t *testing.T, parts ...part) ([]byte, string) {
+func multipartBody(t testing.TB, parts ...part) ([]byte, string) {
 	t.Helper()
 	var b bytes.Buffer
 	mw := multipart.NewWriter(&b)
@@ -126,4 +127,28 @@ func TestUploadDocumentIsStrict(t *testing.T) {
 	if status, body := e.do("PUT", artifactsPath+"/"+a.ID, map[string]any{"contents": "x"}); status != http.StatusBadRequest || !strings.Contains(errText(body), "unknown field") {
 		t.Errorf("PUT with an unknown field: %d %s", status, body)
 	}
+}
+
+// FuzzUploadAnswers4xxOrCreates: whatever the body, the upload route
+// answers 200 (and then the artifact exists with the bytes sent) or a 4xx,
+// never a 5xx or a panic.
+func FuzzUploadAnswers4xxOrCreates(f *testing.F) {
+	body, ct := multipartBody(f, part{"type", "", "Document"}, part{"name", "", "a.md"},
+		part{"props", "application/json", `{"file_name":"a.md","content_type":"text/markdown","content_length":2}`},
+		part{"fileData", "", "hi"})
+	f.Add(body, ct)
+	f.Add([]byte("--x\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\nDocument\r\n--x--\r\n"), "multipart/form-data; boundary=x")
+	f.Add([]byte(`{"type":"Folder","name":"F"}`), "application/json")
+	sim := simulator.New(simulator.Config{})
+	defer sim.Close()
+	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
+		req := httptest.NewRequest("POST", "/api/v1/app/project/"+simulator.DefaultProjectID+"/artifact", bytes.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		req.Header.Set("x-org", "default")
+		rec := httptest.NewRecorder()
+		sim.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK && rec.Code/100 != 4 {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+	})
 }
