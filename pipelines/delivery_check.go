@@ -6,9 +6,24 @@ import (
 	"strings"
 )
 
-// checkDelivery checks output.publish, output.files, output.csv and notify.
+// checkDelivery checks steps' reuse, output.publish, output.files,
+// output.csv and notify.
 func (c *checker) checkDelivery() {
 	p := c.p
+	for i, s := range p.Steps {
+		if s.Reuse != ReuseUnchanged {
+			continue
+		}
+		base := fmt.Sprintf("steps[%d]", i)
+		if s.Thread.Per == PerRun && s.ForEach != "" {
+			c.add(base+".reuse", "reuse: unchanged needs a thread per item: in a shared thread (thread.per: run) an answer depends on the items before it")
+		}
+		for _, name := range s.Artifacts {
+			if set, ok := p.Artifacts[name]; ok && set.UsesAllArtifacts() {
+				c.add(base+".reuse", "reuse: unchanged cannot tell whether the project changed: artifact set %q sends all_artifacts (list the folders instead)", name)
+			}
+		}
+	}
 	if pub := p.Output.Publish; pub != nil {
 		if pub.Folder != "" {
 			for _, part := range strings.Split(pub.Folder, "/") {

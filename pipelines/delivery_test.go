@@ -84,6 +84,8 @@ func TestDeliveryChecksNameTheField(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"  - id: s\n    prompt: x\n    reuse: sometimes\n", `reuse.yaml:6:12: steps[0].reuse: "sometimes" is not one of never, unchanged`},
 		{"  - id: s\n    prompt: x\noutput: { publish: { name: \"{{ .Artifact.Name }}\" } }\n", `output.publish.name`},
+		{"  - id: s\n    prompt: x\n    for_each: d\n    reuse: unchanged\n    thread: { per: run }\nartifacts: { d: { folder: F } }\n", `steps[0].reuse: reuse: unchanged needs a thread per item`},
+		{"  - id: s\n    prompt: x\n    reuse: unchanged\n    artifacts: [every]\nartifacts: { every: { all: true } }\n", `steps[0].reuse: reuse: unchanged cannot tell whether the project changed`},
 		{"  - id: s\n    prompt: x\noutput: { files: { step: t, name: x } }\n", `output.files.step: there is no step "t"`},
 		{"  - id: s\n    prompt: x\noutput: { csv: ../x.csv }\n", `output.csv: "../x.csv" must be a plain file name`},
 		{"  - id: s\n    prompt: x\nnotify: [ { webhook: ftp://x } ]\n", `notify[0].webhook: must be an http or https URL`},
