@@ -119,9 +119,13 @@ type Config struct {
 	Observer Observer
 	// Reuse keeps the outputs that steps with reuse: unchanged take
 	// instead of sending an unchanged item again. Default: Redis (RDB,
-	// under Prefix), kept reuse.DefaultRetention; the embedded runner
-	// passes a reuse.Dir under its results root.
+	// under Prefix), kept ReuseRetention; the embedded runner passes a
+	// reuse.Dir under its results root.
 	Reuse reuse.Store
+	// ReuseRetention is how long the default Reuse store keeps an output
+	// after the last run that saved it. Default reuse.DefaultRetention
+	// (30 days).
+	ReuseRetention time.Duration
 	// LookupEnv reads the environment variables notify[].secret_env names.
 	// Default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
@@ -151,7 +155,7 @@ func (c Config) withDefaults() Config {
 		c.Observer = nopObserver{}
 	}
 	if c.Reuse == nil && c.RDB != nil {
-		c.Reuse = reuse.NewRedis(c.RDB, c.Prefix, 0)
+		c.Reuse = reuse.NewRedis(c.RDB, c.Prefix, c.ReuseRetention)
 	}
 	if c.LookupEnv == nil {
 		c.LookupEnv = os.LookupEnv
@@ -190,6 +194,9 @@ func (c Config) validate() error {
 	}
 	if c.OrphanCheck >= 0 && c.OrphanCheck < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("worker: Config.OrphanCheck is %s, want >= 100ms (or negative: never)", c.OrphanCheck))
+	}
+	if c.ReuseRetention < 0 {
+		errs = append(errs, fmt.Errorf("worker: Config.ReuseRetention is %s, want >= 0", c.ReuseRetention))
 	}
 	if c.OrphanGrace < 0 {
 		errs = append(errs, fmt.Errorf("worker: Config.OrphanGrace is %s, want >= 0", c.OrphanGrace))

@@ -56,6 +56,8 @@ type runOptions struct {
 	// NoReuse sends every item, also those a step's reuse: unchanged
 	// would take from an earlier run.
 	NoReuse bool
+	// ReuseRetention is how long kept outputs stay reusable.
+	ReuseRetention time.Duration
 	// Progress is auto, bar, lines or none.
 	Progress string
 	// ProgressInterval is the time between plain progress lines.
@@ -88,6 +90,9 @@ func (o *runOptions) validate() error {
 	}
 	if n := btoi(o.Resume) + btoi(o.RetryOf != "") + btoi(o.RerunOf != ""); n > 1 || n == 1 && o.RunID != "" && !o.Resume {
 		return errors.New("--resume, --retry-of and --rerun-of go alone (and only --resume with --run-id)")
+	}
+	if o.ReuseRetention < time.Minute {
+		return fmt.Errorf("--reuse-retention must be at least 1m, got %s", o.ReuseRetention)
 	}
 	if err := o.Preflight.validate(); err != nil {
 		return err
@@ -157,6 +162,7 @@ interrupted, 2 for bad flags.
 		_ = f.MarkHidden(name)
 	}
 	f.BoolVar(&o.NoReuse, "no-reuse", false, "send every item, also those a step's reuse: unchanged would take from an earlier run")
+	f.DurationVar(&o.ReuseRetention, "reuse-retention", reuse.DefaultRetention, "how long the outputs steps with reuse: unchanged take stay reusable after the last run that used them (under the results root, or in Redis)")
 	f.StringVar(&o.ResultsDir, "results", "", "results root (default: the pipeline's output.dir, else ./"+pipelines.DefaultOutputDir+")")
 	f.StringVar(&o.Progress, "progress", "auto", "progress display: auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "time between progress lines when not on a terminal")
@@ -348,10 +354,11 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	// under the results root, where the next embedded run finds them.
 	var reuseStore reuse.Store
 	if embedded {
-		reuseStore = reuse.NewDir(root, 0)
+		reuseStore = reuse.NewDir(root, o.ReuseRetention)
 	}
 	w, err := worker.New(worker.Config{
 		Reuse:           reuseStore,
+		ReuseRetention:  o.ReuseRetention,
 		ItemRetention:   itemRetention,
 		MaxRetryAfter:   maxWait,
 		RDB:             rc.RDB,
