@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -35,6 +36,7 @@ const (
 	KindRunStart = "run:start"
 	KindItem     = "step:item"
 	KindAdvance  = "step:advance"
+	KindFanOut   = "step:fanout"
 	KindFinalize = "run:finalize"
 )
 
@@ -140,6 +142,43 @@ func (p Advance) validate() error {
 	return need("step", p.Step)
 }
 
+// FanOut enqueues the next items of a step whose items are enqueued a
+// window at a time (worker.Config.FanOutWindow): those from plan index From
+// on, as many as the window has room for.
+type FanOut struct {
+	RunID string `json:"run_id"`
+	Step  string `json:"step"`
+	// From is the plan index of the first item to enqueue.
+	From int `json:"from"`
+	// Wait counts the times this chunk waited for room, so that each wait
+	// is a task of its own.
+	Wait int `json:"wait,omitempty"`
+	// Attempt is the run's attempt (see RunStart.Attempt).
+	Attempt int `json:"attempt,omitempty"`
+}
+
+// Kind returns KindFanOut.
+func (FanOut) Kind() string { return KindFanOut }
+
+// TaskID returns "<run>:fanout:<step>:<from>:<wait>", with "r<attempt>"
+// after the run after a retry; see taskid.go.
+func (p FanOut) TaskID() string {
+	return runPrefix(p.RunID, p.Attempt) + ":fanout:" + idPart(p.Step) + ":" + strconv.Itoa(p.From) + ":" + strconv.Itoa(p.Wait)
+}
+
+// Run returns RunID.
+func (p FanOut) Run() string { return p.RunID }
+
+func (p FanOut) validate() error {
+	if err := need("run_id", p.RunID); err != nil {
+		return err
+	}
+	if p.From < 0 || p.Wait < 0 {
+		return fmt.Errorf("from is %d and wait %d, want >= 0", p.From, p.Wait)
+	}
+	return need("step", p.Step)
+}
+
 // Finalize writes the run's result files and closes the run.
 type Finalize struct {
 	RunID string `json:"run_id"`
@@ -164,6 +203,7 @@ var (
 	_ Payload = RunStart{}
 	_ Payload = Item{}
 	_ Payload = Advance{}
+	_ Payload = FanOut{}
 	_ Payload = Finalize{}
 )
 
@@ -185,6 +225,9 @@ func NewItem(p Item, opts ...asynq.Option) (*asynq.Task, error) { return newTask
 // NewAdvance returns the step:advance task of a finished step.
 func NewAdvance(p Advance, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }
 
+// NewFanOut returns the task of p.
+func NewFanOut(p FanOut, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }
+
 // NewFinalize returns the run:finalize task of a run.
 func NewFinalize(p Finalize, opts ...asynq.Option) (*asynq.Task, error) { return newTask(p, opts) }
 
@@ -196,6 +239,9 @@ func DecodeItem(t *asynq.Task) (Item, error) { return decode[Item](t) }
 
 // DecodeAdvance decodes a step:advance task strictly.
 func DecodeAdvance(t *asynq.Task) (Advance, error) { return decode[Advance](t) }
+
+// DecodeFanOut decodes a FanOut task strictly.
+func DecodeFanOut(t *asynq.Task) (FanOut, error) { return decode[FanOut](t) }
 
 // DecodeFinalize decodes a run:finalize task strictly.
 func DecodeFinalize(t *asynq.Task) (Finalize, error) { return decode[Finalize](t) }

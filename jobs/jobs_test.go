@@ -39,6 +39,10 @@ func TestRoundTripAndTaskIDs(t *testing.T) {
 			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeItem(t) }, "weekly-2026-07-06:item:summarize:artifact_1"},
 		{jobs.Advance{RunID: "r1", Step: "map"}, func() (*asynq.Task, error) { return jobs.NewAdvance(jobs.Advance{RunID: "r1", Step: "map"}) },
 			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeAdvance(t) }, "r1:advance:map"},
+		{jobs.FanOut{RunID: "r1", Step: "map", From: 5000, Wait: 2}, func() (*asynq.Task, error) {
+			return jobs.NewFanOut(jobs.FanOut{RunID: "r1", Step: "map", From: 5000, Wait: 2})
+		},
+			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeFanOut(t) }, "r1:fanout:map:5000:2"},
 		{jobs.Finalize{RunID: "r1"}, func() (*asynq.Task, error) { return jobs.NewFinalize(jobs.Finalize{RunID: "r1"}) },
 			func(t *asynq.Task) (jobs.Payload, error) { return jobs.DecodeFinalize(t) }, "r1:finalize"},
 	}

@@ -78,6 +78,9 @@ func payloadsFor(run string, attempt int) []jobs.Payload {
 		jobs.RunStart{RunID: run, Attempt: attempt},
 		jobs.Advance{RunID: run, Step: "summarize", Attempt: attempt},
 		jobs.Advance{RunID: run, Step: "start", Attempt: attempt},
+		jobs.FanOut{RunID: run, Step: "summarize", From: 4096, Attempt: attempt},
+		jobs.FanOut{RunID: run, Step: "summarize", From: 4096, Wait: 1, Attempt: attempt},
+		jobs.FanOut{RunID: run, Step: "summarize", From: 8192, Attempt: attempt},
 		jobs.Finalize{RunID: run, Attempt: attempt},
 		jobs.Item{RunID: run, Attempt: attempt, Item: pipelines.Item{Step: "start", Key: "start"}},
 		jobs.Item{RunID: run, Attempt: attempt, Item: pipelines.Item{Step: "finalize", Key: "finalize"}},
@@ -188,6 +191,7 @@ func FuzzTaskID(f *testing.F) {
 		for _, p := range []jobs.Payload{
 			jobs.Item{RunID: run, Attempt: attempt, Item: pipelines.Item{Step: "summarize", Key: key}},
 			jobs.Advance{RunID: run, Step: key, Attempt: attempt},
+			jobs.FanOut{RunID: run, Step: key, From: 1 << 20, Wait: 99, Attempt: attempt},
 			jobs.RunStart{RunID: run, Attempt: attempt},
 		} {
 			id := p.TaskID()

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"iter"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,6 +27,39 @@ import (
 // depend on the rendered text, so a resumed run recognises its finished items
 // even though earlier outputs it reads may differ.
 func Plan(p *Pipeline, stepID string, run RunInfo, sets map[string][]ArtifactRef, prior map[string]StepOutput) ([]Item, error) {
+	sp, err := NewStepPlan(p, stepID, run, sets, prior)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]Item, 0, sp.Len())
+	for it, err := range sp.Items() {
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, it)
+	}
+	return items, nil
+}
+
+// StepPlan is the plan of one step, rendered an item at a time: a step of
+// a hundred thousand items is planned and enqueued in flat memory. Items
+// renders each time it is ranged over, the same items byte for byte.
+type StepPlan struct {
+	p            *Pipeline
+	s            *Step
+	run          RunInfo
+	targets      []*ArtifactRef
+	fixed        []string
+	allArtifacts bool
+	base         map[string]any
+	// refs maps the ids of the artifacts the step sends to the resolved
+	// artifacts, for reuse keys; nil unless the step has reuse: unchanged.
+	refs map[string]ArtifactRef
+}
+
+// NewStepPlan checks what step stepID needs (its artifact sets and the
+// outputs of the steps in its needs) and returns its plan; see Plan.
+func NewStepPlan(p *Pipeline, stepID string, run RunInfo, sets map[string][]ArtifactRef, prior map[string]StepOutput) (*StepPlan, error) {
 	s, ok := p.StepByID(stepID)
 	if !ok {
 		return nil, fmt.Errorf("plan: pipeline %q has no step %q", p.Name, stepID)
@@ -71,30 +105,52 @@ func Plan(p *Pipeline, stepID string, run RunInfo, sets map[string][]ArtifactRef
 	} else {
 		targets = []*ArtifactRef{nil}
 	}
-
-	items := make([]Item, 0, len(targets))
-	r := &renderer{}
-	base := templateData(p, run, nil, prior, s.Needs)
-	for i, a := range targets {
-		it, err := planItem(r, base, p, s, run, a, fixed, allArtifacts)
-		if err != nil {
-			if a != nil {
-				return nil, fmt.Errorf("plan step %q, artifact %s (%q): %w", stepID, a.ID, a.Name, err)
-			}
-			return nil, fmt.Errorf("plan step %q: %w", stepID, err)
-		}
-		it.Index = i
-		items = append(items, it)
+	sp := &StepPlan{
+		p: p, s: s, run: run, targets: targets, fixed: fixed, allArtifacts: allArtifacts,
+		base: templateData(p, run, nil, prior, s.Needs),
 	}
 	if s.Reuse == ReuseUnchanged {
-		refs := stepRefs(s, sets)
-		for i := range items {
-			if !items[i].AllArtifacts {
-				items[i].ReuseKey = ReuseKey(p.Workspace.Project, &items[i], refs)
+		sp.refs = stepRefs(s, sets)
+	}
+	return sp, nil
+}
+
+// Len is the number of items of the step.
+func (sp *StepPlan) Len() int { return len(sp.targets) }
+
+// Step is the step planned.
+func (sp *StepPlan) Step() *Step { return sp.s }
+
+// Items renders the step's items in plan order. It stops at the first item
+// that cannot be rendered, yielding its error (naming the step and the
+// artifact).
+func (sp *StepPlan) Items() iter.Seq2[Item, error] { return sp.ItemsFrom(0) }
+
+// ItemsFrom is Items from plan index from on (none when from >= Len).
+func (sp *StepPlan) ItemsFrom(from int) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
+		r := &renderer{}
+		for i := max(from, 0); i < len(sp.targets); i++ {
+			a := sp.targets[i]
+			it, err := planItem(r, sp.base, sp.p, sp.s, sp.run, a, sp.fixed, sp.allArtifacts)
+			if err != nil {
+				if a != nil {
+					err = fmt.Errorf("plan step %q, artifact %s (%q): %w", sp.s.ID, a.ID, a.Name, err)
+				} else {
+					err = fmt.Errorf("plan step %q: %w", sp.s.ID, err)
+				}
+				yield(Item{}, err)
+				return
+			}
+			it.Index = i
+			if sp.refs != nil && !it.AllArtifacts {
+				it.ReuseKey = ReuseKey(sp.p.Workspace.Project, &it, sp.refs)
+			}
+			if !yield(it, nil) {
+				return
 			}
 		}
 	}
-	return items, nil
 }
 
 func planItem(r *renderer, base map[string]any, p *Pipeline, s *Step, run RunInfo, a *ArtifactRef, fixed []string, allArtifacts bool) (Item, error) {

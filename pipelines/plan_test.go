@@ -3,6 +3,7 @@ package pipelines_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -175,6 +176,44 @@ steps:
 		items, err := pipelines.Plan(p, "s", goldenRun, sets, nil)
 		if err != nil || len(items) != len(refs) {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A step plan renders the items Plan returns, byte for byte, every time it
+// is ranged over and from any index.
+func TestStepPlanItemsFromAnIndex(t *testing.T) {
+	ws := newSimWorkspace(t, "")
+	p, err := pipelines.Load("testdata/valid/map-reduce.yaml", goldenEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := pipelines.Resolve(context.Background(), ws.client, p, goldenRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := pipelines.Plan(p, "summarize", goldenRun, sets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := pipelines.NewStepPlan(p, "summarize", goldenRun, sets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.Len() != len(want) || len(want) < 2 {
+		t.Fatalf("Len %d, Plan %d items; want the same, at least 2", sp.Len(), len(want))
+	}
+	for _, from := range []int{-1, 0, 1, len(want) - 1, len(want), len(want) + 5} {
+		var got []pipelines.Item
+		for it, err := range sp.ItemsFrom(from) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, it)
+		}
+		tail := want[min(max(from, 0), len(want)):]
+		if !reflect.DeepEqual(got, tail) && !(len(got) == 0 && len(tail) == 0) {
+			t.Errorf("ItemsFrom(%d): %d items, differ from Plan's %d", from, len(got), len(tail))
 		}
 	}
 }

@@ -200,39 +200,52 @@ func readItemLines(path, what string, torn bool) iter.Seq2[Item, error] {
 			return
 		}
 		defer f.Close()
-		r := bufio.NewReaderSize(f, 64<<10)
-		for n := 1; ; n++ {
-			line, err := r.ReadBytes('\n')
-			if errors.Is(err, io.EOF) {
-				if !torn && len(bytes.TrimSpace(line)) > 0 {
-					yield(Item{}, fmt.Errorf("results: %s %s:%d: last line has no newline (file not complete)", what, path, n))
-				}
+		decodeItemLines(f, path, what, torn, yield)
+	}
+}
+
+// ReadItemsFrom is ReadItems over an open results.jsonl or errors.jsonl
+// (for a reader that opened it under an os.Root); name names it in errors.
+func ReadItemsFrom(r io.Reader, name string) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
+		decodeItemLines(r, name, "items", false, yield)
+	}
+}
+
+// decodeItemLines yields one Item per JSON line of f, named path in errors.
+func decodeItemLines(f io.Reader, path, what string, torn bool, yield func(Item, error) bool) {
+	r := bufio.NewReaderSize(f, 64<<10)
+	for n := 1; ; n++ {
+		line, err := r.ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			if !torn && len(bytes.TrimSpace(line)) > 0 {
+				yield(Item{}, fmt.Errorf("results: %s %s:%d: last line has no newline (file not complete)", what, path, n))
+			}
+			return
+		}
+		if err != nil {
+			yield(Item{}, fmt.Errorf("results: %s %s:%d: %w", what, path, n, err))
+			return
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var it Item
+		if err := json.Unmarshal(line, &it); err != nil {
+			if !yield(Item{}, fmt.Errorf("results: %s %s:%d: %w", what, path, n, err)) {
 				return
 			}
-			if err != nil {
-				yield(Item{}, fmt.Errorf("results: %s %s:%d: %w", what, path, n, err))
+			continue
+		}
+		if it.Key == "" {
+			if !yield(Item{}, fmt.Errorf("results: %s %s:%d: item without a key", what, path, n)) {
 				return
 			}
-			line = bytes.TrimSpace(line)
-			if len(line) == 0 {
-				continue
-			}
-			var it Item
-			if err := json.Unmarshal(line, &it); err != nil {
-				if !yield(Item{}, fmt.Errorf("results: %s %s:%d: %w", what, path, n, err)) {
-					return
-				}
-				continue
-			}
-			if it.Key == "" {
-				if !yield(Item{}, fmt.Errorf("results: %s %s:%d: item without a key", what, path, n)) {
-					return
-				}
-				continue
-			}
-			if !yield(it, nil) {
-				return
-			}
+			continue
+		}
+		if !yield(it, nil) {
+			return
 		}
 	}
 }

@@ -1,7 +1,7 @@
 package results
 
 import (
-	"bytes"
+	"bufio"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -154,7 +154,7 @@ func (w *Writer) AddFile(name string, data []byte) (string, error) {
 		if n > 1 {
 			try = fmt.Sprintf("%s-%d%s", stem, n, ext)
 		}
-		err := w.writeFile(filepath.FromSlash(try), func(b *bytes.Buffer) error { b.Write(data); return nil })
+		err := w.writeFile(filepath.FromSlash(try), func(b *bufio.Writer) error { _, err := b.Write(data); return err })
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}

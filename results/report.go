@@ -1,8 +1,9 @@
 package results
 
 import (
-	"bytes"
+	"bufio"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -11,8 +12,10 @@ import (
 )
 
 // renderReport writes report.md: a header with the run's facts, the report
-// step's text, a usage table per step, and the first failures.
-func renderReport(b *bytes.Buffer, run *Run, report string, failures []Item, failed int) {
+// step's text (body, streamed from the file AppendReport wrote, when not nil,
+// then the text given to Commit), a usage table per step, and the first
+// failures.
+func renderReport(b *bufio.Writer, run *Run, body io.Reader, report string, failures []Item, failed int) error {
 	fmt.Fprintf(b, "# %s\n\n", run.Pipeline)
 	fmt.Fprintf(b, "- Run: `%s`\n", run.RunID)
 	fmt.Fprintf(b, "- Status: **%s**: %s\n", run.Status, countsLine(run))
@@ -45,10 +48,22 @@ func renderReport(b *bytes.Buffer, run *Run, report string, failures []Item, fai
 		title = "Report (step `" + run.ReportStep + "`)"
 	}
 	fmt.Fprintf(b, "## %s\n\n", title)
-	if text := strings.TrimSpace(report); text != "" {
+	text := strings.TrimSpace(report)
+	if body != nil {
+		if _, err := io.Copy(b, body); err != nil {
+			return err
+		}
+		if text != "" {
+			b.WriteString("\n\n")
+		}
+	}
+	switch {
+	case text != "":
 		b.WriteString(text)
 		b.WriteString("\n\n")
-	} else {
+	case body != nil:
+		b.WriteString("\n\n")
+	default:
 		b.WriteString("_The report step produced no output; see errors.jsonl._\n\n")
 	}
 
@@ -98,6 +113,7 @@ func renderReport(b *bytes.Buffer, run *Run, report string, failures []Item, fai
 			fmt.Fprintf(b, "- step `%s`, item %s, %d attempt(s): %s\n", f.Step, what, f.Attempts, msg)
 		}
 	}
+	return nil
 }
 
 func countsLine(run *Run) string {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/threadmill/threadmill/workspace"
 )
@@ -72,8 +73,9 @@ type Writer struct {
 	files    int      // files added with AddFile
 	failures []Item   // the first maxReportFailures failed items, without requests
 	failed   int
-	err      error // the first write error; the Writer is unusable after it
-	done     bool  // committed or aborted
+	body     *reportBody // the report text streamed by AppendReport
+	err      error       // the first write error; the Writer is unusable after it
+	done     bool        // committed or aborted
 }
 
 // Create starts the result directory of a run under root
@@ -182,8 +184,37 @@ func (w *Writer) Add(it Item) error {
 	return nil
 }
 
+// AppendReport adds text to the report step's text in report.md, streamed
+// to a file in the run's temporary directory so that memory stays flat
+// however long the report. Leading and trailing white space of the whole
+// text is dropped, as Commit does with its report argument (which comes
+// after it). After a write error every later call returns that error.
+func (w *Writer) AppendReport(text string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return fmt.Errorf("results: run %s: AppendReport after Commit or Abort", w.runID)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if w.body == nil {
+		f, err := openFile(filepath.Join(w.tmpDir, reportBodyFile))
+		if err != nil {
+			w.err = fmt.Errorf("results: create %s: %w", filepath.Join(w.tmpDir, reportBodyFile), err)
+			return w.err
+		}
+		w.body = &reportBody{jsonlFile: jsonlFile{f: f, bw: bufio.NewWriterSize(f, 64<<10)}}
+	}
+	if err := w.body.add(text); err != nil {
+		w.err = err
+		return err
+	}
+	return nil
+}
+
 // Commit completes run (see Run for the fields it computes), writes run.json
-// and report.md (report is the report step's text), syncs everything to disk
+// and report.md (report is the report step's text, after what AppendReport streamed), syncs everything to disk
 // and renames the directory into place, replacing an older attempt of the
 // same run. It then points root/pipeline/latest at the run unless latest
 // already names a newer one. It returns the run directory.
@@ -205,7 +236,7 @@ func (w *Writer) Commit(run Run, report string) (string, error) {
 	run = w.complete(run)
 	err := errors.Join(w.results.close(), w.errs.close(), w.csv.close())
 	if err == nil {
-		err = w.writeFile(RunFile, func(b *bytes.Buffer) error {
+		err = w.writeFile(RunFile, func(b *bufio.Writer) error {
 			enc := json.NewEncoder(b)
 			enc.SetIndent("", "  ")
 			enc.SetEscapeHTML(false)
@@ -213,10 +244,7 @@ func (w *Writer) Commit(run Run, report string) (string, error) {
 		})
 	}
 	if err == nil {
-		err = w.writeFile(ReportFile, func(b *bytes.Buffer) error {
-			renderReport(b, &run, report, w.failures, w.failed)
-			return nil
-		})
+		err = w.writeReport(&run, report)
 	}
 	if err == nil {
 		err = syncDir(w.tmpDir)
@@ -271,6 +299,9 @@ func (w *Writer) abortLocked() error {
 		}
 	}
 	errs = append(errs, w.csv.close())
+	if w.body != nil {
+		errs = append(errs, w.body.close())
+	}
 	if err := os.RemoveAll(w.tmpDir); err != nil {
 		errs = append(errs, fmt.Errorf("results: remove %s: %w", w.tmpDir, err))
 	}
@@ -323,18 +354,43 @@ func (w *Writer) complete(run Run) Run {
 	return run
 }
 
-// writeFile writes a small file of the run directory in one go and syncs it.
-func (w *Writer) writeFile(name string, fill func(*bytes.Buffer) error) error {
-	var b bytes.Buffer
-	path := filepath.Join(w.tmpDir, name)
-	if err := fill(&b); err != nil {
-		return fmt.Errorf("results: encode %s: %w", path, err)
+// writeReport writes report.md, with the text AppendReport streamed (read
+// back from its file, which is then removed) followed by report.
+func (w *Writer) writeReport(run *Run, report string) error {
+	var body io.Reader
+	if w.body != nil {
+		path := filepath.Join(w.tmpDir, reportBodyFile)
+		defer os.Remove(path)
+		if err := w.body.close(); err != nil {
+			return err
+		}
+		if w.body.started {
+			f, err := os.Open(path)
+			if err != nil {
+				return fmt.Errorf("results: read %s: %w", path, err)
+			}
+			defer f.Close()
+			body = f
+		}
 	}
+	return w.writeFile(ReportFile, func(b *bufio.Writer) error {
+		return renderReport(b, run, body, report, w.failures, w.failed)
+	})
+}
+
+// writeFile writes a file of the run directory through a buffer and syncs it.
+func (w *Writer) writeFile(name string, fill func(*bufio.Writer) error) error {
+	path := filepath.Join(w.tmpDir, name)
 	f, err := openFile(path)
 	if err != nil {
 		return fmt.Errorf("results: create %s: %w", path, err)
 	}
-	if _, err := f.Write(b.Bytes()); err != nil {
+	b := bufio.NewWriterSize(f, 64<<10)
+	if err := fill(b); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("results: write %s: %w", path, err)
+	}
+	if err := b.Flush(); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("results: write %s: %w", path, err)
 	}
@@ -501,6 +557,45 @@ func (j *jsonlFile) close() error {
 		err = fmt.Errorf("results: close %s: %w", j.f.Name(), cerr)
 	}
 	return err
+}
+
+// reportBodyFile holds the report text AppendReport streams, in the run's
+// temporary directory until Commit copies it into report.md.
+const reportBodyFile = ".report-body.md"
+
+// reportBody is the file AppendReport writes: the concatenation of its
+// texts without the leading and trailing white space of the whole. White
+// space at the end of a text is held back until more text follows.
+type reportBody struct {
+	jsonlFile
+	started bool
+	held    []byte
+}
+
+func (r *reportBody) add(text string) error {
+	if !r.started {
+		text = strings.TrimLeftFunc(text, unicode.IsSpace)
+		if text == "" {
+			return nil
+		}
+		r.started = true
+	}
+	trimmed := strings.TrimRightFunc(text, unicode.IsSpace)
+	if trimmed == "" {
+		r.held = append(r.held, text...)
+		return nil
+	}
+	if len(r.held) > 0 {
+		if err := r.write(r.held); err != nil {
+			return err
+		}
+		r.held = r.held[:0]
+	}
+	if err := r.write([]byte(trimmed)); err != nil {
+		return err
+	}
+	r.held = append(r.held, text[len(trimmed):]...)
+	return nil
 }
 
 // marshalLine encodes an item as one JSON line, HTML characters unescaped.

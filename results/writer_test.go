@@ -606,3 +606,53 @@ func hiddenEntries(t *testing.T, dir string) []string {
 	}
 	return names
 }
+
+// A report streamed in pieces with AppendReport is the report given whole
+// to Commit: same bytes, the same trimming, and nothing else left in the
+// run directory.
+func TestAppendReportStreamsTheSameReport(t *testing.T) {
+	root := t.TempDir()
+	commit := func(id string, pieces []string, tail string) (string, []byte) {
+		t.Helper()
+		w, err := Create(root, "p", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pieces {
+			if err := w.AppendReport(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dir, err := w.Commit(Run{StartedAt: t0, FinishedAt: t0.Add(time.Second)}, tail)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, ReportFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir, bytes.ReplaceAll(b, []byte(id), []byte("RUN"))
+	}
+	whole := "## a\n\nfirst  text\n\n## b\n\n  second\n\n## c\n\nthird"
+	_, want := commit("whole", nil, "\n\n"+whole+"\n \n")
+	dir, got := commit("pieces", []string{" \n", "\n## a\n\nfirst", "  text\n\n", "", "## b\n\n  second", "\n\n", "## c\n\nthird\n\n", "  \n"}, "")
+	if !bytes.Equal(got, want) {
+		t.Errorf("streamed report differs:\n%s\nwant:\n%s", got, want)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("run directory keeps %s", e.Name())
+		}
+	}
+	_, got = commit("split", []string{"## a\n\nfirst  text\n\n## b\n\n  second"}, "## c\n\nthird")
+	if !bytes.Equal(got, want) {
+		t.Errorf("streamed report followed by Commit's text differs:\n%s\nwant:\n%s", got, want)
+	}
+	if _, got = commit("blank", []string{" ", "\n\n"}, ""); !bytes.Contains(got, []byte("produced no output")) {
+		t.Errorf("a report of white space does not say it is empty:\n%s", got)
+	}
+}

@@ -266,6 +266,14 @@ func (s *Store) RecordAndRelease(ctx context.Context, runID string, it results.I
 	if err != nil {
 		return Recorded{}, fmt.Errorf("runstore: encode item %s/%s: %w", it.Step, it.Key, err)
 	}
+	if s.records != nil {
+		// A duplicate's copy stays in the file, unreferenced.
+		ref, err := s.records.put(runID, b)
+		if err != nil {
+			return Recorded{}, fmt.Errorf("runstore: record item %s/%s: %w", it.Step, it.Key, err)
+		}
+		b = []byte(ref)
+	}
 	keys := []string{
 		s.doneKey(runID, it.Step), s.resKey(runID, it.Step), s.stepKey(runID, it.Step),
 		s.runKey(runID), s.budgetKey(runID), s.ckptKey(runID, it.Step, it.Key),
@@ -315,18 +323,38 @@ func (s *Store) Seed(ctx context.Context, runID string, done []results.Item) err
 
 // Item returns an item's record by plan index, or nil when it has none.
 func (s *Store) Item(ctx context.Context, runID, step string, index int) (*results.Item, error) {
-	b, err := s.rdb.HGet(ctx, s.resKey(runID, step), strconv.Itoa(index)).Bytes()
+	b, err := s.rdb.HGet(ctx, s.resKey(runID, step), strconv.Itoa(index)).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, wrap("read item", runID, err)
 	}
-	var it results.Item
-	if err := json.Unmarshal(b, &it); err != nil {
-		return nil, fmt.Errorf("runstore: run %s: decode item %s#%d: %w", runID, step, index, err)
+	it, err := s.decodeRecord(runID, step, index, b)
+	if err != nil {
+		return nil, err
 	}
 	return &it, nil
+}
+
+// decodeRecord decodes the record of item #index of a step as Redis keeps
+// it: the JSON, or its place in a record file (see RecordFiles).
+func (s *Store) decodeRecord(runID, step string, index int, v string) (results.Item, error) {
+	b := []byte(v)
+	if strings.HasPrefix(v, recordRefPrefix) {
+		if s.records == nil {
+			return results.Item{}, fmt.Errorf("runstore: run %s: item %s#%d is kept in the record file of the process that ran it (the embedded default), not in Redis", runID, step, index)
+		}
+		var err error
+		if b, err = s.records.get(runID, v); err != nil {
+			return results.Item{}, err
+		}
+	}
+	var it results.Item
+	if err := json.Unmarshal(b, &it); err != nil {
+		return results.Item{}, fmt.Errorf("runstore: run %s: decode item %s#%d: %w", runID, step, index, err)
+	}
+	return it, nil
 }
 
 // itemBatch is how many records Items reads per round trip.
@@ -356,9 +384,9 @@ func (s *Store) Items(ctx context.Context, runID, step string, total int) iter.S
 					}
 					continue
 				}
-				var it results.Item
-				if err := json.Unmarshal([]byte(str), &it); err != nil {
-					if !yield(results.Item{}, fmt.Errorf("runstore: run %s: decode item %s#%d: %w", runID, step, start+j, err)) {
+				it, err := s.decodeRecord(runID, step, start+j, str)
+				if err != nil {
+					if !yield(results.Item{}, err) {
 						return
 					}
 					continue

@@ -93,6 +93,25 @@ type RunState struct {
 // Finished reports whether the run reached a terminal status.
 func (r *RunState) Finished() bool { return Terminal(r.Status) }
 
+// Timing returns how long the run has taken (until now while it runs)
+// and, while it runs, an estimate of the time left for its planned items
+// at the rate so far. Both are zero before the run started.
+func (r *RunState) Timing(now time.Time) (elapsed, eta time.Duration) {
+	if r.StartedAt.IsZero() {
+		return 0, 0
+	}
+	end := now
+	if !r.FinishedAt.IsZero() {
+		end = r.FinishedAt
+	}
+	elapsed = end.Sub(r.StartedAt)
+	if r.Finished() || r.Done == 0 || elapsed <= 0 || r.Total <= r.Done {
+		return elapsed, 0
+	}
+	perItem := elapsed / time.Duration(r.Done)
+	return elapsed, perItem * time.Duration(r.Total-r.Done)
+}
+
 // StepState is one step's progress.
 type StepState struct {
 	ID string `json:"id"`

@@ -42,6 +42,7 @@ type Store struct {
 	rdb       redis.UniversalClient
 	prefix    string
 	retention time.Duration
+	records   *RecordFiles // nil: item records are kept in Redis
 }
 
 // Option configures a Store.

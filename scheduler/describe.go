@@ -26,8 +26,24 @@ type Description struct {
 }
 
 // Describe returns the description of each entry with its next n fire times
-// after now. The run store's key prefix locates the scheduler's history.
+// after now, and its last run from store. The run store's key prefix
+// locates the scheduler's history. A nil store describes the schedules
+// only, without last runs.
 func Describe(ctx context.Context, entries []*Entry, store *runstore.Store, now time.Time, n int) ([]Description, error) {
+	out := make([]Description, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, Description{
+			Pipeline: e.Name(),
+			File:     e.File,
+			Cron:     e.Schedule.Expr(),
+			Timezone: e.Schedule.Location().String(),
+			Catchup:  e.Policy,
+			Next:     e.Schedule.NextN(now, n),
+		})
+	}
+	if store == nil {
+		return out, nil
+	}
 	latest := make(map[string]runstore.RunState)
 	runs, err := store.Runs(ctx)
 	if err != nil {
@@ -39,16 +55,8 @@ func Describe(ctx context.Context, entries []*Entry, store *runstore.Store, now 
 		}
 	}
 	st := &state{rdb: store.Client(), prefix: store.Prefix()}
-	out := make([]Description, 0, len(entries))
-	for _, e := range entries {
-		d := Description{
-			Pipeline: e.Name(),
-			File:     e.File,
-			Cron:     e.Schedule.Expr(),
-			Timezone: e.Schedule.Location().String(),
-			Catchup:  e.Policy,
-			Next:     e.Schedule.NextN(now, n),
-		}
+	for i, e := range entries {
+		d := &out[i]
 		if r, ok := latest[e.Name()]; ok {
 			d.LastRun, d.LastStatus = r.ID, r.Status
 		} else {
@@ -69,7 +77,6 @@ func Describe(ctx context.Context, entries []*Entry, store *runstore.Store, now 
 				}
 			}
 		}
-		out = append(out, d)
 	}
 	return out, nil
 }

@@ -156,6 +156,9 @@ func (h *heapSampler) Stop() (peak, itemsPeak uint64) {
 	return h.peak, h.itemsPeak
 }
 
+// THREADMILL_BENCH_COUNT_COMMANDS=1 also counts the Redis commands the
+// worker sends per item (through MONITOR, which slows Redis: take the
+// throughput from a run without it).
 func BenchmarkThroughput(b *testing.B) {
 	n := envInt("THREADMILL_BENCH_ITEMS", 5000)
 	c := envInt("THREADMILL_BENCH_CONCURRENCY", 64)
@@ -214,6 +217,10 @@ steps:
 			done, _, _ := store.StepProgress(ctx, "bench-1", "summarize")
 			return done >= n/10
 		})
+		var mon *redistest.Monitor
+		if os.Getenv("THREADMILL_BENCH_COUNT_COMMANDS") != "" {
+			mon = srv.Monitor(b)
+		}
 		var ru0 syscall.Rusage
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 		start := time.Now()
@@ -230,6 +237,9 @@ steps:
 		cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 		b.Logf("worker process CPU %v over %v (%.0f%% of one core)", cpu.Round(time.Millisecond), elapsed.Round(time.Millisecond), 100*cpu.Seconds()/elapsed.Seconds())
 		peak, itemsPeak := heap.Stop()
+		if mon != nil {
+			reportCommands(b, mon, n)
+		}
 		_ = q.Close()
 		cancel()
 		wg.Wait()
@@ -265,6 +275,29 @@ steps:
 		b.Logf("N=%d C=%d L=%v rpm=%d: %d items in %v = %.1f items/s; ideal %.1f items/s; ratio %.3f; %.1f API requests/item; peak heap %.1f MB (%.1f MB after the first tenth of the items)",
 			n, c, lat, rpm, n, elapsed.Round(time.Millisecond), rate, ideal, rate/ideal, float64(requests)/float64(n), float64(peak)/(1<<20), float64(itemsPeak)/(1<<20))
 	}
+}
+
+// reportCommands reports the Redis commands clients sent per item (a Lua
+// script's own calls are not counted: each script is one round trip), and
+// logs them by name, most frequent first.
+func reportCommands(b *testing.B, mon *redistest.Monitor, n int) {
+	counts, err := mon.Stop()
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0
+	names := make([]string, 0, len(counts))
+	for name, c := range counts {
+		total += c
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int { return counts[b] - counts[a] })
+	var parts []string
+	for _, name := range names {
+		parts = append(parts, fmt.Sprintf("%s %.2f", name, float64(counts[name])/float64(n)))
+	}
+	b.ReportMetric(float64(total)/float64(n), "redis-cmds/item")
+	b.Logf("Redis commands sent per item: %.1f (%s)", float64(total)/float64(n), strings.Join(parts, ", "))
 }
 
 func simRequests(b *testing.B, addr string) int {

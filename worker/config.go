@@ -47,6 +47,20 @@ type Config struct {
 	// Retention is how long run state stays in Redis after its last write.
 	// Default runstore.DefaultRetention.
 	Retention time.Duration
+	// FanOutWindow, when positive, bounds the items of a step that are
+	// queued or in flight at once (give or take one per worker slot): a
+	// step's items are enqueued a window at a time, the next ones as
+	// earlier ones finish (step:fanout tasks), so that a Redis that lives
+	// in this process's memory (the embedded default) holds a window of
+	// tasks, not the whole step. Default 0: a step's items are enqueued all
+	// at once (a shared Redis holds them: see docs/scaling.md).
+	FanOutWindow int
+	// RecordFiles, when set, keeps item records (requests and outputs) in
+	// files on this machine's disk and only their places in Redis, for a
+	// Redis that lives in this process's memory (the embedded default); a
+	// worker sharing its Redis with other processes must not set it (see
+	// runstore.RecordFiles). Default: records are kept in Redis.
+	RecordFiles *runstore.RecordFiles
 	// ItemRetention is how long asynq keeps an item's task once it has
 	// completed, with its result (state, tokens, latency, interaction ids:
 	// see taskresult.go), for `asynq task ls --state completed` and

@@ -49,8 +49,7 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 			return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))
 		}
 	}
-	report, err := w.writeItems(ctx, rc, st, wr)
-	if err != nil {
+	if err := w.writeItems(ctx, rc, st, wr); err != nil {
 		_ = wr.Abort()
 		return w.runError(ctx, rc, err)
 	}
@@ -91,11 +90,11 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 		_ = wr.Abort()
 		return err
 	}
-	dir, err := wr.Commit(run, report)
+	dir, err := wr.Commit(run, "")
 	if err != nil {
 		return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))
 	}
-	if pub := w.publish(ctx, rc, dir, status, report); pub != nil {
+	if pub := w.publish(ctx, rc, dir, status); pub != nil {
 		if err := results.UpdateRun(dir, func(r *results.Run) { r.Published = pub }); err != nil {
 			rc.log.Warn("could not record the published artifact in run.json", "error", err)
 		}
@@ -112,28 +111,27 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// writeItems streams every planned step's records into wr and returns the
-// report text: the report step's output (one item), or each item's output
-// under a heading naming its artifact (several items).
-func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunState, wr *results.Writer) (string, error) {
+// writeItems streams every planned step's records into wr, and the report
+// step's text into wr's report: the report step's output (one item), or
+// each item's output under a heading naming its artifact (several items).
+func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunState, wr *results.Writer) error {
 	reportStep := rc.spec.Pipeline.ReportStep()
-	var report strings.Builder
 	saver := &reuseSaver{w: w, rc: rc}
+	defer saver.flush(ctx)
 	filesStep := ""
 	if rc.spec.Pipeline.Output.Files != nil {
 		filesStep = rc.spec.Pipeline.FilesStep()
 	}
-	defer saver.flush(ctx)
 	for _, s := range st.Steps {
 		if !s.Planned {
 			continue
 		}
 		for it, err := range w.store.Items(ctx, rc.id, s.ID, s.Total) {
 			if err != nil {
-				return "", err
+				return err
 			}
 			if err := wr.Add(it); err != nil {
-				return "", permanent(err)
+				return permanent(err)
 			}
 			saver.add(ctx, it)
 			if s.ID == filesStep && it.State == results.StateSucceeded {
@@ -142,18 +140,20 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 			if s.ID != reportStep || it.State != results.StateSucceeded {
 				continue
 			}
-			if s.Total == 1 {
-				report.WriteString(it.Output)
-				continue
+			text := it.Output
+			if s.Total != 1 {
+				title := it.Key
+				if it.Artifact != nil && it.Artifact.Name != "" {
+					title = it.Artifact.Name
+				}
+				text = fmt.Sprintf("## %s\n\n%s\n\n", title, strings.TrimSpace(it.Output))
 			}
-			title := it.Key
-			if it.Artifact != nil && it.Artifact.Name != "" {
-				title = it.Artifact.Name
+			if err := wr.AppendReport(text); err != nil {
+				return permanent(err)
 			}
-			fmt.Fprintf(&report, "## %s\n\n%s\n\n", title, strings.TrimSpace(it.Output))
 		}
 	}
-	return strings.TrimSpace(report.String()) + "\n", nil
+	return nil
 }
 
 // deleteThreads deletes the threads remembered for deletion (steps with

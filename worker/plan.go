@@ -1,8 +1,10 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 
@@ -96,11 +98,6 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 	p := rc.spec.Pipeline
 	step := p.Steps[idx]
 	log := rc.log.With("step", step.ID)
-	advance := func() error {
-		noteDid(ctx, "step %s has nothing left to run; enqueued its advance", step.ID)
-		t, err := jobs.NewAdvance(jobs.Advance{RunID: rc.id, Step: step.ID, Attempt: attempt}, controlOpts()...)
-		return w.enqueue(ctx, t, err)
-	}
 	if enqueued, err := w.store.Enqueued(ctx, rc.id, step.ID); err != nil || enqueued {
 		if err != nil {
 			return err
@@ -109,62 +106,172 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 		if err != nil || total < 0 || done < total {
 			return err
 		}
-		return advance()
+		return w.advanceStep(ctx, rc, step.ID, attempt)
 	}
+	began := time.Now()
+	sp, err := w.stepPlan(ctx, rc, step, sets)
+	if err == nil {
+		err = checkPlan(sp)
+	}
+	if err != nil {
+		return w.runError(ctx, rc, permanent(fmt.Errorf("plan step %s: %w", step.ID, err)))
+	}
+	if err := w.store.PlanStep(ctx, rc.id, step.ID, sp.Len()); err != nil {
+		return err
+	}
+	log.Info("step planned", "items", sp.Len(), "plan_time", time.Since(began))
+	return w.fanOut(ctx, rc, sp, jobs.FanOut{RunID: rc.id, Step: step.ID, Attempt: attempt})
+}
+
+// stepPlan plans a step of the run from its resolved sets and the outputs
+// of the steps it needs.
+func (w *Worker) stepPlan(ctx context.Context, rc *runCtx, step pipelines.Step, sets map[string][]pipelines.ArtifactRef) (*pipelines.StepPlan, error) {
 	prior := make(map[string]pipelines.StepOutput, len(step.Needs))
 	for _, need := range step.Needs {
 		_, total, err := w.store.StepProgress(ctx, rc.id, need)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		out, err := w.store.StepOutput(ctx, rc.id, need, max(total, 0))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		prior[need] = out
 	}
-	began := time.Now()
-	items, err := pipelines.Plan(p, step.ID, rc.spec.Info, sets, prior)
-	if err != nil {
-		return w.runError(ctx, rc, permanent(fmt.Errorf("plan step %s: %w", step.ID, err)))
-	}
-	if err := w.store.PlanStep(ctx, rc.id, step.ID, len(items)); err != nil {
-		return err
-	}
-	planned := time.Since(began)
-	if attempt > 0 {
-		// A retry: only the items the earlier attempts did not finish.
-		recorded, err := w.store.Recorded(ctx, rc.id, step.ID)
+	return pipelines.NewStepPlan(rc.spec.Pipeline, step.ID, rc.spec.Info, sets, prior)
+}
+
+// fanOutWait is how long a chunk of a windowed fan-out waits before it
+// looks again for room in the window.
+const fanOutWait = 250 * time.Millisecond
+
+// fanOut enqueues the items of a planned step from plan index f.From on:
+// all of them, or, with Config.FanOutWindow, as many as keep the step's
+// items queued or in flight within the window, followed by a step:fanout
+// task for the rest (which waits while the window is full). Once the last
+// item is enqueued the step is marked enqueued, and advanced at once when
+// every item already has a record (a retry of finished items).
+func (w *Worker) fanOut(ctx context.Context, rc *runCtx, sp *pipelines.StepPlan, f jobs.FanOut) error {
+	total := sp.Len()
+	end := total
+	if win := w.cfg.FanOutWindow; win > 0 && f.From < total {
+		done, _, err := w.store.StepProgress(ctx, rc.id, f.Step)
 		if err != nil {
 			return err
 		}
-		items = slices.DeleteFunc(items, func(it pipelines.Item) bool { return recorded[it.Key] })
+		// Items before From are enqueued or recorded (done counts both
+		// those that finished and, on a retry, those recorded before).
+		room := win - (f.From - done)
+		if room < min(win/4, total-f.From) {
+			next := f
+			next.Wait++
+			t, err := jobs.NewFanOut(next, append(controlOpts(), asynq.ProcessIn(fanOutWait), asynq.Retention(time.Hour))...)
+			noteDid(ctx, "the window of step %s is full (%d of %d items done, %d enqueued); waiting", f.Step, done, total, f.From)
+			return w.enqueue(ctx, t, err)
+		}
+		end = min(total, f.From+room)
 	}
-	items, reused, err := w.reuseItems(ctx, rc, items)
+	var recorded map[string]bool
+	if f.Attempt > 0 {
+		// A retry: only the items the earlier attempts did not finish.
+		var err error
+		if recorded, err = w.store.Recorded(ctx, rc.id, f.Step); err != nil {
+			return err
+		}
+	}
+	began := time.Now()
+	skip := func(key string) bool { return recorded[key] }
+	reused := &reuseFilter{}
+	items := w.reusing(ctx, rc, sp, sp.ItemsFrom(f.From), end, skip, reused)
+	n, err := w.enqueueItems(ctx, rc, items, func(it pipelines.Item) bool { return it.Index >= end }, skip, f.Attempt)
+	if err == nil {
+		err = reused.err
+	}
 	if err != nil {
 		return err
 	}
-	if err := w.enqueueItems(ctx, rc, items, attempt); err != nil {
-		return err
-	}
-	if reused > 0 {
-		noteDid(ctx, "enqueued %s of step %s; %d reused an earlier run's output", plural(len(items), "item"), step.ID, reused)
+	if f.From == 0 && end == total {
+		noteDid(ctx, "enqueued %s of step %s", plural(n, "item"), f.Step)
 	} else {
-		noteDid(ctx, "enqueued %s of step %s", plural(len(items), "item"), step.ID)
+		noteDid(ctx, "enqueued %s of step %s, items %d to %d", plural(n, "item"), f.Step, f.From, end-1)
 	}
-	if err := w.store.MarkEnqueued(ctx, rc.id, step.ID); err != nil {
+	if reused.n > 0 {
+		noteDid(ctx, "%d items of step %s reused an earlier run's output", reused.n, f.Step)
+	}
+	rc.log.Info("step items enqueued", "step", f.Step, "items", n, "reused", reused.n, "from", f.From, "to", end, "of", total, "enqueue_time", time.Since(began))
+	if end < total {
+		next := jobs.FanOut{RunID: f.RunID, Step: f.Step, From: end, Attempt: f.Attempt}
+		t, err := jobs.NewFanOut(next, append(controlOpts(), asynq.Retention(time.Hour))...)
+		return w.enqueue(ctx, t, err)
+	}
+	if err := w.store.MarkEnqueued(ctx, rc.id, f.Step); err != nil {
 		return err
 	}
-	log.Info("step started", "items", len(items), "reused", reused, "plan_time", planned, "enqueue_time", time.Since(began)-planned)
-	if len(items) == 0 {
-		return advance()
+	done, _, err := w.store.StepProgress(ctx, rc.id, f.Step)
+	if err != nil || done < total {
+		return err
+	}
+	return w.advanceStep(ctx, rc, f.Step, f.Attempt)
+}
+
+// advanceStep enqueues the advance of a step that has nothing left to run.
+func (w *Worker) advanceStep(ctx context.Context, rc *runCtx, step string, attempt int) error {
+	noteDid(ctx, "step %s has nothing left to run; enqueued its advance", step)
+	t, err := jobs.NewAdvance(jobs.Advance{RunID: rc.id, Step: step, Attempt: attempt}, controlOpts()...)
+	return w.enqueue(ctx, t, err)
+}
+
+// handleFanOut enqueues the next chunk of a step's items (see fanOut). The
+// step is planned again (plans are deterministic) from the sets resolved at
+// the run's start.
+func (w *Worker) handleFanOut(ctx context.Context, t *asynq.Task) error {
+	f, rc, err := taskRun(ctx, w, t, jobs.DecodeFanOut)
+	if err != nil {
+		return err
+	}
+	status, _, err := w.store.Status(ctx, rc.id)
+	if err != nil {
+		return err
+	}
+	if runstore.Terminal(status) {
+		// A stopping run goes on: its items are recorded as skipped.
+		noteDid(ctx, "nothing: the run is already %s", status)
+		return nil
+	}
+	step, ok := rc.spec.Pipeline.StepByID(f.Step)
+	if !ok {
+		return fmt.Errorf("worker: run %s: pipeline has no step %q: %w", rc.id, f.Step, asynq.SkipRetry)
+	}
+	sets, err := w.store.Sets(ctx, rc.id)
+	if err != nil {
+		return err
+	}
+	sp, err := w.stepPlan(ctx, rc, *step, sets)
+	if err != nil {
+		return w.runError(ctx, rc, permanent(fmt.Errorf("plan step %s: %w", f.Step, err)))
+	}
+	return w.fanOut(ctx, rc, sp, f)
+}
+
+// checkPlan renders every item of a step once, dropping it, so that an item
+// that cannot be rendered fails the step before any of its items is
+// enqueued; the items are rendered again as they are enqueued, so memory
+// does not grow with the step. Plans are deterministic: the second
+// rendering is the first.
+func checkPlan(sp *pipelines.StepPlan) error {
+	for _, err := range sp.Items() {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// enqueueItems enqueues a step's items concurrently, each with its
-// deterministic task id, the pipeline's attempts and item timeout.
-func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items []pipelines.Item, attempt int) error {
+// enqueueItems enqueues a step's items (up to the first that stop says to
+// stop at, but those skip says to leave out) as they are rendered,
+// concurrently, each with its deterministic task id, the pipeline's
+// attempts and item timeout, and returns how many it enqueued.
+func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items iter.Seq2[pipelines.Item, error], stop func(pipelines.Item) bool, skip func(key string) bool, attempt int) (int, error) {
 	lim := rc.spec.Pipeline.Limits
 	opts := append(w.itemRetention(), asynq.MaxRetry(max(lim.MaxAttempts, 1)-1))
 	if d := lim.ItemTimeout.D(); d > 0 {
@@ -172,17 +279,41 @@ func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items []pipelines
 	} else {
 		opts = append(opts, asynq.Timeout(pipelines.DefaultItemTimeout))
 	}
-	pl := pool.New().WithErrors().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(enqueueWorkers)
-	for _, it := range items {
+	// The first failure stops the loop: the items after it are neither
+	// rendered nor enqueued (the step's task is retried).
+	ectx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	pl := pool.New().WithErrors().WithFirstError().WithContext(ectx).WithMaxGoroutines(enqueueWorkers)
+	n := 0
+	var planErr error
+	for it, err := range items {
+		if err != nil {
+			planErr = permanent(fmt.Errorf("plan step: %w", err))
+			break
+		}
+		if ectx.Err() != nil || stop(it) {
+			break
+		}
+		if skip(it.Key) {
+			continue
+		}
+		n++
 		pl.Go(func(ctx context.Context) error {
 			t, err := jobs.NewItem(jobs.Item{RunID: rc.id, Item: it, Attempt: attempt}, opts...)
-			return w.enqueue(ctx, t, err)
+			if err = w.enqueue(ctx, t, err); err != nil {
+				cancel(err)
+			}
+			return err
 		})
 	}
-	if err := pl.Wait(); err != nil {
-		return fmt.Errorf("worker: run %s: enqueue items: %w", rc.id, err)
+	err := pl.Wait()
+	if err == nil {
+		err = cmp.Or(planErr, context.Cause(ectx))
 	}
-	return nil
+	if err != nil {
+		return n, fmt.Errorf("worker: run %s: enqueue items: %w", rc.id, err)
+	}
+	return n, nil
 }
 
 // handleAdvance runs when every item of a step is finished: it plans and

@@ -26,12 +26,12 @@ const (
 // a re-run of the same window) has its content replaced, so the artifact is
 // never duplicated. A failure is logged and returned in Published.Error:
 // the run's files and status do not depend on it.
-func (w *Worker) publish(ctx context.Context, rc *runCtx, dir, status, report string) *results.Published {
+func (w *Worker) publish(ctx context.Context, rc *runCtx, dir, status string) *results.Published {
 	pub := rc.spec.Pipeline.Output.Publish
 	if pub == nil || status == results.StatusCanceled {
 		return nil
 	}
-	if strings.TrimSpace(report) == "" {
+	if !reportHasOutput(dir) {
 		rc.log.Info("nothing published: the report step produced no output")
 		return nil
 	}
@@ -44,6 +44,21 @@ func (w *Worker) publish(ctx context.Context, rc *runCtx, dir, status, report st
 	}
 	rc.log.Info("report published", "artifact", out.ArtifactID, "name", out.Name, "folder", out.Folder, "action", out.Action)
 	return out
+}
+
+// reportHasOutput reports whether the report step of the run committed in
+// dir has a succeeded item, from its run.json.
+func reportHasOutput(dir string) bool {
+	r, err := results.ReadRun(dir)
+	if err != nil {
+		return false
+	}
+	for _, s := range r.Steps {
+		if s.Step == r.ReportStep {
+			return s.Items[results.StateSucceeded] > 0
+		}
+	}
+	return false
 }
 
 func (w *Worker) publishReport(ctx context.Context, rc *runCtx, dir string, out *results.Published) error {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"iter"
 	"time"
 
 	"github.com/threadmill/threadmill/pipelines"
@@ -59,6 +60,66 @@ func (w *Worker) reuseItems(ctx context.Context, rc *runCtx, items []pipelines.I
 		}
 	}
 	return send, reused, nil
+}
+
+// reuseLookupBatch is how many items of a step are looked up in the reuse
+// store at once while they are enqueued.
+const reuseLookupBatch = 256
+
+// reuseFilter counts what reusing took, and keeps its first error.
+type reuseFilter struct {
+	n   int
+	err error
+}
+
+// reusing passes a step's items through the reuse store on their way to
+// the queue (a step with reuse: unchanged, unless the run says NoReuse):
+// in batches, the items whose output a finished run kept are recorded
+// (reuseItems) and left out; the others, those skip names (already
+// recorded) and the first at or past end are yielded as they come. A
+// store or record error ends the items and is kept in rf.err, for the
+// caller to return before it marks anything enqueued.
+func (w *Worker) reusing(ctx context.Context, rc *runCtx, sp *pipelines.StepPlan, items iter.Seq2[pipelines.Item, error], end int, skip func(string) bool, rf *reuseFilter) iter.Seq2[pipelines.Item, error] {
+	if rc.spec.Info.NoReuse || sp.Step().Reuse != pipelines.ReuseUnchanged {
+		return items
+	}
+	return func(yield func(pipelines.Item, error) bool) {
+		batch := make([]pipelines.Item, 0, reuseLookupBatch)
+		flush := func() bool {
+			send, n, err := w.reuseItems(ctx, rc, batch)
+			batch = batch[:0]
+			if err != nil {
+				rf.err = err
+				return false
+			}
+			rf.n += n
+			for _, it := range send {
+				if !yield(it, nil) {
+					return false
+				}
+			}
+			return true
+		}
+		for it, err := range items {
+			switch {
+			case err != nil || it.Index >= end:
+				if flush() {
+					yield(it, err)
+				}
+				return
+			case skip(it.Key) || it.ReuseKey == "":
+				if !yield(it, nil) {
+					return
+				}
+			default:
+				batch = append(batch, it)
+				if len(batch) == reuseLookupBatch && !flush() {
+					return
+				}
+			}
+		}
+		flush()
+	}
 }
 
 // reusedItem is the result line of an item that takes e's output: a

@@ -138,3 +138,47 @@ func TestReuseDirStoreIsSharedUnderTheResultsRoot(t *testing.T) {
 		t.Errorf("second run: %d interactions, %d reused; want 0 and 4", c.InteractionsCreated, run.Reused)
 	}
 }
+
+// TestReuseThroughAWindowedFanOut: a step larger than a lookup batch,
+// enqueued through a small fan-out window, is reused whole; a changed
+// artifact in the middle is the one item sent.
+func TestReuseThroughAWindowedFanOut(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	e.folder("Inbox", 300)
+	e.startWorker(func(c *worker.Config) { c.FanOutWindow = 40 })
+	p := `
+version: 1
+name: wide
+workspace: { project: proj_test }
+defaults: { max_tokens: 40 }
+limits: { concurrency: 16 }
+artifacts:
+  docs: { folder: "Inbox" }
+steps:
+  - id: summarize
+    for_each: docs
+    reuse: unchanged
+    prompt: "Summarize {{ .Artifact.Name }}."
+`
+	count := func(runID string) (int, *results.Run) {
+		e.sim.ResetCounters()
+		st := e.wait(e.start(e.pipeline(p), runID), 2*time.Minute)
+		if st.Status != runstore.StatusSucceeded {
+			t.Fatalf("run %s: %s (%s)", runID, st.Status, st.Error)
+		}
+		return e.sim.Counters().InteractionsCreated, readRun(t, st.ResultDir)
+	}
+	if n, _ := count("wide-1"); n != 300 {
+		t.Fatalf("first run: %d interactions, want 300", n)
+	}
+	if n, r := count("wide-2"); n != 0 || r.Reused != 300 {
+		t.Errorf("second run: %d interactions, %d reused; want 0 and 300", n, r.Reused)
+	}
+	a, _ := e.sim.ArtifactByPath("Inbox/doc-0270.md")
+	if _, err := e.sim.UpdateArtifactContent(a.ID, "A different document about a broken printer."); err != nil {
+		t.Fatal(err)
+	}
+	if n, r := count("wide-3"); n != 1 || r.Reused != 299 {
+		t.Errorf("one changed document: %d interactions, %d reused; want 1 and 299", n, r.Reused)
+	}
+}

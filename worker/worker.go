@@ -67,7 +67,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w := &Worker{
 		cfg:    cfg,
-		store:  runstore.New(cfg.RDB, cfg.Prefix, runstore.WithRetention(cfg.Retention)),
+		store:  runstore.New(cfg.RDB, cfg.Prefix, runstore.WithRetention(cfg.Retention), runstore.WithRecordFiles(cfg.RecordFiles)),
 		log:    cfg.Logger,
 		onItem: cfg.OnItemDone,
 		runs:   map[string]*runCtx{},
@@ -80,6 +80,7 @@ func New(cfg Config) (*Worker, error) {
 	w.mux.HandleFunc(jobs.KindRunStart, w.handleRunStart)
 	w.mux.HandleFunc(jobs.KindItem, w.handleItem)
 	w.mux.HandleFunc(jobs.KindAdvance, w.handleAdvance)
+	w.mux.HandleFunc(jobs.KindFanOut, w.handleFanOut)
 	w.mux.HandleFunc(jobs.KindFinalize, w.handleFinalize)
 	return w, nil
 }

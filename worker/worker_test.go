@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
+	"github.com/threadmill/threadmill/workspace"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
@@ -289,5 +291,41 @@ steps:
 	c := e.sim.Counters()
 	if c.InteractionsCreated != sent {
 		t.Errorf("simulator created %d interactions, %d items succeeded", c.InteractionsCreated, sent)
+	}
+}
+
+// A step is rendered whole before any of its items is enqueued: an item
+// that cannot be rendered fails the run, naming the artifact, and nothing
+// of the step reaches the API.
+func TestStepThatCannotBeRenderedSendsNothing(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	f := e.sim.AddArtifact(simulator.ArtifactSpec{Name: "Inbox", Type: workspace.ArtifactTypeFolder})
+	for i := range 40 {
+		e.sim.AddArtifact(simulator.ArtifactSpec{Name: fmt.Sprintf("doc-%04d.md", i), ParentID: f.ID, Content: "A document about billing."})
+	}
+	e.sim.AddArtifact(simulator.ArtifactSpec{Name: "x.md", ParentID: f.ID, Content: "A short one."})
+	e.startWorker()
+	p := e.pipeline(`
+version: 1
+name: unrenderable
+workspace: { project: proj_test }
+artifacts:
+  docs: { folder: "Inbox" }
+steps:
+  - id: summarize
+    for_each: docs
+    prompt: "Summarize the document whose name starts {{ slice .Artifact.Name 0 8 }}."
+`)
+	run := e.start(p, "unrenderable-1")
+	st := e.wait(run, time.Minute)
+	if st.Status != runstore.StatusError {
+		t.Fatalf("status %q, want %q", st.Status, runstore.StatusError)
+	}
+	if !strings.Contains(st.Error, `plan step summarize`) || !strings.Contains(st.Error, `"x.md"`) {
+		t.Errorf("run error %q does not name the step and the artifact", st.Error)
+	}
+	c := e.sim.Counters()
+	if c.Validations != 0 || c.InteractionsCreated != 0 {
+		t.Errorf("%d validations and %d interactions: want none", c.Validations, c.InteractionsCreated)
 	}
 }

@@ -7,10 +7,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
-	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/internal/runctl"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
 )
@@ -74,80 +73,32 @@ func runCancel(ctx context.Context, o *cancelOptions, stdout, stderr io.Writer) 
 		return err
 	}
 	defer rc.Close()
-	store := runstore.New(rc.RDB, "")
-	before, err := store.Cancel(ctx, o.RunID, o.Reason)
+	c, err := runctl.Cancel(ctx, rc.RDB, o.Queue, o.RunID, o.Reason)
 	if errors.Is(err, runstore.ErrNotFound) {
 		return fmt.Errorf("run %s not found on %s (never enqueued there, or expired)", o.RunID, rc.Display)
 	}
 	if err != nil {
 		return err
 	}
-	if runstore.Terminal(before) {
-		fmt.Fprintf(stdout, "run %s had already finished (%s); nothing to cancel\n", o.RunID, before)
+	if runstore.Terminal(c.Before) {
+		fmt.Fprintf(stdout, "run %s had already finished (%s); nothing to cancel\n", o.RunID, c.Before)
 		return nil
 	}
-	fmt.Fprintf(stderr, "threadmill: run %s (%s) canceled: %s\n", o.RunID, before, o.Reason)
-	if n, err := runWaitingTasks(asynq.NewInspectorFromRedisClient(rc.RDB), []string{worker.PriorityQueue(o.Queue), o.Queue}, o.RunID); err != nil {
-		fmt.Fprintf(stderr, "threadmill: could not take the run's waiting tasks at once (they are canceled at their retry time): %v\n", err)
-	} else if n > 0 {
-		fmt.Fprintf(stderr, "threadmill: %d waiting tasks of the run taken now\n", n)
+	fmt.Fprintf(stderr, "threadmill: run %s (%s) canceled: %s\n", o.RunID, c.Before, o.Reason)
+	if c.MoveErr != nil {
+		fmt.Fprintf(stderr, "threadmill: could not take the run's waiting tasks at once (they are canceled at their retry time): %v\n", c.MoveErr)
+	} else if c.Moved > 0 {
+		fmt.Fprintf(stderr, "threadmill: %d waiting tasks of the run taken now\n", c.Moved)
 	}
 	if o.NoWait {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	st, err := store.Wait(wctx, o.RunID)
+	st, err := runstore.New(rc.RDB, "").Wait(wctx, o.RunID)
 	if err != nil {
 		return fmt.Errorf("run %s not finalized within %s (are workers running on %s?): %w", o.RunID, o.Timeout, rc.Display, err)
 	}
 	printSummary(stdout, st)
 	return nil
-}
-
-// runWaitingTasks moves the run's scheduled and retrying tasks in queues to
-// pending, so that workers settle them now instead of at their retry time.
-// It returns how many it moved.
-func runWaitingTasks(insp *asynq.Inspector, queues []string, runID string) (int, error) {
-	moved := 0
-	for _, queue := range queues {
-		n, err := runWaitingTasksOf(insp, queue, runID)
-		moved += n
-		if err != nil {
-			return moved, err
-		}
-	}
-	return moved, nil
-}
-
-// runWaitingTasksOf is runWaitingTasks for one queue.
-func runWaitingTasksOf(insp *asynq.Inspector, queue, runID string) (int, error) {
-	moved := 0
-	for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListRetryTasks, insp.ListScheduledTasks} {
-		var ids []string
-		for page := 1; ; page++ {
-			tasks, err := list(queue, asynq.PageSize(1000), asynq.Page(page))
-			if err != nil {
-				if errors.Is(err, asynq.ErrQueueNotFound) {
-					return moved, nil
-				}
-				return moved, err
-			}
-			for _, ti := range tasks {
-				if run, err := jobs.RunOf(asynq.NewTask(ti.Type, ti.Payload)); err == nil && run == runID {
-					ids = append(ids, ti.ID)
-				}
-			}
-			if len(tasks) < 1000 {
-				break
-			}
-		}
-		for _, id := range ids {
-			if err := insp.RunTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-				return moved, err
-			}
-			moved++
-		}
-	}
-	return moved, nil
 }

@@ -112,22 +112,37 @@ func connectRedis(ctx context.Context, rawURL, source string, poolSize int) (*re
 	return &redisConn{RDB: rdb, Display: display, Password: password}, nil
 }
 
-// embeddedGCPercent is the GC target of a process running the embedded Redis.
-const embeddedGCPercent = 400
+// embeddedGCPercent is the GC target of a process running the embedded
+// Redis, and embeddedMemoryLimit its soft memory limit (see
+// startEmbeddedRedis).
+const (
+	embeddedGCPercent   = 400
+	embeddedMemoryLimit = 100 << 20
+)
+
+// embeddedFanOutWindow is the least number of a step's items the embedded
+// default keeps queued or in flight (worker.Config.FanOutWindow): a few
+// MB of tasks in its in-process Redis, and many more than its workers can
+// take at once.
+const embeddedFanOutWindow = 4096
 
 // startEmbeddedRedis starts the in-process Redis. It stops with Close, not
 // with ctx, so that a worker draining after an interrupt keeps its Redis.
 func startEmbeddedRedis(ctx context.Context, poolSize int) (*redisConn, error) {
 	// The embedded server runs each Lua script (asynq's and the run
 	// store's) in a fresh interpreter, and the garbage collector becomes
-	// the bottleneck of the whole run; a higher GC target doubles the
-	// scripts per second for some tens of MB of heap. An explicit GOGC
-	// wins, and so does GOMEMLIMIT: a process given a memory limit keeps
-	// Go's default target, and the limit bounds it.
+	// the bottleneck of the whole run: a higher GC target doubles the
+	// scripts per second. A soft memory limit keeps that target from
+	// multiplying the heap: the collector runs as often as it must to stay
+	// under it, so a run of any size stays around the limit while its live
+	// heap (run state; records are on disk) is below it. An explicit GOGC
+	// or GOMEMLIMIT wins: a process given either keeps Go's behaviour for
+	// it.
 	_, gogc := os.LookupEnv("GOGC")
 	_, memlimit := os.LookupEnv("GOMEMLIMIT")
 	if !gogc && !memlimit {
 		debug.SetGCPercent(embeddedGCPercent)
+		debug.SetMemoryLimit(embeddedMemoryLimit)
 	}
 	srv, err := embedded.Start(context.WithoutCancel(ctx), embedded.Options{PoolSize: poolSize})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/threadmill/threadmill/metrics"
+	"github.com/threadmill/threadmill/webui"
 	"github.com/threadmill/threadmill/worker"
 )
 
@@ -24,17 +25,23 @@ type metricsFlags struct {
 	Addr string
 	// Pprof also serves /debug/pprof/ on Addr.
 	Pprof bool
+	// UI also serves the web UI under /ui/ on Addr (observability.UI).
+	UI bool
 }
 
 func (m *metricsFlags) add(f *pflag.FlagSet) {
 	f.StringVar(&m.Addr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (host:port, e.g. :9090); empty: off")
 	f.BoolVar(&m.Pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-addr (see where time and memory go)")
+	f.BoolVar(&m.UI, "ui", false, "also serve the web UI (threadmill ui) under /ui/ on --metrics-addr")
 }
 
 // validate checks that --pprof has an address to be served on.
 func (m *metricsFlags) validate() error {
 	if m.Pprof && m.Addr == "" {
 		return errors.New("--pprof needs --metrics-addr: the profiles are served there")
+	}
+	if m.UI && m.Addr == "" {
+		return errors.New("--ui needs --metrics-addr: the web UI is served there")
 	}
 	return nil
 }
@@ -44,7 +51,9 @@ func (m *metricsFlags) validate() error {
 type observability struct {
 	Metrics *metrics.Metrics
 	Health  *metrics.Health
-	srv     *metrics.Server
+	// UI is the web UI that --ui mounts under /ui/; set it before serve.
+	UI  *webui.Server
+	srv *metrics.Server
 }
 
 // newObservability creates the metrics of a process in role ("worker",
@@ -69,6 +78,9 @@ func (o *observability) serve(flags metricsFlags, rdb redis.UniversalClient, que
 	if flags.Pprof {
 		metrics.AddPprof(mux)
 	}
+	if flags.UI && o.UI != nil {
+		mux.Handle(uiMountPath+"/", o.UI)
+	}
 	srv, err := metrics.Listen(flags.Addr, mux, log)
 	if err != nil {
 		return fmt.Errorf("--metrics-addr: %w", err)
@@ -87,6 +99,9 @@ func (o *observability) Addr() string {
 
 // Close stops the server, letting open scrapes finish for a few seconds.
 func (o *observability) Close() {
+	if o.UI != nil {
+		o.UI.Close()
+	}
 	if o.srv == nil {
 		return
 	}

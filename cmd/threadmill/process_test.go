@@ -45,7 +45,7 @@ func startThreadmill(t testing.TB, env map[string]string, args ...string) *proc 
 }
 
 // wait waits for the process to exit and returns its exit code.
-func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:

@@ -8,10 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
-	"github.com/threadmill/threadmill/jobs"
+	"github.com/threadmill/threadmill/internal/runctl"
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
@@ -131,9 +130,8 @@ func runRetry(ctx context.Context, o *retryOptions, stdout, stderr io.Writer) er
 		return err
 	}
 	defer rc.Close()
-	store := runstore.New(rc.RDB, "")
 	states := o.states()
-	re, err := store.Reopen(ctx, o.RunID, states)
+	re, err := runctl.Retry(ctx, rc.RDB, o.Queue, o.RunID, states)
 	switch {
 	case errors.Is(err, runstore.ErrNotFound):
 		return fmt.Errorf("run %s not found on %s (never enqueued there, or expired)", o.RunID, rc.Display)
@@ -143,15 +141,6 @@ func runRetry(ctx context.Context, o *retryOptions, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "run %s has no %s items: nothing to retry\n", o.RunID, strings.Join(states, ", "))
 		return nil
 	}
-	q := asynqClient(rc.RDB)
-	defer q.Close()
-	t, err := jobs.NewRunStart(jobs.RunStart{RunID: o.RunID, Attempt: re.Attempt}, asynq.Queue(o.Queue))
-	if err == nil {
-		_, err = q.EnqueueContext(ctx, t)
-	}
-	if err != nil {
-		return fmt.Errorf("run %s reopened as attempt %d, but its start task could not be enqueued (run threadmill cancel %s, then retry): %w", o.RunID, re.Attempt, o.RunID, err)
-	}
 	what := fmt.Sprintf("%d items", re.Total())
 	if len(re.Replanned) > 0 {
 		what += ", and the steps that read them (" + strings.Join(re.Replanned, ", ") + ") in full"
@@ -160,7 +149,7 @@ func runRetry(ctx context.Context, o *retryOptions, stdout, stderr io.Writer) er
 	if o.NoWait {
 		return nil
 	}
-	return waitRun(ctx, store, o.RunID, o.Progress, o.ProgressInterval, stdout, stderr)
+	return waitRun(ctx, runstore.New(rc.RDB, ""), o.RunID, o.Progress, o.ProgressInterval, stdout, stderr)
 }
 
 // runEmbedded runs `threadmill run` with args in this process, as the

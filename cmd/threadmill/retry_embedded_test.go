@@ -2,31 +2,19 @@ package main
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/threadmill/threadmill/examples"
 	"github.com/threadmill/threadmill/internal/hostile"
 	"github.com/threadmill/threadmill/results"
-	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
 // Retry and re-run of runs made by the embedded `run` (no Redis): rebuilt
 // from their directory under the results root, as a user types them.
 func TestRetryAndRerunOfAnEmbeddedRun(t *testing.T) {
 	unsetRunnerEnv(t)
-	sim := simulator.New(simulator.Config{ProjectID: simProject, Token: simToken})
-	if err := sim.AddDir(examples.Artifacts, "."); err != nil {
-		t.Fatal(err)
-	}
-	front := hostile.New(sim)
-	srv := httptest.NewServer(front)
-	t.Cleanup(func() { sim.Close(); srv.Close(); front.Close() })
-	for k, v := range map[string]string{envBaseURL: srv.URL, envToken: simToken, envOrg: simulator.DefaultOrg, envProject: simProject} {
-		t.Setenv(k, v)
-	}
+	sim, front := startHostileRunnerSim(t)
 	dir := t.TempDir()
 	root := filepath.Join(dir, "out")
 	file := writeRunnerPipeline(t, dir, "emb", corpusPipeline("emb", 8))

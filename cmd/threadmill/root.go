@@ -75,6 +75,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newSchedulerCmd(),
 		newScheduleCmd(),
 		newBackfillCmd(),
+		newUICmd(),
 	)
 	markUsageErrors(root)
 	return root

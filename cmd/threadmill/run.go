@@ -347,18 +347,28 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 		return withCode(exitUsage, err)
 	}
 	itemRetention := time.Duration(0) // the default, on a shared Redis
-	if embedded {
+	var records *runstore.RecordFiles
+	fanOutWindow := 0
+	if rc.Embedded != nil {
+		// The in-process Redis holds a window of a step's tasks, not all.
+		fanOutWindow = max(embeddedFanOutWindow, 64*concurrency)
 		itemRetention = -1 // nobody inspects a one-shot process's completed tasks
+		// The in-process Redis keeps run state; records go to disk, so
+		// that memory does not grow with the run's outputs.
+		records = runstore.NewRecordFiles(filepath.Join(root, p.Name))
+		defer records.Close()
 	}
 	// An embedded run's Redis dies with it: outputs for reuse are kept
 	// under the results root, where the next embedded run finds them.
 	var reuseStore reuse.Store
-	if embedded {
+	if rc.Embedded != nil {
 		reuseStore = reuse.NewDir(root, o.ReuseRetention)
 	}
 	w, err := worker.New(worker.Config{
 		Reuse:           reuseStore,
 		ReuseRetention:  o.ReuseRetention,
+		RecordFiles:     records,
+		FanOutWindow:    fanOutWindow,
 		ItemRetention:   itemRetention,
 		MaxRetryAfter:   maxWait,
 		RDB:             rc.RDB,

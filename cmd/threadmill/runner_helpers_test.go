@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/threadmill/threadmill/examples"
+	"github.com/threadmill/threadmill/internal/hostile"
 	"github.com/threadmill/threadmill/internal/syncbuf"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/workspace/simulator"
@@ -38,6 +39,24 @@ func startRunnerSim(t testing.TB, cfg simulator.Config) *runnerSim {
 		t.Fatal(err)
 	}
 	return &runnerSim{sim: sim, srv: httptestServer(t, sim)}
+}
+
+// startHostileRunnerSim is the simulator seeded with the example corpus
+// behind a hostile front over real HTTP until the test ends, with the
+// WORKSPACE_* variables of in-process commands pointing at the front.
+func startHostileRunnerSim(t *testing.T) (*simulator.Server, *hostile.Front) {
+	t.Helper()
+	sim := simulator.New(simulator.Config{ProjectID: simProject, Token: simToken})
+	if err := sim.AddDir(examples.Artifacts, "."); err != nil {
+		t.Fatal(err)
+	}
+	front := hostile.New(sim)
+	srv := httptest.NewServer(front)
+	t.Cleanup(func() { sim.Close(); srv.Close(); front.Close() })
+	for k, v := range map[string]string{envBaseURL: srv.URL, envToken: simToken, envOrg: simulator.DefaultOrg, envProject: simProject} {
+		t.Setenv(k, v)
+	}
+	return sim, front
 }
 
 // httptestServer serves sim over HTTP until the test ends.

@@ -5,15 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/threadmill/threadmill/internal/runlist"
 	"github.com/threadmill/threadmill/pipelines"
-	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
 )
 
@@ -63,38 +62,6 @@ directory with --results.
 	return cmd
 }
 
-// runRow is one run as `runs` shows it, whichever source it came from.
-type runRow struct {
-	ID       string `json:"id"`
-	Pipeline string `json:"pipeline"`
-	// Status is the run's status; "interrupted" for a journal without a
-	// run directory.
-	Status      string     `json:"status"`
-	WindowStart *time.Time `json:"window_start,omitempty"`
-	WindowEnd   *time.Time `json:"window_end,omitempty"`
-	// Total is the number of items planned; Done those finished.
-	Total     int       `json:"total"`
-	Done      int       `json:"done"`
-	Succeeded int       `json:"succeeded"`
-	Failed    int       `json:"failed"`
-	Skipped   int       `json:"skipped"`
-	Canceled  int       `json:"canceled"`
-	Tokens    int64     `json:"tokens"`
-	StartedAt time.Time `json:"started_at,omitzero"`
-	// DurationMS is the run's duration, or the time it has run so far.
-	DurationMS int64 `json:"duration_ms,omitempty"`
-	// Dir is the committed run directory, Journal the journal of an
-	// interrupted run.
-	Dir     string `json:"dir,omitempty"`
-	Journal string `json:"journal,omitempty"`
-	// Sources says where the run was found: "redis", "results" or both.
-	Sources []string `json:"sources"`
-}
-
-// statusInterrupted is the status `runs` gives a run that left only its
-// journal.
-const statusInterrupted = "interrupted"
-
 func runRuns(ctx context.Context, o *runsOptions, stdout, stderr io.Writer) error {
 	now := o.Now
 	if now == nil {
@@ -105,23 +72,19 @@ func runRuns(ctx context.Context, o *runsOptions, stdout, stderr io.Writer) erro
 			return withCode(exitUsage, fmt.Errorf("PIPELINE %q is not a pipeline name", o.Pipeline))
 		}
 	}
-	rows := map[string]*runRow{}
-	entries, ferr := results.ListRuns(o.ResultsDir, o.Pipeline)
-	for i := range entries {
-		r := rowFromEntry(&entries[i])
-		rows[r.Pipeline+"/"+r.ID] = r
-	}
+	var store *runstore.Store
 	var rerr error
 	if rawURL, source := o.Redis.resolve(envLookup(o.LookupEnv)); rawURL != "" {
-		rerr = addRedisRuns(ctx, rawURL, source, o.Pipeline, rows, now())
+		rc, err := connectRedis(ctx, rawURL, source, 2)
+		if err != nil {
+			rerr = fmt.Errorf("runs in Redis not listed: %w", err)
+		} else {
+			defer rc.Close()
+			store = runstore.New(rc.RDB, "")
+		}
 	}
-	list := make([]*runRow, 0, len(rows))
-	for _, r := range rows {
-		list = append(list, r)
-	}
-	slices.SortFunc(list, func(a, b *runRow) int {
-		return cmp.Or(b.StartedAt.Compare(a.StartedAt), strings.Compare(b.ID, a.ID))
-	})
+	list, ferr, serr := runlist.List(ctx, o.ResultsDir, o.Pipeline, store, now())
+	rerr = cmp.Or(rerr, serr)
 	if o.JSON {
 		if err := writeJSON(stdout, list); err != nil {
 			return err
@@ -135,72 +98,7 @@ func runRuns(ctx context.Context, o *runsOptions, stdout, stderr io.Writer) erro
 	return rerr
 }
 
-// addRedisRuns merges the runs Redis knows into rows: Redis has the live
-// state of runs in flight; a run also on disk keeps its directory.
-func addRedisRuns(ctx context.Context, rawURL, source, pipeline string, rows map[string]*runRow, now time.Time) error {
-	rc, err := connectRedis(ctx, rawURL, source, 2)
-	if err != nil {
-		return fmt.Errorf("runs in Redis not listed: %w", err)
-	}
-	defer rc.Close()
-	states, err := runstore.New(rc.RDB, "").Runs(ctx)
-	if err != nil {
-		return fmt.Errorf("runs in Redis not listed: %w", err)
-	}
-	for i := range states {
-		st := &states[i]
-		if pipeline != "" && st.Pipeline != pipeline {
-			continue
-		}
-		r := rowFromState(st, now)
-		if old, ok := rows[r.Pipeline+"/"+r.ID]; ok {
-			r.Dir, r.Journal = cmp.Or(r.Dir, old.Dir), old.Journal
-			r.Sources = append(r.Sources, old.Sources...)
-		}
-		rows[r.Pipeline+"/"+r.ID] = r
-	}
-	return nil
-}
-
-func rowFromEntry(e *results.Entry) *runRow {
-	r := &runRow{ID: e.RunID, Pipeline: e.Pipeline, Sources: []string{"results"}}
-	if e.Interrupted() {
-		r.Status, r.Journal, r.Done = statusInterrupted, e.Journal, e.JournalItems
-		r.StartedAt = e.Modified
-		return r
-	}
-	run := e.Run
-	r.Status, r.Dir = run.Status, e.Dir
-	r.WindowStart, r.WindowEnd = run.WindowStart, run.WindowEnd
-	r.Total = run.Total
-	r.Succeeded = run.Counts[results.StateSucceeded]
-	r.Failed = run.Counts[results.StateFailed]
-	r.Skipped = run.Counts[results.StateSkipped]
-	r.Canceled = run.Counts[results.StateCanceled]
-	r.Done = r.Succeeded + r.Failed + r.Skipped + r.Canceled
-	r.Tokens = run.Usage.Total()
-	r.StartedAt = run.StartedAt
-	r.DurationMS = run.Duration().Milliseconds()
-	return r
-}
-
-func rowFromState(st *runstore.RunState, now time.Time) *runRow {
-	r := &runRow{ID: st.ID, Pipeline: st.Pipeline, Status: st.Status, Dir: st.ResultDir,
-		Total: st.Total, Done: st.Done, Succeeded: st.Succeeded, Failed: st.Failed, Skipped: st.Skipped, Canceled: st.Canceled,
-		Tokens: st.Usage.Total(), StartedAt: st.StartedAt, Sources: []string{"redis"}}
-	if r.StartedAt.IsZero() {
-		r.StartedAt = st.CreatedAt
-	}
-	if !st.Info.WindowStart.IsZero() {
-		ws, we := st.Info.WindowStart, st.Info.WindowEnd
-		r.WindowStart, r.WindowEnd = &ws, &we
-	}
-	el, _ := timing(st, now)
-	r.DurationMS = el.Milliseconds()
-	return r
-}
-
-func printRunRows(w io.Writer, rows []*runRow) {
+func printRunRows(w io.Writer, rows []*runlist.Row) {
 	if len(rows) == 0 {
 		fmt.Fprintln(w, "no runs")
 		return
@@ -213,11 +111,11 @@ func printRunRows(w io.Writer, rows []*runRow) {
 			window = r.WindowStart.UTC().Format("2006-01-02") + ".." + r.WindowEnd.UTC().Format("2006-01-02")
 		}
 		items := fmt.Sprintf("%d/%d", r.Done, r.Total)
-		if r.Status == statusInterrupted {
+		if r.Status == runlist.StatusInterrupted {
 			items = fmt.Sprintf("%d journaled", r.Done)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.Pipeline, r.Status, window,
-			items, r.Succeeded, r.Failed, r.Skipped, r.Tokens, stamp(r.StartedAt), dur(time.Duration(r.DurationMS)*time.Millisecond))
+			items, r.Succeeded, r.Failed, r.Skipped, r.Tokens, stamp(r.StartedAt), dur(r.Duration()))
 	}
 	_ = tw.Flush()
 }

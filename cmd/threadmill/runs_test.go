@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/threadmill/threadmill/internal/redistest"
+	"github.com/threadmill/threadmill/internal/runlist"
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
@@ -103,7 +104,7 @@ steps:
 	if code != exitOK {
 		t.Fatalf("runs alpha --json: exit %d\n%s%s", code, out, errb)
 	}
-	var rows []runRow
+	var rows []runlist.Row
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

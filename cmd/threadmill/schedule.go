@@ -103,26 +103,19 @@ func runScheduleLs(ctx context.Context, o *scheduleLsOptions, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	var descs []scheduler.Description
-	withRuns := false
+	var store *runstore.Store
 	if redisURL, source := o.Redis.resolve(lookup); redisURL != "" {
 		rc, err := connectRedis(ctx, redisURL, source, 4)
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
-		descs, err = scheduler.Describe(ctx, snap.Entries, runstore.New(rc.RDB, ""), now(), o.Next)
-		if err != nil {
-			return err
-		}
-		withRuns = true
-	} else {
-		for _, e := range snap.Entries {
-			descs = append(descs, scheduler.Description{
-				Pipeline: e.Name(), File: e.File, Cron: e.Schedule.Expr(), Timezone: e.Schedule.Location().String(),
-				Catchup: e.Policy, Next: e.Schedule.NextN(now(), o.Next),
-			})
-		}
+		store = runstore.New(rc.RDB, "")
+	}
+	withRuns := store != nil
+	descs, err := scheduler.Describe(ctx, snap.Entries, store, now(), o.Next)
+	if err != nil {
+		return err
 	}
 
 	if o.JSON {

@@ -21,6 +21,7 @@ import (
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/scheduler"
+	"github.com/threadmill/threadmill/webui"
 	"github.com/threadmill/threadmill/worker"
 )
 
@@ -89,6 +90,8 @@ type schedulerOptions struct {
 	MetricsAddr string
 	// Pprof also serves /debug/pprof/ on the health server.
 	Pprof bool
+	// UI also serves the web UI under /ui/ on the health server.
+	UI bool
 	// SyncInterval is how often the directory is rescanned and catch-up
 	// runs even without file events.
 	SyncInterval time.Duration
@@ -117,6 +120,9 @@ func (o *schedulerOptions) validate() error {
 	}
 	if o.Pprof && o.HealthAddr == "" {
 		return errors.New("--pprof needs --health-addr (or --metrics-addr): the profiles are served there")
+	}
+	if o.UI && o.HealthAddr == "" {
+		return errors.New("--ui needs --health-addr (or --metrics-addr): the web UI is served there")
 	}
 	if o.HealthAddr != "" {
 		if _, port, err := net.SplitHostPort(o.HealthAddr); err != nil {
@@ -191,6 +197,7 @@ otherwise, with the reason), and /metrics serves Prometheus metrics.
 	f.StringVar(&o.HealthAddr, "health-addr", "", "serve /healthz, /readyz and /metrics on this address (host:port), e.g. :9090")
 	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "the same server as --health-addr (the name the worker uses)")
 	f.BoolVar(&o.Pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the health server")
+	f.BoolVar(&o.UI, "ui", false, "also serve the web UI (threadmill ui: runs in Redis and ./"+pipelines.DefaultOutputDir+", these schedules) under /ui/ on the health server")
 	f.DurationVar(&o.SyncInterval, "sync-interval", time.Minute, "rescan the directory and catch up this often, even without file events")
 	f.BoolVar(&o.NoWatch, "no-watch", false, "do not watch the directory for changes; rescan every --sync-interval only")
 	o.Log.add(f, "info")
@@ -247,11 +254,21 @@ func runScheduler(ctx context.Context, o *schedulerOptions, stderr io.Writer) er
 		if o.Pprof {
 			metrics.AddPprof(mux)
 		}
+		var ui *webui.Server
+		if o.UI {
+			if ui, err = newWebUI(pipelines.DefaultOutputDir, dir, rc.RDB, o.Queue, uiMountPath, lookup, log); err != nil {
+				return err
+			}
+			mux.Handle(uiMountPath+"/", ui)
+		}
 		hs, err := metrics.Listen(o.HealthAddr, mux, log)
 		if err != nil {
 			return fmt.Errorf("%s: %w", o.addrFlag(), err)
 		}
 		defer func() {
+			if ui != nil {
+				ui.Close() // ends the live streams, which Shutdown would wait for
+			}
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			_ = hs.Shutdown(sctx)

@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
+	"github.com/threadmill/threadmill/internal/numfmt"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
 )
@@ -211,7 +212,7 @@ type runView struct {
 
 func view(st runstore.RunState, now time.Time) runView {
 	v := runView{RunState: st}
-	el, eta := timing(&st, now)
+	el, eta := st.Timing(now)
 	v.ElapsedMS, v.ETAMS = el.Milliseconds(), eta.Milliseconds()
 	return v
 }
@@ -224,24 +225,6 @@ func views(runs []runstore.RunState, now time.Time) []runView {
 	return out
 }
 
-// timing returns how long a run has taken and, while it runs, an estimate of
-// the time left for its planned items at the rate so far.
-func timing(st *runstore.RunState, now time.Time) (elapsed, eta time.Duration) {
-	if st.StartedAt.IsZero() {
-		return 0, 0
-	}
-	end := now
-	if !st.FinishedAt.IsZero() {
-		end = st.FinishedAt
-	}
-	elapsed = end.Sub(st.StartedAt)
-	if st.Finished() || st.Done == 0 || elapsed <= 0 || st.Total <= st.Done {
-		return elapsed, 0
-	}
-	perItem := elapsed / time.Duration(st.Done)
-	return elapsed, perItem * time.Duration(st.Total-st.Done)
-}
-
 func printRuns(w io.Writer, runs []runstore.RunState, now time.Time) {
 	if len(runs) == 0 {
 		fmt.Fprintln(w, "no runs")
@@ -251,7 +234,7 @@ func printRuns(w io.Writer, runs []runstore.RunState, now time.Time) {
 	fmt.Fprintln(tw, "RUN\tPIPELINE\tSTATUS\tITEMS\tFAILED\tSKIPPED\tTOKENS\tSTARTED\tELAPSED\tETA")
 	for i := range runs {
 		r := &runs[i]
-		el, eta := timing(r, now)
+		el, eta := r.Timing(now)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%s\t%s\t%s\n", r.ID, r.Pipeline, r.Status,
 			r.Done, r.Total, r.Failed, r.Skipped, r.Usage.Total(), stamp(r.StartedAt), dur(el), dur(eta))
 	}
@@ -259,7 +242,7 @@ func printRuns(w io.Writer, runs []runstore.RunState, now time.Time) {
 }
 
 func printRun(w io.Writer, st *runstore.RunState, now time.Time) {
-	el, eta := timing(st, now)
+	el, eta := st.Timing(now)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, f string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(f, a...)) }
 	row("run", "%s", st.ID)
@@ -351,24 +334,6 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format("2006-01-02 15:04:05Z")
-}
+func stamp(t time.Time) string { return numfmt.Stamp(t) }
 
-func dur(d time.Duration) string {
-	switch {
-	case d <= 0:
-		return "-"
-	case d < time.Minute:
-		return d.Round(100 * time.Millisecond).String()
-	default:
-		s := d.Round(time.Second).String()
-		if strings.HasSuffix(s, "m0s") {
-			s = strings.TrimSuffix(s, "0s")
-		}
-		return s
-	}
-}
+func dur(d time.Duration) string { return numfmt.Duration(d) }

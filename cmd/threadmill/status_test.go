@@ -25,7 +25,7 @@ func TestStatusTiming(t *testing.T) {
 			el: 42 * time.Second, elS: "42s", etaS: "-"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			el, eta := timing(&c.st, now)
+			el, eta := c.st.Timing(now)
 			if el != c.el || eta != c.eta {
 				t.Errorf("timing = %s, %s; want %s, %s", el, eta, c.el, c.eta)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/reuse"
 	"github.com/threadmill/threadmill/worker"
 	"github.com/threadmill/threadmill/workspace"
@@ -189,6 +190,15 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 		return err
 	}
 	defer rc.Close()
+	if o.Metrics.UI {
+		pdir, err := uiPipelinesDir(&pipelinesDirFlag{}, lookup)
+		if err != nil {
+			return err
+		}
+		if obs.UI, err = newWebUI(cmp.Or(o.ResultsDir, pipelines.DefaultOutputDir), pdir, rc.RDB, o.Queue, uiMountPath, lookup, log); err != nil {
+			return err
+		}
+	}
 	if err := obs.serve(o.Metrics, rc.RDB, []string{worker.PriorityQueue(o.Queue), o.Queue}, log); err != nil {
 		return err
 	}

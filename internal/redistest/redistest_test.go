@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 func TestStartIsolated(t *testing.T) {
@@ -30,5 +31,31 @@ func TestRestartKeepsDataWithAppendOnly(t *testing.T) {
 	s.Restart(t)
 	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
 		t.Fatalf("after Restart: %q, %v; want the key written before Kill", v, err)
+	}
+}
+
+func TestMonitorCountsClientCommandsNotScriptCalls(t *testing.T) {
+	s := Start(t)
+	c := s.Client(t)
+	m := s.Monitor(t)
+	ctx := context.Background()
+	c.Set(ctx, "a", "1", 0)
+	c.Get(ctx, "a")
+	c.Eval(ctx, `redis.call('SET', KEYS[1], 2); redis.call('GET', KEYS[1]); return 1`, []string{"a"})
+	// MONITOR reports each command after running it; wait for the last.
+	c.Ping(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for m.count("ping") == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	counts, err := m.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"set": 1, "get": 1, "eval": 1, "ping": 1}
+	for k, v := range want {
+		if counts[k] != v {
+			t.Errorf("%s: %d, want %d (all: %v)", k, counts[k], v, counts)
+		}
 	}
 }
