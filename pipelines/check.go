@@ -203,6 +203,7 @@ func (c *checker) check() {
 			c.add("output.report", "%s", msg)
 		}
 	}
+	c.checkDelivery()
 	if c.has("output.dir") && strings.TrimSpace(p.Output.Dir) == "" {
 		c.add("output.dir", "must not be empty (leave it out for %q)", DefaultOutputDir)
 	}
@@ -464,6 +465,7 @@ func (c *checker) checkStepSettings(base string, s Step) {
 	c.oneOf(base+".mode", s.Mode, ModeThread, ModeChat)
 	c.oneOf(base+".agent", s.Agent, Agents...)
 	c.oneOf(base+".on_error", s.OnError, OnErrorContinue, OnErrorFail)
+	c.oneOf(base+".reuse", s.Reuse, ReuseNever, ReuseUnchanged)
 	c.intRange(base+".max_tokens", int64(s.MaxTokens), 1, maxMaxTokens)
 	c.checkTemperature(base+".temperature", s.Temperature)
 	c.oneOf(base+".thread.visibility", s.Thread.Visibility, workspace.VisibilityPrivate, workspace.VisibilityPublic)

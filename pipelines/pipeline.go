@@ -38,6 +38,8 @@ type Pipeline struct {
 	Steps []Step `yaml:"steps" json:"steps"`
 	// Output configures the result files.
 	Output Output `yaml:"output,omitempty" json:"output"`
+	// Notify lists the webhooks called when a run finishes.
+	Notify []Notify `yaml:"notify,omitempty" json:"notify,omitempty"`
 
 	// File is the path the pipeline was loaded from (not part of the format).
 	File string `yaml:"-" json:"file,omitempty"`
@@ -207,6 +209,10 @@ type Step struct {
 	// MaxRepairs is how many repair turns an answer that does not match
 	// OutputSchema gets before the item fails; default 1 (0: none).
 	MaxRepairs *int `yaml:"max_repairs,omitempty" json:"max_repairs,omitempty"`
+	// Reuse is never (default: every item is sent) or unchanged: an item
+	// whose request and artifacts are those of an item a run finished
+	// earlier takes that output instead of being sent (see ReuseKey).
+	Reuse string `yaml:"reuse,omitempty" json:"reuse,omitempty"`
 }
 
 // Thread configures the threads a thread-mode step creates.
@@ -228,6 +234,14 @@ type Output struct {
 	// Report is the id of the step whose output becomes report.md; default the
 	// last step.
 	Report string `yaml:"report,omitempty" json:"report,omitempty"`
+	// Publish uploads report.md into the Workspace as a Document artifact.
+	Publish *Publish `yaml:"publish,omitempty" json:"publish,omitempty"`
+	// Files writes one file per succeeded item of a step into the run
+	// directory.
+	Files *Files `yaml:"files,omitempty" json:"files,omitempty"`
+	// CSV names a CSV file of every item written into the run directory
+	// ("items.csv"); empty: none.
+	CSV string `yaml:"csv,omitempty" json:"csv,omitempty"`
 }
 
 // RunInfo is the run a plan is made for; templates see it as .Run.
@@ -241,6 +255,10 @@ type RunInfo struct {
 	// one. `updated: within_run_window` selects by it.
 	WindowStart time.Time `json:"window_start,omitzero"`
 	WindowEnd   time.Time `json:"window_end,omitzero"`
+	// NoReuse sends every item, also those of steps with reuse: unchanged
+	// (threadmill run --no-reuse); their outputs are still kept for later
+	// runs. Templates do not see it.
+	NoReuse bool `json:"no_reuse,omitempty"`
 }
 
 // ArtifactRef is a resolved artifact; templates see it as .Artifact.
@@ -261,6 +279,9 @@ type ArtifactRef struct {
 	// reports it (workspace.Artifact.Size); 0 when it reports none, and
 	// then plans count UnsizedArtifactTokens for it.
 	Size int64 `json:"size,omitempty"`
+	// State is the artifact's state and ingest status when the set was
+	// resolved ("Published/Done"); "" when unknown.
+	State string `json:"state,omitempty"`
 }
 
 // ItemOutput is one finished item of an earlier step, as templates see it in
@@ -324,4 +345,7 @@ type Item struct {
 	// Unsized lists the ids of the item's artifacts whose size the API did
 	// not report: each was counted at UnsizedArtifactTokens.
 	Unsized []string `json:"unsized,omitempty"`
+	// ReuseKey identifies what shaped the item's output (see ReuseKey);
+	// set only in a step with reuse: unchanged.
+	ReuseKey string `json:"reuse_key,omitempty"`
 }

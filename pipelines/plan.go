@@ -52,6 +52,9 @@ type StepPlan struct {
 	fixed        []ArtifactRef
 	allArtifacts bool
 	base         map[string]any
+	// refs maps the ids of the artifacts the step sends to the resolved
+	// artifacts, for reuse keys; nil unless the step has reuse: unchanged.
+	refs map[string]ArtifactRef
 }
 
 // NewStepPlan checks what step stepID needs (its artifact sets and the
@@ -106,14 +109,21 @@ func NewStepPlan(p *Pipeline, stepID string, run RunInfo, sets map[string][]Arti
 	} else {
 		targets = []*ArtifactRef{nil}
 	}
-	return &StepPlan{
+	sp := &StepPlan{
 		p: p, s: s, run: run, targets: targets, fixed: fixed, allArtifacts: allArtifacts,
 		base: templateData(p, run, nil, prior, s.Needs),
-	}, nil
+	}
+	if s.Reuse == ReuseUnchanged {
+		sp.refs = stepRefs(s, sets)
+	}
+	return sp, nil
 }
 
 // Len is the number of items of the step.
 func (sp *StepPlan) Len() int { return len(sp.targets) }
+
+// Step is the step planned.
+func (sp *StepPlan) Step() *Step { return sp.s }
 
 // Items renders the step's items in plan order. It stops at the first item
 // that cannot be rendered, yielding its error (naming the step and the
@@ -137,6 +147,9 @@ func (sp *StepPlan) ItemsFrom(from int) iter.Seq2[Item, error] {
 				return
 			}
 			it.Index = i
+			if sp.refs != nil && !it.AllArtifacts {
+				it.ReuseKey = ReuseKey(sp.p.Workspace.Project, &it, sp.refs)
+			}
 			if !yield(it, nil) {
 				return
 			}

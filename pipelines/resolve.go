@@ -352,6 +352,7 @@ func (r *resolver) ref(a workspace.Artifact) ArtifactRef {
 	}
 	ref.UpdatedAt = parseTime(cmp.Or(a.UpdatedAt, a.CreatedAt))
 	ref.Size, _ = a.Size()
+	ref.State = a.State + "/" + a.IngestStatus
 	return ref
 }
 

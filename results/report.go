@@ -37,6 +37,10 @@ func renderReport(b *bufio.Writer, run *Run, body io.Reader, report string, fail
 	if run.Retries > 0 {
 		fmt.Fprintf(b, ", %s retries", numfmt.Thousands(int64(run.Retries)))
 	}
+	if run.Reused > 0 {
+		fmt.Fprintf(b, "\n- Reused: %s items took an earlier run's output, %s tokens saved",
+			numfmt.Thousands(int64(run.Reused)), numfmt.Thousands(run.TokensSaved))
+	}
 	b.WriteString("\n\n")
 
 	title := "Report"

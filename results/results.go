@@ -93,6 +93,13 @@ type Item struct {
 	Requests   []workspace.ChatRequest `json:"requests"`
 	StartedAt  time.Time               `json:"started_at,omitzero"`
 	FinishedAt time.Time               `json:"finished_at,omitzero"`
+	// ReuseKey is the item's reuse key (a step with reuse: unchanged).
+	ReuseKey string `json:"reuse_key,omitempty"`
+	// ReusedFrom is the run whose output the item took instead of being
+	// sent (reuse: unchanged); Usage is then zero, and ReusedUsage is
+	// what that run paid for it: the tokens this run saved.
+	ReusedFrom  string          `json:"reused_from,omitempty"`
+	ReusedUsage workspace.Usage `json:"reused_usage,omitzero"`
 }
 
 // StepUsage is one step's item counts by state and its token usage.
@@ -100,6 +107,8 @@ type StepUsage struct {
 	Step  string          `json:"step"`
 	Items map[string]int  `json:"items"`
 	Usage workspace.Usage `json:"usage"`
+	// Reused counts the step's items that took an earlier run's output.
+	Reused int `json:"reused,omitempty"`
 	// Estimate compares the plan's estimate to the usage of the step's
 	// succeeded items; absent when none carries an estimate.
 	Estimate *StepEstimate `json:"estimate,omitempty"`
@@ -146,10 +155,34 @@ type Run struct {
 	Steps      []StepUsage     `json:"steps"`
 	Usage      workspace.Usage `json:"usage"`
 	Retries    int             `json:"retries"`
+	// Reused counts the items that took an earlier run's output instead
+	// of being sent (reuse: unchanged); TokensSaved is what those outputs
+	// cost the runs that paid for them.
+	Reused      int   `json:"reused"`
+	TokensSaved int64 `json:"tokens_saved,omitempty"`
+	// Files counts the files output.files wrote into the run directory.
+	Files int `json:"files,omitempty"`
+	// Published is the artifact output.publish uploaded report.md as.
+	Published *Published `json:"published,omitempty"`
 	// Attempts are the run's earlier attempts, oldest first, when it was
 	// retried (threadmill retry): each one's status, times and counts as it
 	// ended. The fields above describe the run as it is now.
 	Attempts []Attempt `json:"attempts,omitempty"`
+}
+
+// Published is report.md as output.publish uploaded it into the Workspace.
+type Published struct {
+	// ArtifactID is the Document artifact's id.
+	ArtifactID string `json:"artifact_id,omitempty"`
+	// Name and Folder are where it is: its name and the folder path.
+	Name   string `json:"name"`
+	Folder string `json:"folder,omitempty"`
+	// Action is created (a new artifact) or replaced (an artifact of that
+	// name in that folder had its content replaced: a retry or a re-run).
+	Action string `json:"action,omitempty"`
+	// Error says why it could not be published; the run's files and
+	// status do not depend on it.
+	Error string `json:"error,omitempty"`
 }
 
 // Attempt is one finished attempt of a run that was retried afterwards.

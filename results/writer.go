@@ -68,7 +68,11 @@ type Writer struct {
 	total    int
 	usage    workspace.Usage
 	retries  int
-	failures []Item // the first maxReportFailures failed items, without requests
+	reused   int
+	saved    int64
+	csv      *csvFile // output.csv, nil when not enabled (see EnableCSV)
+	files    int      // files added with AddFile
+	failures []Item   // the first maxReportFailures failed items, without requests
 	failed   int
 	body     *reportBody // the report text streamed by AppendReport
 	err      error       // the first write error; the Writer is unusable after it
@@ -141,6 +145,12 @@ func (w *Writer) Add(it Item) error {
 		w.err = err
 		return err
 	}
+	if w.csv != nil {
+		if err := w.csv.addRow(it); err != nil {
+			w.err = err
+			return err
+		}
+	}
 	if it.State == StateFailed {
 		if err := w.errs.write(line); err != nil {
 			w.err = err
@@ -170,6 +180,11 @@ func (w *Writer) Add(it Item) error {
 	w.counts[it.State]++
 	w.total++
 	w.usage = w.usage.Add(it.Usage)
+	if it.ReusedFrom != "" {
+		su.Reused++
+		w.reused++
+		w.saved += it.ReusedUsage.Total()
+	}
 	if it.Attempts > 1 {
 		w.retries += it.Attempts - 1
 	}
@@ -226,7 +241,7 @@ func (w *Writer) Commit(run Run, report string) (string, error) {
 		return "", fmt.Errorf("results: run %s not committed after an earlier write error: %w", w.runID, w.err)
 	}
 	run = w.complete(run)
-	err := errors.Join(w.results.close(), w.errs.close())
+	err := errors.Join(w.results.close(), w.errs.close(), w.csv.close())
 	if err == nil {
 		err = w.writeFile(RunFile, func(b *bufio.Writer) error {
 			enc := json.NewEncoder(b)
@@ -290,6 +305,7 @@ func (w *Writer) abortLocked() error {
 			errs = append(errs, f.close())
 		}
 	}
+	errs = append(errs, w.csv.close())
 	if w.body != nil {
 		errs = append(errs, w.body.close())
 	}
@@ -308,6 +324,8 @@ func (w *Writer) complete(run Run) Run {
 		run.Counts[k] = v
 	}
 	run.Usage = w.usage
+	run.Reused, run.TokensSaved = w.reused, w.saved
+	run.Files = w.files
 	if run.Retries == 0 {
 		run.Retries = w.retries
 	}

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/threadmill/threadmill/notify"
 	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/reuse"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/workspace"
 )
@@ -128,6 +131,22 @@ type Config struct {
 	// Observer is told about items, retries, tokens, rate-limit waits and
 	// finished runs, for metrics (a *metrics.Metrics). Default: none.
 	Observer Observer
+	// Reuse keeps the outputs that steps with reuse: unchanged take
+	// instead of sending an unchanged item again. Default: Redis (RDB,
+	// under Prefix), kept ReuseRetention; the embedded runner passes a
+	// reuse.Dir under its results root.
+	Reuse reuse.Store
+	// ReuseRetention is how long the default Reuse store keeps an output
+	// after the last run that saved it. Default reuse.DefaultRetention
+	// (30 days).
+	ReuseRetention time.Duration
+	// LookupEnv reads the environment variables notify[].secret_env names.
+	// Default os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// Notifier calls a pipeline's notify webhooks when its run finishes.
+	// Default: notify.New with Logger and LookupEnv (4 tries, backoff from
+	// 1s).
+	Notifier *notify.Sender
 }
 
 func (c Config) withDefaults() Config {
@@ -148,6 +167,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
+	}
+	if c.Reuse == nil && c.RDB != nil {
+		c.Reuse = reuse.NewRedis(c.RDB, c.Prefix, c.ReuseRetention)
+	}
+	if c.LookupEnv == nil {
+		c.LookupEnv = os.LookupEnv
+	}
+	if c.Notifier == nil {
+		c.Notifier = &notify.Sender{Logger: c.Logger, LookupEnv: c.LookupEnv}
 	}
 	return c
 }
@@ -180,6 +208,9 @@ func (c Config) validate() error {
 	}
 	if c.OrphanCheck >= 0 && c.OrphanCheck < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("worker: Config.OrphanCheck is %s, want >= 100ms (or negative: never)", c.OrphanCheck))
+	}
+	if c.ReuseRetention < 0 {
+		errs = append(errs, fmt.Errorf("worker: Config.ReuseRetention is %s, want >= 0", c.ReuseRetention))
 	}
 	if c.OrphanGrace < 0 {
 		errs = append(errs, fmt.Errorf("worker: Config.OrphanGrace is %s, want >= 0", c.OrphanGrace))

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,12 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	wr, err := results.Create(root, pl.Name, rc.id)
 	if err != nil {
 		return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))
+	}
+	if pl.Output.CSV != "" {
+		if err := wr.EnableCSV(pl.Output.CSV, csvColumns(pl)); err != nil {
+			_ = wr.Abort()
+			return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))
+		}
 	}
 	if err := w.writeItems(ctx, rc, st, wr); err != nil {
 		_ = wr.Abort()
@@ -88,15 +95,37 @@ func (w *Worker) handleFinalize(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return w.runError(ctx, rc, permanent(fmt.Errorf("write results: %w", err)))
 	}
+	if pub := w.publish(ctx, rc, dir, status); pub != nil {
+		if err := results.UpdateRun(dir, func(r *results.Run) { r.Published = pub }); err != nil {
+			rc.log.Warn("could not record the published artifact in run.json", "error", err)
+		}
+	}
 	if err := w.store.Finish(ctx, rc.id, status, dir); err != nil {
 		return err
 	}
+	w.notifyRun(ctx, rc, dir)
 	noteFinalized(ctx, status, dir)
 	w.cfg.Observer.RunFinished(pl.Name, status)
 	rc.log.Info("run finished", "status", status, "dir", dir,
 		"succeeded", st.Succeeded, "failed", st.Failed, "skipped", st.Skipped,
 		"input_tokens", int64(st.Usage.InputTokens), "output_tokens", int64(st.Usage.OutputTokens))
 	return nil
+}
+
+// csvColumns are the columns of the pipeline's items CSV: the default ones,
+// then one per top-level field of each step's output_schema, in step and
+// schema order.
+func csvColumns(pl *pipelines.Pipeline) []results.CSVColumn {
+	cols := results.DefaultCSVColumns()
+	var fields []string
+	for _, s := range pl.Steps {
+		for _, f := range s.OutputSchema.Fields() {
+			if !slices.Contains(fields, f) {
+				fields = append(fields, f)
+			}
+		}
+	}
+	return append(cols, results.JSONFieldColumns(fields, cols)...)
 }
 
 // writeItems streams every planned step's records into wr, and the report
@@ -118,6 +147,12 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 		wrote = true
 		return wr.AppendReport(text)
 	}
+	saver := &reuseSaver{w: w, rc: rc}
+	defer saver.flush(ctx)
+	filesStep := ""
+	if rc.spec.Pipeline.Output.Files != nil {
+		filesStep = rc.spec.Pipeline.FilesStep()
+	}
 	for _, s := range st.Steps {
 		if !s.Planned {
 			continue
@@ -130,6 +165,10 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 				return permanent(err)
 			}
 			notes.Learn(it)
+			saver.add(ctx, it)
+			if s.ID == filesStep && it.State == results.StateSucceeded {
+				w.writeItemFile(rc, wr, it)
+			}
 			if s.ID != reportStep || it.State != results.StateSucceeded {
 				continue
 			}

@@ -322,3 +322,15 @@ func readRun(t testing.TB, dir string) *results.Run {
 }
 
 func resultsFile(dir string) string { return filepath.Join(dir, results.ResultsFile) }
+
+// startNoReuse starts a run of p that sends every item (--no-reuse).
+func (e *env) startNoReuse(p *pipelines.Pipeline, runID string) string {
+	e.t.Helper()
+	q := asynq.NewClient(e.asynqOpt())
+	defer q.Close()
+	info := pipelines.RunInfo{ID: runID, Time: time.Date(2026, 7, 6, 9, 0, 0, 0, time.UTC), NoReuse: true}
+	if err := jobs.StartRun(context.Background(), q, e.store, p, info, asynq.Queue(worker.DefaultQueue)); err != nil {
+		e.t.Fatalf("StartRun: %v", err)
+	}
+	return runID
+}

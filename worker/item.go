@@ -310,6 +310,7 @@ func buildItem(it pipelines.Item, ck *runstore.Checkpoint, state, errMsg string,
 		ArtifactIDs:  it.ArtifactIDs,
 		AllArtifacts: it.AllArtifacts,
 		Requests:     it.Requests,
+		ReuseKey:     it.ReuseKey,
 		State:        state,
 		// The estimate the budget reserved, for run.json's comparison.
 		EstimatedTokens: it.EstimatedTokens,

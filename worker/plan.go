@@ -84,6 +84,7 @@ func (w *Worker) runError(ctx context.Context, rc *runCtx, err error) error {
 	if ferr := w.store.Fail(rctx, rc.id, err); ferr != nil {
 		return ferr
 	}
+	w.notifyError(rctx, rc, err)
 	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 }
 
@@ -179,7 +180,13 @@ func (w *Worker) fanOut(ctx context.Context, rc *runCtx, sp *pipelines.StepPlan,
 		}
 	}
 	began := time.Now()
-	n, err := w.enqueueItems(ctx, rc, sp.ItemsFrom(f.From), func(it pipelines.Item) bool { return it.Index >= end }, func(key string) bool { return recorded[key] }, f.Attempt)
+	skip := func(key string) bool { return recorded[key] }
+	reused := &reuseFilter{}
+	items := w.reusing(ctx, rc, sp, sp.ItemsFrom(f.From), end, skip, reused)
+	n, err := w.enqueueItems(ctx, rc, items, func(it pipelines.Item) bool { return it.Index >= end }, skip, f.Attempt)
+	if err == nil {
+		err = reused.err
+	}
 	if err != nil {
 		return err
 	}
@@ -188,7 +195,10 @@ func (w *Worker) fanOut(ctx context.Context, rc *runCtx, sp *pipelines.StepPlan,
 	} else {
 		noteDid(ctx, "enqueued %s of step %s, items %d to %d", plural(n, "item"), f.Step, f.From, end-1)
 	}
-	rc.log.Info("step items enqueued", "step", f.Step, "items", n, "from", f.From, "to", end, "of", total, "enqueue_time", time.Since(began))
+	if reused.n > 0 {
+		noteDid(ctx, "%d items of step %s reused an earlier run's output", reused.n, f.Step)
+	}
+	rc.log.Info("step items enqueued", "step", f.Step, "items", n, "reused", reused.n, "from", f.From, "to", end, "of", total, "enqueue_time", time.Since(began))
 	if end < total {
 		next := jobs.FanOut{RunID: f.RunID, Step: f.Step, From: end, Attempt: f.Attempt}
 		t, err := jobs.NewFanOut(next, append(controlOpts(), asynq.Retention(time.Hour))...)

@@ -307,7 +307,11 @@ type call struct {
 	path   string     // below /api/v1, already escaped, e.g. "/app/thread/t1"
 	query  url.Values // may be nil
 	body   any        // JSON-encoded when not nil
-	out    any        // JSON-decoded from a 2xx body when not nil
+	// raw is sent as the body, with rawType as its Content-Type, when
+	// body is nil (a multipart upload).
+	raw     []byte
+	rawType string
+	out     any // JSON-decoded from a 2xx body when not nil
 	// emptyOK lets a 2xx answer without a body leave out untouched.
 	emptyOK bool
 	// kind picks the body size limit (default kindSmall).
@@ -390,13 +394,18 @@ func (c *Client) send(ctx context.Context, k call, accept string) (*http.Respons
 			return nil, fmt.Errorf("encode request body: %w", err)
 		}
 		body = bytes.NewReader(b)
+	} else if k.raw != nil {
+		body = bytes.NewReader(k.raw)
 	}
 	req, err := http.NewRequestWithContext(ctx, k.method, u.String(), body)
 	if err != nil {
 		return nil, err
 	}
-	if k.body != nil {
+	switch {
+	case k.body != nil:
 		req.Header.Set("Content-Type", "application/json")
+	case k.raw != nil:
+		req.Header.Set("Content-Type", k.rawType)
 	}
 	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", c.userAgent)

@@ -29,7 +29,9 @@ type enqueueOptions struct {
 	// "normal".
 	Priority string
 	// Wait follows the run until it finishes and exits as `run` does.
-	Wait             bool
+	Wait bool
+	// NoReuse sends every item, also unchanged ones (reuse: unchanged).
+	NoReuse          bool
 	Progress         string
 	ProgressInterval time.Duration
 	Preflight        preflightFlags
@@ -101,6 +103,7 @@ here rather than on the workers; without it, only WORKSPACE_PROJECT is read
 	f.StringVar(&at, "at", "", "run the window of the last fire time at or before this time: RFC 3339 or a date (UTC); default now")
 	f.StringVar(&o.Queue, "queue", worker.DefaultQueue, "asynq queue the workers serve")
 	f.StringVar(&o.Priority, "priority", "normal", "high: start the run in the workers' priority queue, ahead of normal runs (scheduled runs start there); normal")
+	f.BoolVar(&o.NoReuse, "no-reuse", false, "send every item, also those a step's reuse: unchanged would take from an earlier run")
 	f.BoolVar(&o.Wait, "wait", false, "follow the run until it finishes; exit 0, 3 (failed items) or 1 as run does")
 	f.StringVar(&o.Progress, "progress", "auto", "with --wait: auto, bar, lines or none")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "with --wait: time between progress lines when not on a terminal")
@@ -125,6 +128,7 @@ func runEnqueue(ctx context.Context, o *enqueueOptions, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	run.NoReuse = o.NoReuse
 	if err := enqueuePreflight(ctx, lookup, p.Workspace.Project, o.Preflight.Timeout); err != nil {
 		return withCode(exitFailure, err)
 	}

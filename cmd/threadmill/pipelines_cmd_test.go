@@ -343,7 +343,7 @@ var updatePlanGolden = flag.Bool("update-plan-golden", false, "rewrite testdata/
 // over the embedded corpus at a fixed time and run id.
 func TestPlanTableGolden(t *testing.T) {
 	clearWorkspaceEnv(t)
-	code, out, errb := runCmdline(t, "plan", "--simulate", "--at", "2026-06-15T09:00:00Z", "--run-id", "bulk-golden", "../../examples/bulk-summarize.yaml")
+	code, out, errb := runCmdline(t, "plan", "--simulate", "--results", t.TempDir(), "--at", "2026-06-15T09:00:00Z", "--run-id", "bulk-golden", "../../examples/bulk-summarize.yaml")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s", code, errb)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/threadmill/threadmill/internal/numfmt"
 	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/reuse"
 	"github.com/threadmill/threadmill/scheduler"
 )
 
@@ -28,6 +29,13 @@ type planOptions struct {
 	// scheduled pipeline, else a manual run at At. Zero means now.
 	At    time.Time
 	RunID string
+	// Redis, when set (or THREADMILL_REDIS_URL), is where the outputs
+	// reuse: unchanged takes are looked up; else under the results root
+	// (ResultsDir, else output.dir), as embedded runs keep them.
+	Redis      redisFlags
+	ResultsDir string
+	// NoReuse plans every item to be sent.
+	NoReuse bool
 	// LookupEnv reads ${VAR} and WORKSPACE_*; default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 }
@@ -85,6 +93,9 @@ per step (steps[].estimate).
 	f.BoolVar(&opts.Simulate, "simulate", false, "resolve against an in-process simulator serving the example corpus")
 	f.BoolVar(&opts.JSON, "json", false, "print the plan as JSON")
 	f.StringVar(&at, "at", "", "plan the run as of this time (a scheduled pipeline: its last fire time at or before it): RFC 3339 (2026-06-15T09:00:00+02:00) or a date (2026-06-15, UTC); default now")
+	opts.Redis.add(f, "Redis URL whose kept outputs steps with reuse: unchanged take (default: "+envRedisURL+", else the results root)")
+	f.StringVar(&opts.ResultsDir, "results", "", "results root whose kept outputs steps with reuse: unchanged take (default: the pipeline's output.dir)")
+	f.BoolVar(&opts.NoReuse, "no-reuse", false, "plan every item to be sent, as run --no-reuse does")
 	f.StringVar(&opts.RunID, "run-id", "", "the run id templates see as .Run.ID (default <pipeline>-<UTC time now>, as run names it)")
 	return cmd
 }
@@ -166,6 +177,17 @@ type stepPlan struct {
 	// PriorOutputBound is the most tokens the outputs of the needed steps can
 	// add to the step's prompts (items × max_tokens), not in EstimatedTokens.
 	PriorOutputBound int64 `json:"prior_output_bound,omitempty"`
+	// ReusedFrom maps the keys of the items that take an earlier run's
+	// output (reuse: unchanged) to that run; Reused counts them, ToSend
+	// counts the others, and TokensSaved sums the reused items' estimates.
+	ReusedFrom  map[string]string `json:"reused_from,omitempty"`
+	Reused      int               `json:"reused,omitempty"`
+	ToSend      int               `json:"to_send"`
+	TokensSaved int64             `json:"tokens_saved,omitempty"`
+	// ReuseUnknown is true for a reuse: unchanged step that reads the
+	// outputs of steps with items to send: whether it is reused is known
+	// only once they are answered.
+	ReuseUnknown bool `json:"reuse_unknown,omitempty"`
 }
 
 // planReport is what `plan --json` prints.
@@ -180,6 +202,12 @@ type planReport struct {
 	// includes the prior output bounds.
 	TotalItems           int   `json:"total_items"`
 	TotalEstimatedTokens int64 `json:"total_estimated_tokens"`
+	// TotalReused counts the items that take an earlier run's output;
+	// TotalTokensSaved sums their estimates (not in the total above).
+	TotalReused      int   `json:"total_reused,omitempty"`
+	TotalTokensSaved int64 `json:"total_tokens_saved,omitempty"`
+	// NoReuse is plan --no-reuse: every item is planned to be sent.
+	NoReuse bool `json:"no_reuse,omitempty"`
 }
 
 // planSetInfo is a resolved set: its artifacts, or all_artifacts.
@@ -213,10 +241,16 @@ func runPlan(ctx context.Context, opts planOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	rep, err := buildPlan(p, run, sets)
+	kept, closeReuse, err := planReuse(ctx, opts, p, lookup)
 	if err != nil {
 		return err
 	}
+	defer closeReuse()
+	rep, err := buildPlan(ctx, p, run, sets, kept)
+	if err != nil {
+		return err
+	}
+	rep.NoReuse = opts.NoReuse
 	if opts.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -242,9 +276,37 @@ func loadFailure(err error, stderr io.Writer) error {
 	return withCode(exitFailure, fmt.Errorf("%s is invalid (%s)", file, plural(len(list), "problem")))
 }
 
+// reuseLookup finds kept outputs by reuse key; nil: reuse is off.
+type reuseLookup func(ctx context.Context, keys []string) (map[string]reuse.Entry, error)
+
+// planReuse returns how plan looks up kept outputs: in Redis when one is
+// configured, else under the results root; nil with --no-reuse or when no
+// step has reuse: unchanged.
+func planReuse(ctx context.Context, opts planOptions, p *pipelines.Pipeline, lookup func(string) (string, bool)) (reuseLookup, func(), error) {
+	uses := slices.ContainsFunc(p.Steps, func(s pipelines.Step) bool { return s.Reuse == pipelines.ReuseUnchanged })
+	if opts.NoReuse || !uses {
+		return nil, func() {}, nil
+	}
+	var store reuse.Store
+	closeFn := func() {}
+	if url, source := opts.Redis.resolve(lookup); url != "" {
+		rc, err := connectRedis(ctx, url, source, 2)
+		if err != nil {
+			return nil, nil, err
+		}
+		store, closeFn = reuse.NewRedis(rc.RDB, "", 0), func() { _ = rc.Close() }
+	} else {
+		store = reuse.NewDir(cmp.Or(opts.ResultsDir, p.Output.Dir, pipelines.DefaultOutputDir), 0)
+	}
+	return func(ctx context.Context, keys []string) (map[string]reuse.Entry, error) {
+		return store.Lookup(ctx, p.Name, keys)
+	}, closeFn, nil
+}
+
 // buildPlan plans every step in file order. Steps that need earlier ones
-// get placeholder outputs.
-func buildPlan(p *pipelines.Pipeline, run pipelines.RunInfo, sets map[string][]pipelines.ArtifactRef) (*planReport, error) {
+// get placeholder outputs, or the kept outputs when every item of the
+// needed step is reused (then their own reuse is known too).
+func buildPlan(ctx context.Context, p *pipelines.Pipeline, run pipelines.RunInfo, sets map[string][]pipelines.ArtifactRef, lookup reuseLookup) (*planReport, error) {
 	rep := &planReport{Pipeline: p.Name, File: p.File, Project: p.Workspace.Project, Run: run, Sets: map[string]planSetInfo{}}
 	for name, refs := range sets {
 		if refs == nil && p.Artifacts[name].UsesAllArtifacts() {
@@ -254,13 +316,14 @@ func buildPlan(p *pipelines.Pipeline, run pipelines.RunInfo, sets map[string][]p
 		rep.Sets[name] = planSetInfo{Artifacts: refs}
 	}
 	prior := map[string]pipelines.StepOutput{}
+	known := map[string]bool{} // steps whose outputs are all known (reused)
 	counts := map[string]int{}
 	for _, s := range p.Steps {
 		items, err := pipelines.Plan(p, s.ID, run, sets, prior)
 		if err != nil {
 			return nil, err
 		}
-		sp := stepPlan{ID: s.ID, Items: items}
+		sp := stepPlan{ID: s.ID, Items: items, ToSend: len(items)}
 		for _, it := range items {
 			sp.EstimatedTokens += it.EstimatedTokens
 		}
@@ -269,23 +332,66 @@ func buildPlan(p *pipelines.Pipeline, run pipelines.RunInfo, sets map[string][]p
 			ns, _ := p.StepByID(n)
 			bound += int64(counts[n]) * int64(ns.MaxTokens)
 		}
+		inputsKnown := !slices.ContainsFunc(s.Needs, func(n string) bool { return !known[n] })
+		found := map[string]reuse.Entry{}
+		if lookup != nil && s.Reuse == pipelines.ReuseUnchanged {
+			if !inputsKnown {
+				sp.ReuseUnknown = true
+			} else if found, err = lookupItems(ctx, lookup, items); err != nil {
+				return nil, err
+			}
+		}
+		if len(s.Needs) > 0 && inputsKnown {
+			bound = 0 // the prompts hold the real outputs
+		}
 		sp.PriorOutputBound = bound * int64(len(items))
-		rep.Steps = append(rep.Steps, sp)
-		rep.TotalItems += len(items)
-		rep.TotalEstimatedTokens += sp.EstimatedTokens + sp.PriorOutputBound
-		counts[s.ID] = len(items)
-
 		var so pipelines.StepOutput
 		for _, it := range items {
-			so.Items = append(so.Items, pipelines.ItemOutput{Artifact: it.Artifact, Output: "[output of " + it.Key + "]",
+			out := "[output of " + it.Key + "]"
+			if e, ok := found[it.ReuseKey]; ok && it.ReuseKey != "" {
+				if sp.ReusedFrom == nil {
+					sp.ReusedFrom = map[string]string{}
+				}
+				sp.ReusedFrom[it.Key] = e.RunID
+				sp.Reused++
+				sp.TokensSaved += it.EstimatedTokens
+				out = e.Output
+			}
+			so.Items = append(so.Items, pipelines.ItemOutput{Artifact: it.Artifact, Output: out,
 				JSON: pipelines.PlaceholderJSON(&s, it.Key)})
 		}
+		sp.ToSend = len(items) - sp.Reused
+		known[s.ID] = len(items) > 0 && sp.Reused == len(items)
 		if len(items) == 1 {
 			so.Output = so.Items[0].Output
 		}
 		prior[s.ID] = so
+		rep.Steps = append(rep.Steps, sp)
+		rep.TotalItems += len(items)
+		rep.TotalReused += sp.Reused
+		rep.TotalTokensSaved += sp.TokensSaved
+		rep.TotalEstimatedTokens += sp.EstimatedTokens - sp.TokensSaved + sp.PriorOutputBound
+		counts[s.ID] = len(items)
 	}
 	return rep, nil
+}
+
+// lookupItems looks up the kept outputs of the items that have a reuse key.
+func lookupItems(ctx context.Context, lookup reuseLookup, items []pipelines.Item) (map[string]reuse.Entry, error) {
+	var keys []string
+	for _, it := range items {
+		if it.ReuseKey != "" {
+			keys = append(keys, it.ReuseKey)
+		}
+	}
+	if len(keys) == 0 {
+		return map[string]reuse.Entry{}, nil
+	}
+	found, err := lookup(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("look up kept outputs: %w", err)
+	}
+	return found, nil
 }
 
 // printPlan prints the plan as tables.
@@ -324,6 +430,17 @@ func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
 			bw.printf(" + up to %s from the outputs of %s", numfmt.Thousands(sp.PriorOutputBound), strings.Join(s.Needs, ", "))
 		}
 		bw.printf("\n")
+		switch {
+		case s.Reuse == pipelines.ReuseUnchanged && rep.NoReuse:
+			bw.printf("  reuse: off (--no-reuse); %d to send\n", sp.ToSend)
+		case sp.ReuseUnknown:
+			bw.printf("  reuse: decided when the step starts (it reads outputs still to be sent)\n")
+		case sp.ReusedFrom != nil:
+			bw.printf("  reuse: %s unchanged since an earlier run, %d to send; ~%s tokens saved\n",
+				plural(sp.Reused, "item"), sp.ToSend, numfmt.Thousands(sp.TokensSaved))
+		case s.Reuse == pipelines.ReuseUnchanged:
+			bw.printf("  reuse: no kept output matches; %d to send\n", sp.ToSend)
+		}
 		tw := tabwriter.NewWriter(bw, 2, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "  %3s\tKEY\tARTIFACT\t%5s\t%8s\t%8s\n", "#", "TURNS", "CONTEXT", "TOKENS")
 		for _, it := range sp.Items {
@@ -347,7 +464,11 @@ func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
 					}
 				}
 			}
-			fmt.Fprintf(tw, "  %3d\t%s\t%s\t%5d\t%8s\t%8s\n", it.Index+1, it.Key, art, len(it.Requests), ctx, numfmt.Thousands(it.EstimatedTokens))
+			tokens := numfmt.Thousands(it.EstimatedTokens)
+			if from, ok := sp.ReusedFrom[it.Key]; ok {
+				tokens = "reused from " + from
+			}
+			fmt.Fprintf(tw, "  %3d\t%s\t%s\t%5d\t%8s\t%8s\n", it.Index+1, it.Key, art, len(it.Requests), ctx, tokens)
 		}
 		tw.Flush()
 	}
@@ -357,6 +478,10 @@ func printPlan(w io.Writer, p *pipelines.Pipeline, rep *planReport) error {
 	}
 	bw.printf("\ntotal: %s, ~%s tokens (estimate; limit max_total_tokens %s)\n", plural(rep.TotalItems, "item"),
 		numfmt.Thousands(rep.TotalEstimatedTokens), limitText(p.Limits.MaxTotalTokens))
+	if rep.TotalReused > 0 {
+		bw.printf("reuse: %s take an earlier run's output, %d to send; ~%s tokens saved\n", plural(rep.TotalReused, "item"),
+			rep.TotalItems-rep.TotalReused, numfmt.Thousands(rep.TotalTokensSaved))
+	}
 	return bw.err
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/threadmill/threadmill/jobs"
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/results"
+	"github.com/threadmill/threadmill/reuse"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
 )
@@ -52,6 +53,11 @@ type runOptions struct {
 	RerunOf string
 	// ResultsDir overrides the pipeline's output.dir.
 	ResultsDir string
+	// NoReuse sends every item, also those a step's reuse: unchanged
+	// would take from an earlier run.
+	NoReuse bool
+	// ReuseRetention is how long kept outputs stay reusable.
+	ReuseRetention time.Duration
 	// Progress is auto, bar, lines or none.
 	Progress string
 	// ProgressInterval is the time between plain progress lines.
@@ -84,6 +90,9 @@ func (o *runOptions) validate() error {
 	}
 	if n := btoi(o.Resume) + btoi(o.RetryOf != "") + btoi(o.RerunOf != ""); n > 1 || n == 1 && o.RunID != "" && !o.Resume {
 		return errors.New("--resume, --retry-of and --rerun-of go alone (and only --resume with --run-id)")
+	}
+	if o.ReuseRetention < time.Minute {
+		return fmt.Errorf("--reuse-retention must be at least 1m, got %s", o.ReuseRetention)
 	}
 	if err := o.Preflight.validate(); err != nil {
 		return err
@@ -155,6 +164,8 @@ interrupted, 2 for bad flags.
 	for _, name := range []string{"retry-of", "retry-states", "rerun-of"} {
 		_ = f.MarkHidden(name)
 	}
+	f.BoolVar(&o.NoReuse, "no-reuse", false, "send every item, also those a step's reuse: unchanged would take from an earlier run")
+	f.DurationVar(&o.ReuseRetention, "reuse-retention", reuse.DefaultRetention, "how long the outputs steps with reuse: unchanged take stay reusable after the last run that used them (under the results root, or in Redis)")
 	f.StringVar(&o.ResultsDir, "results", "", "results root (default: the pipeline's output.dir, else ./"+pipelines.DefaultOutputDir+")")
 	f.StringVar(&o.Progress, "progress", "auto", "progress display: auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", 5*time.Second, "time between progress lines when not on a terminal")
@@ -296,6 +307,9 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if o.NoReuse {
+		run.NoReuse = true
+	}
 
 	// Everything below lives until the run is over, not until ctx: after an
 	// interrupt the worker drains its items in flight and needs the API and
@@ -347,7 +361,15 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 		records = runstore.NewRecordFiles(filepath.Join(root, p.Name))
 		defer records.Close()
 	}
+	// An embedded run's Redis dies with it: outputs for reuse are kept
+	// under the results root, where the next embedded run finds them.
+	var reuseStore reuse.Store
+	if rc.Embedded != nil {
+		reuseStore = reuse.NewDir(root, o.ReuseRetention)
+	}
 	w, err := worker.New(worker.Config{
+		Reuse:           reuseStore,
+		ReuseRetention:  o.ReuseRetention,
 		RecordFiles:     records,
 		FanOutWindow:    fanOutWindow,
 		ItemRetention:   itemRetention,
@@ -854,6 +876,9 @@ func printSummary(w io.Writer, st *runstore.RunState) {
 	}
 	if st.ResultDir == "" {
 		return
+	}
+	if r, err := results.ReadRun(st.ResultDir); err == nil {
+		printDelivery(w, r)
 	}
 	fmt.Fprintf(w, "results: %s\n", st.ResultDir)
 	fmt.Fprintf(w, "  %-14s %s\n", results.ReportFile, "the report and a usage table")

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,6 +59,32 @@ func TestTicketTriageExample(t *testing.T) {
 	}
 	if triaged != 15 {
 		t.Errorf("%d tickets triaged, want 15", triaged)
+	}
+	// The CSV has a column per schema field, after the default ones.
+	f, err := os.Open(filepath.Join(dir, "triage.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1+16 {
+		t.Fatalf("triage.csv has %d rows, want a header and 16 items", len(rows))
+	}
+	header := strings.Join(rows[0], ",")
+	if !strings.HasSuffix(header, ",customer,product,severity,status,next_step") || !strings.HasPrefix(header, "step,key,") {
+		t.Errorf("triage.csv header %s", header)
+	}
+	col := slices.Index(rows[0], "severity")
+	for _, row := range rows[1:] {
+		if row[0] == "triage" && !strings.HasPrefix(row[col], "P") {
+			t.Errorf("row %v: severity %q", row[:2], row[col])
+		}
+		if row[0] == "table" && row[col] != "" {
+			t.Errorf("the table step has no schema, yet severity %q", row[col])
+		}
 	}
 	report, err := os.ReadFile(filepath.Join(dir, results.ReportFile))
 	if err != nil {

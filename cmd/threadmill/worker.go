@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/threadmill/threadmill/pipelines"
+	"github.com/threadmill/threadmill/reuse"
 	"github.com/threadmill/threadmill/worker"
 	"github.com/threadmill/threadmill/workspace"
 )
@@ -41,6 +42,9 @@ type workerOptions struct {
 	// ItemRetention is how long asynq keeps completed item tasks, with
 	// their results; 0: not kept. Default worker.DefaultItemRetention.
 	ItemRetention time.Duration
+	// ReuseRetention is how long outputs kept for reuse: unchanged stay
+	// reusable. Default reuse.DefaultRetention.
+	ReuseRetention time.Duration
 	// LookupEnv reads WORKSPACE_* and THREADMILL_REDIS_URL; default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 }
@@ -60,6 +64,9 @@ func (o *workerOptions) validate() error {
 	}
 	if o.ItemRetention < 0 {
 		return fmt.Errorf("--item-retention must not be negative (0 keeps no completed item task), got %s", o.ItemRetention)
+	}
+	if o.ReuseRetention < time.Minute {
+		return fmt.Errorf("--reuse-retention must be at least 1m, got %s", o.ReuseRetention)
 	}
 	if o.OrphanGrace <= 0 {
 		return fmt.Errorf("--orphan-grace must be positive, got %s", o.OrphanGrace)
@@ -118,6 +125,7 @@ the API answers).
 	f.DurationVar(&o.OrphanCheck, "orphan-check", worker.DefaultOrphanCheck, "how often the fleet looks for the tasks of dead workers (negative: never; asynq's recoverer alone, about a minute)")
 	f.DurationVar(&o.OrphanGrace, "orphan-grace", worker.DefaultOrphanGrace, "how long a task must have had an expired asynq lease, with no live worker, before it runs again")
 	f.DurationVar(&o.ItemRetention, "item-retention", worker.DefaultItemRetention, "how long completed item tasks stay in Redis with their results, for asynq task ls and asynqmon (0: not kept)")
+	f.DurationVar(&o.ReuseRetention, "reuse-retention", reuse.DefaultRetention, "how long the outputs steps with reuse: unchanged take stay in Redis after the last run that used them")
 	o.Preflight.add(f)
 	addMaxRetryAfter(f, &o.MaxRetryAfter)
 	o.Log.add(f, "info")
@@ -209,6 +217,7 @@ func runWorker(ctx context.Context, o *workerOptions, stderr io.Writer) error {
 		OrphanGrace:     o.OrphanGrace,
 		MaxRetryAfter:   maxWait,
 		ItemRetention:   cmp.Or(o.ItemRetention, -1), // 0 on the command line: not kept
+		ReuseRetention:  o.ReuseRetention,
 		Logger:          log,
 		Observer:        obs.Metrics,
 	})

@@ -227,14 +227,27 @@ func connectWorkspace(ctx context.Context, lookup func(string) (string, bool), s
 // within_run_window` finds the example corpus whichever window the run
 // covers (the corpus is otherwise stamped with the time the simulator
 // started, which lies after the window of the latest completed fire time).
-// It does nothing without a simulator or a window.
+// A run without a window stamps it at 00:00 UTC of the run's day: the
+// corpus does not change between two runs of one day, so the second one
+// reuses what the first paid for (reuse: unchanged). It does nothing
+// without a simulator.
 func (c *workspaceConn) dateCorpus(run pipelines.RunInfo) error {
-	if c.Sim == nil || run.WindowStart.IsZero() || !run.WindowEnd.After(run.WindowStart) {
+	if c.Sim == nil {
 		return nil
 	}
-	mid := run.WindowStart.Add(run.WindowEnd.Sub(run.WindowStart) / 2)
+	if run.WindowStart.IsZero() || !run.WindowEnd.After(run.WindowStart) {
+		if run.Time.IsZero() {
+			return nil
+		}
+		return c.stampCorpus(run.Time.UTC().Truncate(24 * time.Hour))
+	}
+	return c.stampCorpus(run.WindowStart.Add(run.WindowEnd.Sub(run.WindowStart) / 2))
+}
+
+// stampCorpus sets the updated_at of every artifact of the simulator to t.
+func (c *workspaceConn) stampCorpus(t time.Time) error {
 	for _, a := range c.Sim.Artifacts() {
-		if err := c.Sim.SetUpdatedAt(a.ID, mid); err != nil {
+		if err := c.Sim.SetUpdatedAt(a.ID, t); err != nil {
 			return fmt.Errorf("simulator: date artifact %s: %w", a.ID, err)
 		}
 	}

@@ -670,13 +670,23 @@ func (s *Server) handleGetArtifact(w http.ResponseWriter, r *http.Request) *http
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id := r.PathValue("artifactId")
-	a := s.store.artifacts[id]
-	if a == nil || a.dto.State == "Deleted" {
-		return errorf(http.StatusNotFound, "artifact %q not found in project %s", id, s.projectID)
+	a, e := s.artifactLocked(r)
+	if e != nil {
+		return e
 	}
 	writeJSON(w, http.StatusOK, s.compat.sized(a.view(withContent)))
 	return nil
+}
+
+// artifactLocked returns the artifact the path's {artifactId} names, or
+// a 404 when there is none (or it was deleted). Call with s.mu held.
+func (s *Server) artifactLocked(r *http.Request) (*artifact, *httpError) {
+	id := r.PathValue("artifactId")
+	a := s.store.artifacts[id]
+	if a == nil || a.dto.State == "Deleted" {
+		return nil, errorf(http.StatusNotFound, "artifact %q not found in project %s", id, s.projectID)
+	}
+	return a, nil
 }
 
 // listFilter is what a listing selects, besides paging.

@@ -12,6 +12,9 @@ type Counters struct {
 	// "POST /api/v1/app/chat/validate"; "unmatched" for unknown routes) and
 	// status code.
 	Requests map[string]map[int]int `json:"requests"`
+	// ArtifactsCreated counts artifacts created through the API (POST
+	// …/artifact), uploads included; seeded ones are not counted.
+	ArtifactsCreated int `json:"artifacts_created"`
 	// ThreadsCreated counts created threads.
 	ThreadsCreated int `json:"threads_created"`
 	// InteractionsCreated counts interactions created (201 answers).

@@ -53,6 +53,8 @@ func (s *Server) routes() {
 	h("POST /api/v1/app/chat/validate", s.handleValidate)
 	h("GET /api/v1/app/project/{projectId}/artifact", s.handleListArtifacts)
 	h("GET /api/v1/app/project/{projectId}/artifact/{artifactId}", s.handleGetArtifact)
+	h("POST /api/v1/app/project/{projectId}/artifact", s.handleCreateArtifact)
+	h("PUT /api/v1/app/project/{projectId}/artifact/{artifactId}", s.handleUpdateArtifact)
 
 	// Project-scoped twins of the thread and interaction routes, served
 	// instead of the current ones with Compat.Routes = RoutesProject.

@@ -33,6 +33,10 @@
 //	POST   /api/v1/app/chat/validate                      204, or 400 {"valid":false,...}
 //	GET    /api/v1/app/project/{projectId}/artifact       list artifacts (§8.3 filters)
 //	GET    /api/v1/app/project/{projectId}/artifact/{artifactId}
+//	POST   /api/v1/app/project/{projectId}/artifact       create: a Document as strict multipart
+//	                                                      (type, name, props, fileData), a Folder or
+//	                                                      InlineText as JSON, 200
+//	PUT    /api/v1/app/project/{projectId}/artifact/{artifactId}  update name, description, content
 //
 // With Config.Compat.Routes = RoutesProject the thread and interaction
 // routes above (GET/PUT/DELETE thread, and every interaction route) are

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -53,7 +54,8 @@ type artifact struct {
 }
 
 // analysed returns the artifact's content as responder sentences, caching
-// them (content never changes after seeding). Call with Server.mu held.
+// them until the content changes (setContentLocked forgets them). Call
+// with Server.mu held.
 func (a *artifact) analysed() []sentence {
 	if a.sents == nil {
 		a.sents = analyze(a.dto.Content)
@@ -118,6 +120,9 @@ type ArtifactSpec struct {
 	CreatedAt time.Time
 	// UpdatedAt defaults to Config.Now() at the time of the call.
 	UpdatedAt time.Time
+	// FileName and ContentType are a Document's props.file_name and
+	// props.content_type. Defaults: Name, and the type of its extension.
+	FileName, ContentType string
 }
 
 // AddArtifact adds one artifact to the project and returns it as the API
@@ -201,12 +206,12 @@ func (s *Server) addArtifactLocked(spec ArtifactSpec) (*artifact, error) {
 		parent.dto.ChildCount++
 	}
 	if spec.Type == workspace.ArtifactTypeDocument {
-		ct := mime.TypeByExtension(path.Ext(spec.Name))
+		ct := cmp.Or(spec.ContentType, mime.TypeByExtension(path.Ext(spec.Name)))
 		if ct == "" {
 			ct = "text/plain; charset=utf-8"
 		}
 		props, _ := json.Marshal(map[string]any{
-			"file_name":      spec.Name,
+			"file_name":      cmp.Or(spec.FileName, spec.Name),
 			"content_type":   ct,
 			"content_length": len(spec.Content),
 		})
