@@ -106,15 +106,22 @@ type resolver struct {
 }
 
 func (r *resolver) list(q workspace.ArtifactQuery) ([]workspace.Artifact, error) {
-	q.PageSize = listPageSize
 	var out []workspace.Artifact
+	err := r.each(q, func(a workspace.Artifact) { out = append(out, a) })
+	return out, err
+}
+
+// each calls fn with every artifact the query lists, as the pages come:
+// nothing of an artifact is kept that fn does not keep.
+func (r *resolver) each(q workspace.ArtifactQuery, fn func(workspace.Artifact)) error {
+	q.PageSize = listPageSize
 	for a, err := range r.l.Artifacts(r.ctx, r.project, q) {
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, a)
+		fn(a)
 	}
-	return out, r.ctx.Err()
+	return r.ctx.Err()
 }
 
 // loadFolders lists every folder of the project once and computes paths.
@@ -221,27 +228,8 @@ func (r *resolver) resolve(s ArtifactSet) ([]ArtifactRef, error) {
 	if err := r.loadFolders(); err != nil {
 		return nil, err
 	}
-	var cands []workspace.Artifact
-	switch {
-	case len(s.IDs) > 0:
+	if len(s.IDs) > 0 {
 		return r.byIDs(s.IDs)
-	case s.Folder != "":
-		id, err := r.findFolder(s.Folder)
-		if err != nil {
-			return nil, err
-		}
-		cands, err = r.list(workspace.ArtifactQuery{
-			ParentID: id, IncludeDescendants: true,
-			State: []string{workspace.ArtifactStatePublished, workspace.ArtifactStateReady},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list folder %q (%s): %w", s.Folder, id, err)
-		}
-	default:
-		var err error
-		if cands, err = r.all(); err != nil {
-			return nil, err
-		}
 	}
 	var upd *updatedFilter
 	if s.Updated != "" {
@@ -255,23 +243,47 @@ func (r *resolver) resolve(s ArtifactSet) ([]ArtifactRef, error) {
 		upd = &u
 	}
 	out := []ArtifactRef{}
-	for _, a := range cands {
+	keep := func(a workspace.Artifact) {
 		if !a.Usable() {
-			continue
+			return
 		}
 		if s.Name != "" {
 			if ok, _ := path.Match(s.Name, a.Name); !ok {
-				continue
+				return
 			}
 		}
 		if s.Type != "" && a.Type != s.Type {
-			continue
+			return
 		}
 		ref := r.ref(a)
 		if upd != nil && !r.updatedOK(*upd, ref.UpdatedAt) {
-			continue
+			return
 		}
 		out = append(out, ref)
+	}
+	switch {
+	case s.Folder != "":
+		// A folder's artifacts are filtered as the pages come: a folder of
+		// 100,000 documents is never held as listed.
+		id, err := r.findFolder(s.Folder)
+		if err != nil {
+			return nil, err
+		}
+		err = r.each(workspace.ArtifactQuery{
+			ParentID: id, IncludeDescendants: true,
+			State: []string{workspace.ArtifactStatePublished, workspace.ArtifactStateReady},
+		}, keep)
+		if err != nil {
+			return nil, fmt.Errorf("list folder %q (%s): %w", s.Folder, id, err)
+		}
+	default:
+		cands, err := r.all()
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range cands {
+			keep(a)
+		}
 	}
 	sortRefs(out)
 	return slices.CompactFunc(out, func(a, b ArtifactRef) bool { return a.ID == b.ID }), nil
