@@ -153,23 +153,9 @@ const fanOutWait = 250 * time.Millisecond
 // every item already has a record (a retry of finished items).
 func (w *Worker) fanOut(ctx context.Context, rc *runCtx, sp *pipelines.StepPlan, f jobs.FanOut) error {
 	total := sp.Len()
-	end := total
-	if win := w.cfg.FanOutWindow; win > 0 && f.From < total {
-		done, _, err := w.store.StepProgress(ctx, rc.id, f.Step)
-		if err != nil {
-			return err
-		}
-		// Items before From are enqueued or recorded (done counts both
-		// those that finished and, on a retry, those recorded before).
-		room := win - (f.From - done)
-		if room < min(win/4, total-f.From) {
-			next := f
-			next.Wait++
-			t, err := jobs.NewFanOut(next, append(controlOpts(), asynq.ProcessIn(fanOutWait), asynq.Retention(time.Hour))...)
-			noteDid(ctx, "the window of step %s is full (%d of %d items done, %d enqueued); waiting", f.Step, done, total, f.From)
-			return w.enqueue(ctx, t, err)
-		}
-		end = min(total, f.From+room)
+	end, wait, err := w.fanOutEnd(ctx, rc, f, total)
+	if err != nil || wait {
+		return err
 	}
 	var recorded map[string]bool
 	if f.Attempt > 0 {
@@ -221,6 +207,32 @@ func (w *Worker) advanceStep(ctx context.Context, rc *runCtx, step string, attem
 	return w.enqueue(ctx, t, err)
 }
 
+// fanOutEnd returns where the chunk of f ends: total, or with
+// Config.FanOutWindow as far as the window has room for. When it has too
+// little room (under a quarter of the window), it enqueues f again, to run
+// after fanOutWait, and says to wait.
+func (w *Worker) fanOutEnd(ctx context.Context, rc *runCtx, f jobs.FanOut, total int) (end int, wait bool, err error) {
+	win := w.cfg.FanOutWindow
+	if win <= 0 || f.From >= total {
+		return total, false, nil
+	}
+	done, _, err := w.store.StepProgress(ctx, rc.id, f.Step)
+	if err != nil {
+		return 0, false, err
+	}
+	// Items before From are enqueued or recorded (done counts both those
+	// that finished and, on a retry, those recorded before).
+	room := win - (f.From - done)
+	if room >= min(win/4, total-f.From) {
+		return min(total, f.From+room), false, nil
+	}
+	next := f
+	next.Wait++
+	t, err := jobs.NewFanOut(next, append(controlOpts(), asynq.ProcessIn(fanOutWait), asynq.Retention(time.Hour))...)
+	noteDid(ctx, "the window of step %s is full (%d of %d items done, %d enqueued); waiting", f.Step, done, total, f.From)
+	return 0, true, w.enqueue(ctx, t, err)
+}
+
 // handleFanOut enqueues the next chunk of a step's items (see fanOut). The
 // step is planned again (plans are deterministic) from the sets resolved at
 // the run's start.
@@ -241,6 +253,15 @@ func (w *Worker) handleFanOut(ctx context.Context, t *asynq.Task) error {
 	step, ok := rc.spec.Pipeline.StepByID(f.Step)
 	if !ok {
 		return fmt.Errorf("worker: run %s: pipeline has no step %q: %w", rc.id, f.Step, asynq.SkipRetry)
+	}
+	// Waiting for room costs a read, not a plan: the sets and the plan are
+	// loaded only when there is room.
+	_, total, err := w.store.StepProgress(ctx, rc.id, f.Step)
+	if err != nil {
+		return err
+	}
+	if _, wait, err := w.fanOutEnd(ctx, rc, f, total); err != nil || wait {
+		return err
 	}
 	sets, err := w.store.Sets(ctx, rc.id)
 	if err != nil {
