@@ -269,40 +269,6 @@ func (s *Store) AddRetries(ctx context.Context, runID string, n int) error {
 	return wrap("count retry", runID, s.rdb.HIncrBy(ctx, s.runKey(runID), "retries", int64(n)).Err())
 }
 
-// SaveSets stores the run's resolved artifact sets once; a second call keeps
-// the first value, which it returns, so every step of a run sees the same
-// sets even when run:start is retried.
-func (s *Store) SaveSets(ctx context.Context, runID string, sets map[string][]pipelines.ArtifactRef) (map[string][]pipelines.ArtifactRef, error) {
-	b, err := json.Marshal(sets)
-	if err != nil {
-		return nil, fmt.Errorf("runstore: run %s: encode artifact sets: %w", runID, err)
-	}
-	ok, err := s.rdb.SetNX(ctx, s.setsKey(runID), b, s.retention).Result()
-	if err != nil {
-		return nil, wrap("save artifact sets", runID, err)
-	}
-	if ok {
-		return sets, nil
-	}
-	return s.Sets(ctx, runID)
-}
-
-// Sets returns the artifact sets saved by SaveSets, nil when none are.
-func (s *Store) Sets(ctx context.Context, runID string) (map[string][]pipelines.ArtifactRef, error) {
-	b, err := s.rdb.Get(ctx, s.setsKey(runID)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, wrap("read artifact sets", runID, err)
-	}
-	var sets map[string][]pipelines.ArtifactRef
-	if err := json.Unmarshal(b, &sets); err != nil {
-		return nil, fmt.Errorf("runstore: run %s: decode artifact sets: %w", runID, err)
-	}
-	return sets, nil
-}
-
 // PlanStep records a step's number of items. It must be called before any
 // of the step's items is enqueued, so that the first completion check sees
 // the total; calling it again with the same total is harmless.
