@@ -226,8 +226,17 @@ func TestWorkerMetricsAndNoTokenLeak(t *testing.T) {
 	if int(rateLimited) != c.Faults["429"] {
 		t.Errorf("threadmill_api_rate_limited_total sums to %v, the simulator answered %d 429s", rateLimited, c.Faults["429"])
 	}
-	if retried == 0 {
-		t.Error("no threadmill_item_retries_total{reason=\"rate_limited\"} although items got 429s")
+	// A 429 on a create or a validate sends the item back to the queue (a
+	// retry); one on a GET is waited out inside the attempt. Which requests
+	// the seeded faults land on depends on the order they come in.
+	posted429 := 0
+	for route, byCode := range c.Requests {
+		if strings.HasPrefix(route, "POST ") {
+			posted429 += byCode[http.StatusTooManyRequests]
+		}
+	}
+	if posted429 > 0 && retried == 0 {
+		t.Errorf("no threadmill_item_retries_total{reason=\"rate_limited\"} although %d creates or validations got 429s", posted429)
 	}
 	atLeast(`threadmill_api_request_duration_seconds_count{endpoint="/api/v1/app/thread/{threadId}/interaction",method="POST"}`, float64(tickets))
 	atLeast(`threadmill_rate_limit_wait_seconds_count{limiter="requests",pipeline="ops-metrics"}`, float64(tickets))
