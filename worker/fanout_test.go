@@ -84,3 +84,24 @@ steps:
 		}
 	}
 }
+
+// The windowed fan-out keeps the paid path exact: with creates whose answers
+// are lost, interactions that 404 after their 201, and 429s, every item is
+// paid for one interaction, whatever window its task came in.
+func TestWindowedFanOutUnderFaultsPaysOnce(t *testing.T) {
+	const items = 60
+	e := newEnv(t, simulator.Config{Async: true, Latency: 20 * time.Millisecond,
+		Faults: simulator.Faults{LostCreate: 0.15, ReplicaLag: 0.15, LagDuration: 300 * time.Millisecond,
+			TooMany429: 0.05, RetryAfter: time.Second, Seed: 11}})
+	e.folder("Inbox", items)
+	e.startWorker(func(c *worker.Config) {
+		c.Concurrency = 6
+		c.FanOutWindow = 10
+	})
+	st := e.wait(e.start(e.pipeline(faultsPipeline), "windowed-faults-1"), 3*time.Minute)
+	f := e.sim.Counters().Faults
+	if f["lost_create"] == 0 || f["replica_lag"] == 0 || f["429"] == 0 {
+		t.Fatalf("faults injected %v: each kind is needed", f)
+	}
+	assertPaidOnce(t, e, st, items)
+}
