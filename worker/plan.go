@@ -120,7 +120,12 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 		return err
 	}
 	log.Info("step planned", "items", sp.Len(), "plan_time", time.Since(began))
-	return w.fanOut(ctx, rc, sp, jobs.FanOut{RunID: rc.id, Step: step.ID, Attempt: attempt})
+	f := jobs.FanOut{RunID: rc.id, Step: step.ID, Attempt: attempt}
+	end, wait, err := w.fanOutEnd(ctx, rc, f)
+	if err != nil || wait {
+		return err
+	}
+	return w.fanOut(ctx, rc, sp, f, end)
 }
 
 // stepPlan plans a step of the run from its resolved sets and the outputs
@@ -145,18 +150,13 @@ func (w *Worker) stepPlan(ctx context.Context, rc *runCtx, step pipelines.Step, 
 // looks again for room in the window.
 const fanOutWait = 250 * time.Millisecond
 
-// fanOut enqueues the items of a planned step from plan index f.From on:
-// all of them, or, with Config.FanOutWindow, as many as keep the step's
-// items queued or in flight within the window, followed by a step:fanout
-// task for the rest (which waits while the window is full). Once the last
-// item is enqueued the step is marked enqueued, and advanced at once when
-// every item already has a record (a retry of finished items).
-func (w *Worker) fanOut(ctx context.Context, rc *runCtx, sp *pipelines.StepPlan, f jobs.FanOut) error {
+// fanOut enqueues the items of a planned step from plan index f.From up to
+// end (fanOutEnd's), followed by a step:fanout task for the rest when end
+// is not the step's last item. Once the last item is enqueued the step is
+// marked enqueued, and advanced at once when every item already has a
+// record (a retry of finished items).
+func (w *Worker) fanOut(ctx context.Context, rc *runCtx, sp *pipelines.StepPlan, f jobs.FanOut, end int) error {
 	total := sp.Len()
-	end, wait, err := w.fanOutEnd(ctx, rc, f, total)
-	if err != nil || wait {
-		return err
-	}
 	var recorded map[string]bool
 	if f.Attempt > 0 {
 		// A retry: only the items the earlier attempts did not finish.
@@ -207,18 +207,21 @@ func (w *Worker) advanceStep(ctx context.Context, rc *runCtx, step string, attem
 	return w.enqueue(ctx, t, err)
 }
 
-// fanOutEnd returns where the chunk of f ends: total, or with
+// fanOutEnd returns where the chunk of f ends: the step's last item, or with
 // Config.FanOutWindow as far as the window has room for. When it has too
 // little room (under a quarter of the window), it enqueues f again, to run
-// after fanOutWait, and says to wait.
-func (w *Worker) fanOutEnd(ctx context.Context, rc *runCtx, f jobs.FanOut, total int) (end int, wait bool, err error) {
+// after fanOutWait, and says to wait. It reads the step's progress once.
+func (w *Worker) fanOutEnd(ctx context.Context, rc *runCtx, f jobs.FanOut) (end int, wait bool, err error) {
+	done, total, err := w.store.StepProgress(ctx, rc.id, f.Step)
+	if err != nil {
+		return 0, false, err
+	}
+	if total < 0 {
+		return 0, false, fmt.Errorf("worker: run %s: step %s has no planned total to fan out", rc.id, f.Step)
+	}
 	win := w.cfg.FanOutWindow
 	if win <= 0 || f.From >= total {
 		return total, false, nil
-	}
-	done, _, err := w.store.StepProgress(ctx, rc.id, f.Step)
-	if err != nil {
-		return 0, false, err
 	}
 	// Items before From are enqueued or recorded (done counts both those
 	// that finished and, on a retry, those recorded before).
@@ -256,11 +259,8 @@ func (w *Worker) handleFanOut(ctx context.Context, t *asynq.Task) error {
 	}
 	// Waiting for room costs a read, not a plan: the sets and the plan are
 	// loaded only when there is room.
-	_, total, err := w.store.StepProgress(ctx, rc.id, f.Step)
-	if err != nil {
-		return err
-	}
-	if _, wait, err := w.fanOutEnd(ctx, rc, f, total); err != nil || wait {
+	end, wait, err := w.fanOutEnd(ctx, rc, f)
+	if err != nil || wait {
 		return err
 	}
 	sets, err := w.store.Sets(ctx, rc.id)
@@ -271,7 +271,7 @@ func (w *Worker) handleFanOut(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return w.runError(ctx, rc, permanent(fmt.Errorf("plan step %s: %w", f.Step, err)))
 	}
-	return w.fanOut(ctx, rc, sp, f)
+	return w.fanOut(ctx, rc, sp, f, end)
 }
 
 // checkPlan renders every item of a step once, dropping it, so that an item

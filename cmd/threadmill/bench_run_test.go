@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
@@ -78,17 +77,7 @@ steps:
 		if code != exitOK {
 			b.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
 		}
-		latest, err := results.LatestDir(root, "bench")
-		if err != nil {
-			b.Fatal(err)
-		}
-		run, err := results.ReadRun(latest)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if run.Counts[results.StateSucceeded] != n {
-			b.Fatalf("%d of %d items succeeded", run.Counts[results.StateSucceeded], n)
-		}
+		run := checkSucceeded(b, root, "bench", n)
 		ideal := float64(c) / lat.Seconds()
 		rate := float64(n) / elapsed.Seconds()
 		inRun := float64(n) / run.Duration().Seconds()

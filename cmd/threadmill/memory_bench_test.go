@@ -205,7 +205,9 @@ func vmHWM(path string) int64 {
 	return 0
 }
 
-func checkSucceeded(b *testing.B, root, pipeline string, n int) {
+// checkSucceeded reads the newest run of pipeline under root and fails
+// unless its n items all succeeded.
+func checkSucceeded(b *testing.B, root, pipeline string, n int) *results.Run {
 	latest, err := results.LatestDir(root, pipeline)
 	if err != nil {
 		b.Fatal(err)
@@ -217,4 +219,5 @@ func checkSucceeded(b *testing.B, root, pipeline string, n int) {
 	if got := run.Counts[results.StateSucceeded]; got != n {
 		b.Fatalf("%d of %d items succeeded (%v)", got, n, run.Counts)
 	}
+	return run
 }
