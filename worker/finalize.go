@@ -135,7 +135,12 @@ func csvColumns(pl *pipelines.Pipeline) []results.CSVColumn {
 // naming those sources at the end.
 func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunState, wr *results.Writer) error {
 	reportStep := rc.spec.Pipeline.ReportStep()
-	notes := results.NewFootnotes()
+	// Footnotes learn every item's artifact name: only for a pipeline that
+	// asks for citations.
+	var notes *results.Footnotes
+	if slices.ContainsFunc(rc.spec.Pipeline.Steps, func(s pipelines.Step) bool { return s.CitationsOn() }) {
+		notes = results.NewFootnotes()
+	}
 	wrote := false
 	appendReport := func(text string) error {
 		if text = strings.TrimSpace(text); text == "" {
@@ -164,7 +169,9 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 			if err := wr.Add(it); err != nil {
 				return permanent(err)
 			}
-			notes.Learn(it)
+			if notes != nil {
+				notes.Learn(it)
+			}
 			saver.add(ctx, it)
 			if s.ID == filesStep && it.State == results.StateSucceeded {
 				w.writeItemFile(rc, wr, it)
@@ -173,8 +180,10 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 				continue
 			}
 			text := strings.TrimSpace(it.Output)
-			if marks := notes.Cite(it); marks != "" {
-				text += "\n\n" + marks
+			if notes != nil {
+				if marks := notes.Cite(it); marks != "" {
+					text += "\n\n" + marks
+				}
 			}
 			if s.Total != 1 {
 				title := it.Key
@@ -188,8 +197,10 @@ func (w *Worker) writeItems(ctx context.Context, rc *runCtx, st *runstore.RunSta
 			}
 		}
 	}
-	if err := appendReport(notes.Notes()); err != nil {
-		return permanent(err)
+	if notes != nil {
+		if err := appendReport(notes.Notes()); err != nil {
+			return permanent(err)
+		}
 	}
 	return nil
 }
