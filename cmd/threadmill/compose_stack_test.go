@@ -31,16 +31,22 @@ type composeStack struct {
 	ports    map[string]string // service -> its free local port
 }
 
-// freePort returns a port free on 127.0.0.1 now.
-func freePort(t *testing.T) string {
+// freePorts returns n distinct ports free on 127.0.0.1 now: each is held
+// until all are picked, as a port closed at once can be handed out again
+// (two services given one port: the second could not listen, and the first
+// answered its health check).
+func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]string, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		_, ports[i], _ = net.SplitHostPort(l.Addr().String())
 	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
+	return ports
 }
 
 // addrRe matches the listen addresses of the compose commands and health
@@ -125,8 +131,9 @@ func (s *composeStack) waitHealthy(name string, p *proc) {
 func TestComposeStackAsProcesses(t *testing.T) {
 	srv := redistest.Start(t)
 	s := &composeStack{t: t, repoRoot: "../..", volumes: map[string]string{}, ports: map[string]string{}}
-	for _, name := range []string{"simulator", "scheduler", "worker", "cli"} {
-		s.ports[name] = freePort(t)
+	names := []string{"simulator", "scheduler", "worker", "cli"}
+	for i, port := range freePorts(t, len(names)) {
+		s.ports[names[i]] = port
 	}
 	env := map[string]string{
 		"THREADMILL_REDIS_URL": srv.URL(),
