@@ -156,9 +156,9 @@ return {1, math.floor(base * beta * 1000), engaged}
 `)
 
 // scriptAdaptGate grants a request while the adaptive limiter is engaged:
-// nothing while the fleet is paused; then the pipeline's own limiter (as
-// scriptGate); then a slot of the adaptive rate, reserved ahead (GCRA,
-// burst 1) unless the queue is longer than the horizon. KEYS: pause,
+// nothing while the fleet is paused; otherwise the first time that is both
+// the pipeline's next slot (as scriptGate) and the adaptive rate's next
+// slot (GCRA, burst 1), both reserved, unless it is beyond the horizon. KEYS: pause,
 // pipeline request limiter, adaptive hash. ARGV: pipeline interval (µs, 0:
 // none), beta, recover (s), min rate, horizon (µs). Returns {wait µs, granted,
 // engaged, paused}: granted 1 means send after wait; granted 0 means ask
@@ -171,24 +171,23 @@ local beta, recover, minrate = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(AR
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local ptat = 0
-if interval > 0 then
-  ptat = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if ptat > now then return {ptat - now, 0, 1, 0} end
-end
+local pkey = KEYS[2]
+local g = now
+` + pipelineSlot + `
 local engaged = redis.call('EXISTS', akey)
-local wait = 0
+local arate = 0
 if engaged == 1 then
 ` + adaptRate + `
+  arate = rate
   local tat = tonumber(redis.call('HGET', akey, 'tat') or '0')
-  if tat < now then tat = now end
-  wait = tat - now
-  if wait > tonumber(ARGV[5]) then return {wait - tonumber(ARGV[5]), 0, 1, 0} end
-  redis.call('HSET', akey, 'tat', string.format('%d', tat + 1000000 / rate))
+  if tat > g then g = tat end
 end
-if interval > 0 then
-  redis.call('SET', KEYS[2], string.format('%d', now + interval), 'PX', math.floor(interval / 1000) + 1000)
+local wait = g - now
+if wait > tonumber(ARGV[5]) then return {wait - tonumber(ARGV[5]), 0, engaged, 0} end
+if engaged == 1 then
+  redis.call('HSET', akey, 'tat', string.format('%d', g + 1000000 / arate))
 end
+` + pipelineReserve + `
 return {wait, 1, engaged, 0}
 `)
 
@@ -228,11 +227,14 @@ return 1
 `)
 
 // scriptGate: KEYS: pause, request limiter. ARGV: interval (µs per request,
-// 0 = no limit). Returns {wait µs, granted}. While the fleet is paused
-// nothing is granted and wait is the pause left. Otherwise the request is
-// granted only if its GCRA slot (burst 1) has come; wait is the time until
-// it does. A grant is taken at the moment the request is sent, so a caller
-// that is slow to send cannot crowd the next window.
+// 0 = no limit), horizon (µs). Returns {wait µs, granted}. While the fleet
+// is paused nothing is granted and wait is the pause left. Otherwise the
+// request reserves the pipeline's next GCRA slot (burst 1: one request per
+// interval, evenly spaced) when it is at most horizon ahead: granted, send
+// after wait. A queue longer than the horizon grants nothing: ask again
+// after wait. Reserving (rather than taking a slot only once it has come)
+// keeps waiting callers from all asking at once when a slot frees, and
+// loses no slot to the time they take to wake up.
 var scriptGate = redis.NewScript(`
 local p = redis.call('PTTL', KEYS[1])
 if p > 0 then return {p * 1000, 0} end
@@ -240,12 +242,31 @@ local interval = tonumber(ARGV[1])
 if interval <= 0 then return {0, 1} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tat > now then return {tat - now, 0} end
-local newtat = now + interval
-redis.call('SET', KEYS[2], string.format('%d', newtat), 'PX', math.floor(interval / 1000) + 1000)
-return {0, 1}
+local pkey = KEYS[2]
+local g = now
+` + pipelineSlot + `
+local wait = g - now
+if wait > tonumber(ARGV[2]) then return {wait - tonumber(ARGV[2]), 0} end
+` + pipelineReserve + `
+return {wait, 1}
 `)
+
+// pipelineSlot is the Lua body shared by scriptGate and scriptAdaptGate
+// that moves the grant time g (µs) to the pipeline's next free slot of its
+// request limiter pkey when interval > 0.
+const pipelineSlot = `
+if interval > 0 then
+  local ptat = tonumber(redis.call('GET', pkey) or '0')
+  if ptat > g then g = ptat end
+end
+`
+
+// pipelineReserve reserves the slot at g: the next one is an interval later.
+const pipelineReserve = `
+if interval > 0 then
+  redis.call('SET', pkey, string.format('%d', g + interval), 'PX', math.floor((g + interval - now) / 1000) + 1000)
+end
+`
 
 // scriptTokens: KEYS: token limiter. ARGV: interval (µs per token), burst
 // (tokens), n, settle (1: correct a reservation by n, no wait). Returns the
