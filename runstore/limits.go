@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -272,17 +271,12 @@ func (s *Store) UncountAttempt(ctx context.Context, runID, step, key string) err
 	return wrap("uncount attempt", runID, err)
 }
 
-// RequestHorizon is how far ahead AcquireRequest reserves a request's slot;
-// a caller further back in the queue asks again later.
-const RequestHorizon = 500 * time.Millisecond
-
 // AcquireRequest waits until an API request of pipeline may be sent: until
 // the fleet-wide pause is over and, when requestsPerMinute > 0, until the
 // slot the pipeline's shared rate limiter (GCRA with a burst of one, so
 // requests are evenly spaced: any window of T seconds holds at most
-// requestsPerMinute·T/60 + 1 of them) reserved for it. A slot is reserved
-// at most RequestHorizon ahead, so a caller that gives up while it waits
-// wastes at most that slot. It returns the time spent waiting.
+// requestsPerMinute·T/60 + 1 of them) reserved for it. A caller that gives
+// up while it waits wastes its slot. It returns the time spent waiting.
 func (s *Store) AcquireRequest(ctx context.Context, pipeline string, requestsPerMinute int) (time.Duration, error) {
 	start := time.Now()
 	interval := int64(0)
@@ -290,21 +284,16 @@ func (s *Store) AcquireRequest(ctx context.Context, pipeline string, requestsPer
 		interval = time.Minute.Microseconds() / int64(requestsPerMinute)
 	}
 	for {
-		res, err := scriptGate.Run(ctx, s.rdb, []string{s.pauseKey(), s.reqLimitKey(pipeline)}, interval, RequestHorizon.Microseconds()).Slice()
+		res, err := scriptGate.Run(ctx, s.rdb, []string{s.pauseKey(), s.reqLimitKey(pipeline)}, interval).Slice()
 		if err != nil {
 			return time.Since(start), wrap("rate limit", "", err)
 		}
-		wait := time.Duration(toInt(res[0])) * time.Microsecond
-		if toInt(res[1]) == 1 {
-			if err := sleep(ctx, wait); err != nil {
-				return time.Since(start), err
-			}
-			return time.Since(start), nil
-		}
-		// A little jitter spreads the callers that ask again together.
-		wait += time.Duration(rand.Int64N(int64(wait/10) + 1))
-		if err := sleep(ctx, wait); err != nil {
+		// Granted: the wait is to the reserved slot. Paused: to the pause's end.
+		if err := sleep(ctx, time.Duration(toInt(res[0]))*time.Microsecond); err != nil {
 			return time.Since(start), err
+		}
+		if toInt(res[1]) == 1 {
+			return time.Since(start), nil
 		}
 	}
 }

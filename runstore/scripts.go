@@ -156,9 +156,10 @@ return {1, math.floor(base * beta * 1000), engaged}
 `)
 
 // scriptAdaptGate grants a request while the adaptive limiter is engaged:
-// nothing while the fleet is paused; otherwise the first time that is both
-// the pipeline's next slot (as scriptGate) and the adaptive rate's next
-// slot (GCRA, burst 1), both reserved, unless it is beyond the horizon. KEYS: pause,
+// nothing while the fleet is paused, nor while the adaptive rate's queue
+// reaches beyond the horizon (its rate may be cut meanwhile); otherwise
+// the first time that is both the pipeline's next slot (as scriptGate) and
+// the adaptive rate's next slot (GCRA, burst 1), both reserved. KEYS: pause,
 // pipeline request limiter, adaptive hash. ARGV: pipeline interval (µs, 0:
 // none), beta, recover (s), min rate, horizon (µs). Returns {wait µs, granted,
 // engaged, paused}: granted 1 means send after wait; granted 0 means ask
@@ -175,20 +176,16 @@ local pkey = KEYS[2]
 local g = now
 ` + pipelineSlot + `
 local engaged = redis.call('EXISTS', akey)
-local arate = 0
 if engaged == 1 then
 ` + adaptRate + `
-  arate = rate
   local tat = tonumber(redis.call('HGET', akey, 'tat') or '0')
+  if tat < now then tat = now end
+  if tat - now > tonumber(ARGV[5]) then return {tat - now - tonumber(ARGV[5]), 0, 1, 0} end
   if tat > g then g = tat end
-end
-local wait = g - now
-if wait > tonumber(ARGV[5]) then return {wait - tonumber(ARGV[5]), 0, engaged, 0} end
-if engaged == 1 then
-  redis.call('HSET', akey, 'tat', string.format('%d', g + 1000000 / arate))
+  redis.call('HSET', akey, 'tat', string.format('%d', g + 1000000 / rate))
 end
 ` + pipelineReserve + `
-return {wait, 1, engaged, 0}
+return {g - now, 1, engaged, 0}
 `)
 
 // scriptPaceTick is a worker's periodic look at the shared pacing state: it
@@ -227,14 +224,13 @@ return 1
 `)
 
 // scriptGate: KEYS: pause, request limiter. ARGV: interval (µs per request,
-// 0 = no limit), horizon (µs). Returns {wait µs, granted}. While the fleet
-// is paused nothing is granted and wait is the pause left. Otherwise the
-// request reserves the pipeline's next GCRA slot (burst 1: one request per
-// interval, evenly spaced) when it is at most horizon ahead: granted, send
-// after wait. A queue longer than the horizon grants nothing: ask again
-// after wait. Reserving (rather than taking a slot only once it has come)
-// keeps waiting callers from all asking at once when a slot frees, and
-// loses no slot to the time they take to wake up.
+// 0 = no limit). Returns {wait µs, granted}. While the fleet is paused
+// nothing is granted and wait is the pause left. Otherwise the request
+// reserves the pipeline's next GCRA slot (burst 1: one request per
+// interval, evenly spaced): send after wait. Reserving (rather than taking
+// a slot only once it has come) keeps the waiting callers from all asking
+// again each time a slot frees, and loses no slot to the time they take to
+// wake up; a caller that gives up wastes its slot.
 var scriptGate = redis.NewScript(`
 local p = redis.call('PTTL', KEYS[1])
 if p > 0 then return {p * 1000, 0} end
@@ -244,11 +240,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local pkey = KEYS[2]
 local g = now
-` + pipelineSlot + `
-local wait = g - now
-if wait > tonumber(ARGV[2]) then return {wait - tonumber(ARGV[2]), 0} end
-` + pipelineReserve + `
-return {wait, 1}
+` + pipelineSlot + pipelineReserve + `
+return {g - now, 1}
 `)
 
 // pipelineSlot is the Lua body shared by scriptGate and scriptAdaptGate

@@ -305,10 +305,8 @@ func TestWaitingCallersReserveTheirSlots(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		// 80 grants are 790ms of slots: a caller reserves at most
-		// RequestHorizon (500ms) ahead, so a few ask twice.
-		if n := calls.Load(); n > callers*each+2*callers {
-			t.Errorf("%d script calls for %d grants to %d waiting callers, want at most %d", n, callers*each, callers, callers*each+2*callers)
+		if n := calls.Load(); n != callers*each {
+			t.Errorf("%d script calls for %d grants to %d waiting callers, want one a grant", n, callers*each, callers)
 		}
 	})
 }

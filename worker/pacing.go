@@ -193,8 +193,15 @@ func (w *Worker) awaitSlot(ctx context.Context, rc *runCtx) error {
 		if !w.pace.engaged() {
 			if rpm := pl.Limits.RequestsPerMinute; rpm > 0 {
 				// The limiter's script also honours the fleet-wide pause.
-				_, err := w.store.AcquireRequest(ctx, pl.Name, rpm)
-				return err
+				epoch := w.pace.epoch.Load()
+				if _, err := w.store.AcquireRequest(ctx, pl.Name, rpm); err != nil {
+					return err
+				}
+				if w.pace.epoch.Load() != epoch {
+					// A pause began while this request waited for its
+					// slot: wait it out, then take a new slot.
+					continue
+				}
 			}
 			return nil
 		}
