@@ -277,3 +277,30 @@ func TestCloseRemovesSocket(t *testing.T) {
 		t.Fatalf("socket directory left after Close: %v", err)
 	}
 }
+
+// The embedded server's smaller Lua stacks (lua.go) still run what asynq's
+// and the run store's scripts do, with a wide margin: unpacking 900 values
+// into one command, and nested function calls.
+func TestLuaStacks(t *testing.T) {
+	s := start(t, embedded.Options{})
+	rdb := s.Client()
+	defer rdb.Close()
+	ctx := t.Context()
+	n, err := rdb.Eval(ctx, `
+local ids = {}
+for i = 1, 900 do ids[i] = 'm' .. i end
+redis.call('SADD', KEYS[1], unpack(ids))
+local function depth(k) if k == 0 then return 0 end return 1 + depth(k - 1) end
+return redis.call('SCARD', KEYS[1]) + depth(40)`, []string{"big"}).Int()
+	if err != nil || n != 940 {
+		t.Fatalf("script: %d, %v; want 940", n, err)
+	}
+	// The smaller stacks are in force: 1,100 values do not fit.
+	err = rdb.Eval(ctx, `
+local ids = {}
+for i = 1, 1100 do ids[i] = 'm' .. i end
+return redis.call('SADD', KEYS[1], unpack(ids))`, []string{"bigger"}).Err()
+	if err == nil {
+		t.Error("a script unpacking 1,100 values ran: the interpreters still have gopher-lua's default stacks")
+	}
+}
