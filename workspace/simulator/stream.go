@@ -10,6 +10,10 @@ import (
 )
 
 // sseWriter writes server-sent events and flushes each one.
+// sseWriter writes server-sent events. Events are flushed to the client
+// when the stream is about to wait (flush) and when it ends (the handler
+// returns), as a server does that writes what is ready in one go: the
+// deltas that are due together travel together.
 type sseWriter struct {
 	w http.ResponseWriter
 	f http.Flusher
@@ -20,13 +24,15 @@ func (e *sseWriter) send(event string, data any) error {
 	if err != nil {
 		return err
 	}
-	if _, err := fmt.Fprintf(e.w, "event: %s\ndata: %s\n\n", event, b); err != nil {
-		return err
-	}
+	_, err = fmt.Fprintf(e.w, "event: %s\ndata: %s\n\n", event, b)
+	return err
+}
+
+// flush sends the events written so far.
+func (e *sseWriter) flush() {
 	if e.f != nil {
 		e.f.Flush()
 	}
-	return nil
 }
 
 type (
@@ -164,6 +170,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 		}
 		s.mu.Unlock()
 		if cut && k == cutAfter {
+			ev.flush() // the client has the first half when the connection drops
 			panic(http.ErrAbortHandler)
 		}
 		if k >= limit {
@@ -238,6 +245,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 // sending pings meanwhile. It reports false when the client went away or
 // the simulator closed.
 func (s *Server) waitFor(r *http.Request, done <-chan struct{}, pinger *time.Ticker, ev *sseWriter, timer <-chan time.Time) bool {
+	ev.flush()
 	for {
 		select {
 		case <-timer:
@@ -248,6 +256,7 @@ func (s *Server) waitFor(r *http.Request, done <-chan struct{}, pinger *time.Tic
 			if ev.send("ping", evBare{Type: "ping"}) != nil {
 				return false
 			}
+			ev.flush()
 		case <-r.Context().Done():
 			return false
 		case <-s.stop:
