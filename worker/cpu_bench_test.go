@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"reflect"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -42,9 +43,9 @@ import (
 //
 //	go test -run '^$' -bench WorkerCPU -benchtime 1x ./worker/
 //
-// Add -cpuprofile cpu.out to see where the difference goes (both sides are
-// in the profile: threadmill's handlers under worker.(*Worker).handleItem,
-// the bare one's under bareHandler).
+// Add -cpuprofile cpu.out to see where the difference goes: each side's
+// goroutines carry the profile label side=threadmill or side=bare
+// (go tool pprof -tagfocus side=bare -top cpu.out).
 //
 // One simulator child process serves both sides; each round gets a fresh
 // Redis for each. CPU is this process's (getrusage: user + system; the
@@ -126,6 +127,7 @@ func meanRate(ss []cpuSample, n int) float64 {
 // threadmillCPU runs the benchmark pipeline as run id on a fresh threadmill
 // worker and returns the CPU it took from jobs.StartRun to the run's end.
 func threadmillCPU(b *testing.B, addr string, n, c int, id string) cpuSample {
+	defer labelSide("threadmill")()
 	bw := startBenchWorker(b, addr, c, benchTransport(c))
 	defer bw.stop()
 	p := benchPipeline(b, c, 0)
@@ -209,6 +211,7 @@ func bareHandler(api *workspace.Client, ok *atomic.Int64, done func(int64)) asyn
 // them with an asynq.Server of concurrency c until all succeeded (the
 // measured sample).
 func bareCPU(b *testing.B, addr string, n, c int, id string) (setup, s cpuSample) {
+	defer labelSide("bare")()
 	srv := redistest.Start(b)
 	redisOpt := asynq.RedisClientOpt{Network: "unix", Addr: srv.Socket, PoolSize: 2 * c}
 	api := benchAPI(b, addr, benchTransport(c))
@@ -282,6 +285,16 @@ func bareCPU(b *testing.B, addr string, n, c int, id string) (setup, s cpuSample
 	server.Shutdown()
 	s.requests = simRouteCounts(b, addr)
 	return setup, s
+}
+
+// labelSide labels the calling goroutine, and the goroutines it starts
+// until the returned function is called, with side=name in CPU profiles:
+// `go tool pprof -tagfocus side=bare` shows one side (the garbage
+// collector's own workers are not labeled).
+func labelSide(name string) func() {
+	ctx := context.Background()
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("side", name)))
+	return func() { pprof.SetGoroutineLabels(ctx) }
 }
 
 // routeCounts counts API requests by route and status.
