@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"reflect"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -84,8 +85,8 @@ func BenchmarkWorkerCPU(b *testing.B) {
 			if !reflect.DeepEqual(tm[r].requests, bare[r].requests) {
 				b.Fatalf("round %d: the two sides made different API requests:\nthreadmill %v\nbare       %v", r+1, tm[r].requests, bare[r].requests)
 			}
-			b.Logf("round %d: threadmill %v (%.0f items/s), bare %v (%.0f items/s) + setup %v: ratio %.3f (%.3f with the bare setup); %.2f API requests/item each",
-				r+1, tm[r].cpu.Round(time.Millisecond), tm[r].rate(n), bare[r].cpu.Round(time.Millisecond), bare[r].rate(n), setup[r].cpu.Round(time.Millisecond),
+			b.Logf("round %d: threadmill %s; bare %s, + setup %v: ratio %.3f (%.3f with the bare setup); %.2f API requests/item each",
+				r+1, tm[r].describe(n), bare[r].describe(n), setup[r].cpu.Round(time.Millisecond),
 				tm[r].cpu.Seconds()/bare[r].cpu.Seconds(), tm[r].cpu.Seconds()/(bare[r].cpu+setup[r].cpu).Seconds(), float64(tm[r].requests.total())/float64(n))
 		}
 		tmCPU, bareCPU, setupCPU := sumCPU(tm), sumCPU(bare), sumCPU(setup)
@@ -94,6 +95,8 @@ func BenchmarkWorkerCPU(b *testing.B) {
 		b.ReportMetric(perItem(bareCPU), "bare-cpu-ms/item")
 		b.ReportMetric(perItem(setupCPU), "bare-setup-cpu-ms/item")
 		b.ReportMetric(tmCPU.Seconds()/bareCPU.Seconds(), "cpu-ratio")
+		b.ReportMetric(float64(sumAllocs(tm))/float64(n*rounds), "threadmill-allocs/item")
+		b.ReportMetric(float64(sumAllocs(bare))/float64(n*rounds), "bare-allocs/item")
 		b.ReportMetric(meanRate(tm, n), "threadmill-items/s")
 		b.ReportMetric(meanRate(bare, n), "bare-items/s")
 		b.Logf("route counts per side: %v", tm[0].requests)
@@ -104,6 +107,36 @@ func BenchmarkWorkerCPU(b *testing.B) {
 type cpuSample struct {
 	cpu, elapsed time.Duration
 	requests     routeCounts // API requests, as the simulator counted them
+	runtime      runtimeStats
+}
+
+// runtimeStats are the Go runtime's figures over a sample: the garbage
+// collector's CPU (its estimate: mark assists, workers and pauses) and the
+// bytes allocated.
+type runtimeStats struct {
+	gcCPU        time.Duration
+	allocBytes   uint64
+	allocObjects uint64
+}
+
+var runtimeMetrics = []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/allocs:objects"}}
+
+// readRuntime returns the runtime's figures so far.
+func readRuntime() runtimeStats {
+	ms := slices.Clone(runtimeMetrics)
+	metrics.Read(ms)
+	return runtimeStats{gcCPU: time.Duration(ms[0].Value.Float64() * float64(time.Second)),
+		allocBytes: ms[1].Value.Uint64(), allocObjects: ms[2].Value.Uint64()}
+}
+
+func (r runtimeStats) since(r0 runtimeStats) runtimeStats {
+	return runtimeStats{gcCPU: r.gcCPU - r0.gcCPU, allocBytes: r.allocBytes - r0.allocBytes, allocObjects: r.allocObjects - r0.allocObjects}
+}
+
+// describe says what a sample of n items cost.
+func (s cpuSample) describe(n int) string {
+	return fmt.Sprintf("%v CPU (GC %v), %.1f KB in %.0f allocations/item, %.0f items/s", s.cpu.Round(time.Millisecond),
+		s.runtime.gcCPU.Round(time.Millisecond), float64(s.runtime.allocBytes)/1024/float64(n), float64(s.runtime.allocObjects)/float64(n), s.rate(n))
 }
 
 func (s cpuSample) rate(n int) float64 { return float64(n) / s.elapsed.Seconds() }
@@ -114,6 +147,14 @@ func sumCPU(ss []cpuSample) time.Duration {
 		d += s.cpu
 	}
 	return d
+}
+
+func sumAllocs(ss []cpuSample) uint64 {
+	var a uint64
+	for _, s := range ss {
+		a += s.runtime.allocObjects
+	}
+	return a
 }
 
 func meanRate(ss []cpuSample, n int) float64 {
@@ -134,7 +175,7 @@ func threadmillCPU(b *testing.B, addr string, n, c int, id string) cpuSample {
 	store := runstore.New(bw.rdb, "")
 	resetSimCounters(b, addr)
 	runtime.GC()
-	cpu0 := processCPU()
+	cpu0, rt0 := processCPU(), readRuntime()
 	start := time.Now()
 	if err := jobs.StartRun(bw.ctx, bw.q, store, p, pipelines.RunInfo{ID: id, Time: start}, asynq.Queue(worker.DefaultQueue)); err != nil {
 		b.Fatal(err)
@@ -143,7 +184,7 @@ func threadmillCPU(b *testing.B, addr string, n, c int, id string) cpuSample {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := cpuSample{cpu: processCPU() - cpu0, elapsed: time.Since(start)}
+	s := cpuSample{cpu: processCPU() - cpu0, elapsed: time.Since(start), runtime: readRuntime().since(rt0)}
 	if st.Status != runstore.StatusSucceeded || st.Succeeded != n || st.Total != n {
 		b.Fatalf("threadmill run %s: status %s, %d of %d items succeeded (total %d): %s", id, st.Status, st.Succeeded, n, st.Total, st.Error)
 	}
@@ -271,7 +312,7 @@ func bareCPU(b *testing.B, addr string, n, c int, id string) (setup, s cpuSample
 		}
 	}))
 	server := asynq.NewServer(redisOpt, asynq.Config{Concurrency: c, LogLevel: asynq.WarnLevel})
-	cpu0 = processCPU()
+	cpu0, rt0 := processCPU(), readRuntime()
 	start = time.Now()
 	if err := server.Start(mux); err != nil {
 		b.Fatal(err)
@@ -281,7 +322,7 @@ func bareCPU(b *testing.B, addr string, n, c int, id string) (setup, s cpuSample
 	case <-time.After(10 * time.Minute):
 		b.Fatalf("bare: %d of %d items succeeded after 10 minutes", ok.Load(), n)
 	}
-	s = cpuSample{cpu: processCPU() - cpu0, elapsed: time.Since(start)}
+	s = cpuSample{cpu: processCPU() - cpu0, elapsed: time.Since(start), runtime: readRuntime().since(rt0)}
 	server.Shutdown()
 	s.requests = simRouteCounts(b, addr)
 	return setup, s
