@@ -403,6 +403,10 @@ func (l *Lease) stopRenewal() bool {
 	return !l.released.Load()
 }
 
+// Released reports whether the slot was given back (by Release or by
+// RecordAndRelease); a nil lease reports true.
+func (l *Lease) Released() bool { return l == nil || l.released.Load() }
+
 // Release gives the slot back. Calling it again, or after
 // RecordAndRelease gave the slot back, does nothing.
 func (l *Lease) Release(ctx context.Context) error {

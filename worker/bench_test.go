@@ -166,52 +166,11 @@ func BenchmarkThroughput(b *testing.B) {
 	rpm := envInt("THREADMILL_BENCH_RPM", 0)
 	for range b.N {
 		addr := startSimulatorProcess(b)
-		srv := redistest.Start(b)
-		timing := &routeTiming{base: http.DefaultTransport.(*http.Transport).Clone(), sum: map[string]time.Duration{}, n: map[string]int{}}
-		timing.base.(*http.Transport).MaxIdleConnsPerHost = 2 * c
-		api, err := workspace.New(addr, workspace.WithToken(testToken), workspace.WithOrg("default"),
-			workspace.WithHTTPClient(&http.Client{Transport: timing}))
-		if err != nil {
-			b.Fatal(err)
-		}
-		opts := srv.Options()
-		opts.PoolSize = 2 * c
-		rdb := redis.NewClient(opts)
-		w, err := worker.New(worker.Config{
-			Redis:       asynq.RedisClientOpt{Network: "unix", Addr: srv.Socket, PoolSize: 2 * c},
-			RDB:         rdb,
-			API:         api,
-			Concurrency: c,
-			ResultsRoot: b.TempDir(),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			if err := w.Run(ctx); err != nil {
-				b.Error(err)
-			}
-		})
-		p, err := pipelines.Parse("bench.yaml", []byte(fmt.Sprintf(`
-version: 1
-name: bench
-workspace: { project: proj_bench }
-defaults: { max_tokens: 64 }
-limits: { concurrency: %d%s }
-artifacts:
-  docs: { folder: "Inbox" }
-steps:
-  - id: summarize
-    for_each: docs
-    prompt: "Summarize {{ .Artifact.Name }} in one sentence."
-`, c, rpmLimit(rpm))), func(string) (string, bool) { return "", false })
-		if err != nil {
-			b.Fatal(err)
-		}
-		q := asynq.NewClient(asynq.RedisClientOpt{Network: "unix", Addr: srv.Socket})
-		store := runstore.New(rdb, "")
+		timing := &routeTiming{base: benchTransport(c), sum: map[string]time.Duration{}, n: map[string]int{}}
+		bw := startBenchWorker(b, addr, c, timing)
+		ctx := bw.ctx
+		p := benchPipeline(b, c, rpm)
+		store := runstore.New(bw.rdb, "")
 		runtime.GC()
 		heap := sampleHeap(func() bool {
 			done, _, _ := store.StepProgress(ctx, "bench-1", "summarize")
@@ -219,12 +178,11 @@ steps:
 		})
 		var mon *redistest.Monitor
 		if os.Getenv("THREADMILL_BENCH_COUNT_COMMANDS") != "" {
-			mon = srv.Monitor(b)
+			mon = bw.srv.Monitor(b)
 		}
-		var ru0 syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+		cpu0 := processCPU()
 		start := time.Now()
-		if err := jobs.StartRun(ctx, q, store, p, pipelines.RunInfo{ID: "bench-1", Time: start}, asynq.Queue(worker.DefaultQueue)); err != nil {
+		if err := jobs.StartRun(ctx, bw.q, store, p, pipelines.RunInfo{ID: "bench-1", Time: start}, asynq.Queue(worker.DefaultQueue)); err != nil {
 			b.Fatal(err)
 		}
 		st, err := store.Wait(ctx, "bench-1")
@@ -232,18 +190,13 @@ steps:
 			b.Fatal(err)
 		}
 		elapsed := time.Since(start)
-		var ru1 syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-		cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+		cpu := processCPU() - cpu0
 		b.Logf("worker process CPU %v over %v (%.0f%% of one core)", cpu.Round(time.Millisecond), elapsed.Round(time.Millisecond), 100*cpu.Seconds()/elapsed.Seconds())
 		peak, itemsPeak := heap.Stop()
 		if mon != nil {
 			reportCommands(b, mon, n)
 		}
-		_ = q.Close()
-		cancel()
-		wg.Wait()
-		_ = rdb.Close()
+		bw.stop()
 		if st.Succeeded != n {
 			b.Fatalf("%d of %d items succeeded (status %s, %s)", st.Succeeded, n, st.Status, st.Error)
 		}
@@ -275,6 +228,102 @@ steps:
 		b.Logf("N=%d C=%d L=%v rpm=%d: %d items in %v = %.1f items/s; ideal %.1f items/s; ratio %.3f; %.1f API requests/item; peak heap %.1f MB (%.1f MB after the first tenth of the items)",
 			n, c, lat, rpm, n, elapsed.Round(time.Millisecond), rate, ideal, rate/ideal, float64(requests)/float64(n), float64(peak)/(1<<20), float64(itemsPeak)/(1<<20))
 	}
+}
+
+// benchTransport is the benchmarks' HTTP transport to the simulator: keeps
+// an idle connection for every request a worker of concurrency c may have
+// in flight.
+func benchTransport(c int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 2 * c
+	return t
+}
+
+// benchPipeline is the benchmarks' pipeline: one thread-mode step over the
+// simulator's folder, one item per document, at concurrency c (and rpm
+// requests per minute, 0 for no limit).
+func benchPipeline(b *testing.B, c, rpm int) *pipelines.Pipeline {
+	p, err := pipelines.Parse("bench.yaml", []byte(fmt.Sprintf(`
+version: 1
+name: bench
+workspace: { project: proj_bench }
+defaults: { max_tokens: 64 }
+limits: { concurrency: %d%s }
+artifacts:
+  docs: { folder: "Inbox" }
+steps:
+  - id: summarize
+    for_each: docs
+    prompt: "Summarize {{ .Artifact.Name }} in one sentence."
+`, c, rpmLimit(rpm))), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// benchAPI returns a Workspace client of the simulator at addr sending
+// through rt.
+func benchAPI(b *testing.B, addr string, rt http.RoundTripper) *workspace.Client {
+	api, err := workspace.New(addr, workspace.WithToken(testToken), workspace.WithOrg("default"),
+		workspace.WithHTTPClient(&http.Client{Transport: rt}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return api
+}
+
+// benchWorker is a threadmill worker running in this process on its own
+// Redis, as the benchmarks set it up.
+type benchWorker struct {
+	srv *redistest.Server
+	rdb *redis.Client
+	q   *asynq.Client // enqueues to srv
+	ctx context.Context
+	// stop stops the worker, waits for Run to return and closes the
+	// clients.
+	stop func()
+}
+
+// startBenchWorker starts a threadmill worker of concurrency c on a fresh
+// Redis; it sends its API requests to the simulator at addr through rt.
+func startBenchWorker(b *testing.B, addr string, c int, rt http.RoundTripper) *benchWorker {
+	srv := redistest.Start(b)
+	opts := srv.Options()
+	opts.PoolSize = 2 * c
+	rdb := redis.NewClient(opts)
+	w, err := worker.New(worker.Config{
+		Redis:       asynq.RedisClientOpt{Network: "unix", Addr: srv.Socket, PoolSize: 2 * c},
+		RDB:         rdb,
+		API:         benchAPI(b, addr, rt),
+		Concurrency: c,
+		ResultsRoot: b.TempDir(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := w.Run(ctx); err != nil {
+			b.Error(err)
+		}
+	})
+	q := asynq.NewClient(asynq.RedisClientOpt{Network: "unix", Addr: srv.Socket})
+	return &benchWorker{srv: srv, rdb: rdb, q: q, ctx: ctx, stop: func() {
+		_ = q.Close()
+		cancel()
+		wg.Wait()
+		_ = rdb.Close()
+	}}
+}
+
+// processCPU returns the CPU time (user and system) this process used so
+// far; its children (the simulator, redis-server) are not counted.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // reportCommands reports the Redis commands clients sent per item (a Lua

@@ -62,9 +62,20 @@ func (ir *itemRun) logger() *slog.Logger {
 	return ir.log
 }
 
+// debug logs at debug level with the item's logger; the logger and the
+// record are built only when debug is enabled (every item passes here).
+func (ir *itemRun) debug(ctx context.Context, msg string, attrs ...slog.Attr) {
+	if ir.rc.log.Enabled(ctx, slog.LevelDebug) {
+		ir.logger().LogAttrs(ctx, slog.LevelDebug, msg, attrs...)
+	}
+}
+
 // releaseSlot gives the item's in-flight slot back, unless its record
 // already did.
 func (w *Worker) releaseSlot(ctx context.Context, ir *itemRun) {
+	if ir.lease.Released() {
+		return
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if err := ir.lease.Release(rctx); err != nil {
@@ -133,7 +144,7 @@ func (w *Worker) attemptItem(ctx context.Context, t *asynq.Task) error {
 		defer w.releaseSlot(ctx, ir)
 	}
 	if start.Done {
-		ir.logger().Debug("item already recorded; counting it")
+		ir.debug(ctx, "item already recorded; counting it")
 		done, total, err := w.store.StepProgress(ctx, rc.id, ir.it.Step)
 		if err != nil {
 			return err
@@ -232,7 +243,7 @@ func (w *Worker) attemptItem(ctx context.Context, t *asynq.Task) error {
 	defer cancel()
 	if paced {
 		// The API asked us to wait: not an attempt, not a retry.
-		ir.logger().Debug("item waits for the API; its slot goes back meanwhile", "error", perr)
+		ir.debug(ctx, "item waits for the API; its slot goes back meanwhile", slog.Any("error", perr))
 		if err := w.store.UncountAttempt(rctx, rc.id, ir.it.Step, ir.it.Key); err != nil {
 			ir.logger().Warn("could not uncount the paced attempt", "error", err)
 		}
@@ -271,8 +282,8 @@ func (w *Worker) finish(ctx context.Context, ir *itemRun, state, errMsg string, 
 			return err
 		}
 	}
-	ir.logger().Debug("item recorded", "state", state, "attempts", item.Attempts,
-		"input_tokens", int64(item.Usage.InputTokens), "output_tokens", int64(item.Usage.OutputTokens))
+	ir.debug(rctx, "item recorded", slog.String("state", state), slog.Int("attempts", item.Attempts),
+		slog.Int64("input_tokens", int64(item.Usage.InputTokens)), slog.Int64("output_tokens", int64(item.Usage.OutputTokens)))
 	return w.afterRecord(rctx, ir, rec, &item)
 }
 
@@ -295,7 +306,7 @@ func (w *Worker) afterRecord(ctx context.Context, ir *itemRun, rec runstore.Reco
 	if !rec.Complete() {
 		return nil
 	}
-	ir.logger().Debug("step complete", "items", rec.Total)
+	ir.debug(ctx, "step complete", slog.Int("items", rec.Total))
 	t, err := jobs.NewAdvance(jobs.Advance{RunID: ir.rc.id, Step: ir.it.Step, Attempt: ir.attempt}, controlOpts()...)
 	return w.enqueue(ctx, t, err)
 }
