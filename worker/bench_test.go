@@ -349,7 +349,8 @@ func reportCommands(b *testing.B, mon *redistest.Monitor, n int) {
 	b.Logf("Redis commands sent per item: %.1f (%s)", float64(total)/float64(n), strings.Join(parts, ", "))
 }
 
-func simRequests(b *testing.B, addr string) int {
+// simCounters reads the simulator's counters.
+func simCounters(b *testing.B, addr string) simulator.Counters {
 	resp, err := http.Get(addr + "/_sim/counters")
 	if err != nil {
 		b.Fatal(err)
@@ -359,6 +360,11 @@ func simRequests(b *testing.B, addr string) int {
 	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
 		b.Fatal(err)
 	}
+	return c
+}
+
+func simRequests(b *testing.B, addr string) int {
+	c := simCounters(b, addr)
 	total := 0
 	for _, n := range c.PerSecond {
 		total += n

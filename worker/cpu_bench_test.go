@@ -24,7 +24,6 @@ import (
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
 	"github.com/threadmill/threadmill/workspace"
-	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
 // BenchmarkWorkerCPU compares the worker's CPU per item with that of a bare
@@ -366,15 +365,7 @@ func (r routeCounts) String() string {
 // simRouteCounts returns the simulator's API request counts (the
 // /api/ routes) since its counters were last reset.
 func simRouteCounts(b *testing.B, addr string) routeCounts {
-	resp, err := http.Get(addr + "/_sim/counters")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var c simulator.Counters
-	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-		b.Fatal(err)
-	}
+	c := simCounters(b, addr)
 	r := routeCounts{}
 	for route, byStatus := range c.Requests {
 		if strings.Contains(route, "/api/") {
