@@ -38,7 +38,10 @@ const memoryGoalMB = 150
 // older commit's, for a before/after comparison) instead of this one's.
 // THREADMILL_BENCH_WORKER_ARGS adds flags to the worker (e.g.
 // "--metrics-addr 127.0.0.1:9399 --pprof" to take heap profiles while it
-// runs). It takes minutes at the default size: run it on demand, once:
+// runs). It takes minutes at the default size: run it on demand, once.
+// The benchmark process holds the simulator, which keeps every interaction
+// it answered (about 38 KB each): a million items need about 40 GB there
+// (on a 24 GB machine it was killed at 524,000). Run it with:
 //
 //	go test -run '^$' -bench PeakMemory -benchtime 1x -timeout 2h ./cmd/threadmill
 func BenchmarkPeakMemory(b *testing.B) {
