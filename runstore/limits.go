@@ -218,10 +218,12 @@ type Grant struct {
 	Paused bool
 }
 
-// Gate asks for a request slot while the limiter is engaged: it honours the
-// fleet-wide pause, the pipeline's requests-per-minute limit (when > 0) and
-// the adaptive rate, in one round trip. A granted slot is reserved: the
-// caller sleeps Wait, then sends.
+// Gate asks for a request slot: it honours the fleet-wide pause, the
+// pipeline's requests-per-minute limit (when > 0; GCRA with a burst of one,
+// so any window of T seconds holds at most requestsPerMinute·T/60 + 1
+// requests) and the adaptive rate while it is engaged, in one round trip.
+// A granted slot is reserved: the caller sleeps Wait, then sends; a caller
+// that gives up meanwhile wastes it.
 func (a *Adaptive) Gate(ctx context.Context, pipeline string, requestsPerMinute int) (Grant, error) {
 	interval := int64(0)
 	if requestsPerMinute > 0 {
@@ -269,33 +271,6 @@ func (a *Adaptive) Tick(ctx context.Context, sent int64) (PaceState, error) {
 func (s *Store) UncountAttempt(ctx context.Context, runID, step, key string) error {
 	err := scriptUncountAttempt.Run(ctx, s.rdb, []string{s.ckptKey(runID, step, key)}).Err()
 	return wrap("uncount attempt", runID, err)
-}
-
-// AcquireRequest waits until an API request of pipeline may be sent: until
-// the fleet-wide pause is over and, when requestsPerMinute > 0, until the
-// slot the pipeline's shared rate limiter (GCRA with a burst of one, so
-// requests are evenly spaced: any window of T seconds holds at most
-// requestsPerMinute·T/60 + 1 of them) reserved for it. A caller that gives
-// up while it waits wastes its slot. It returns the time spent waiting.
-func (s *Store) AcquireRequest(ctx context.Context, pipeline string, requestsPerMinute int) (time.Duration, error) {
-	start := time.Now()
-	interval := int64(0)
-	if requestsPerMinute > 0 {
-		interval = time.Minute.Microseconds() / int64(requestsPerMinute)
-	}
-	for {
-		res, err := scriptGate.Run(ctx, s.rdb, []string{s.pauseKey(), s.reqLimitKey(pipeline)}, interval).Slice()
-		if err != nil {
-			return time.Since(start), wrap("rate limit", "", err)
-		}
-		// Granted: the wait is to the reserved slot. Paused: to the pause's end.
-		if err := sleep(ctx, time.Duration(toInt(res[0]))*time.Microsecond); err != nil {
-			return time.Since(start), err
-		}
-		if toInt(res[1]) == 1 {
-			return time.Since(start), nil
-		}
-	}
 }
 
 // AcquireTokens reserves n tokens on the pipeline's shared tokens-per-minute

@@ -155,15 +155,20 @@ redis.call('PEXPIRE', akey, ARGV[5])
 return {1, math.floor(base * beta * 1000), engaged}
 `)
 
-// scriptAdaptGate grants a request while the adaptive limiter is engaged:
-// nothing while the fleet is paused, nor while the adaptive rate's queue
-// reaches beyond the horizon (its rate may be cut meanwhile); otherwise
-// the first time that is both the pipeline's next slot (as scriptGate) and
-// the adaptive rate's next slot (GCRA, burst 1), both reserved. KEYS: pause,
-// pipeline request limiter, adaptive hash. ARGV: pipeline interval (µs, 0:
-// none), beta, recover (s), min rate, horizon (µs). Returns {wait µs, granted,
-// engaged, paused}: granted 1 means send after wait; granted 0 means ask
-// again after wait, which is the pause left when paused is 1.
+// scriptAdaptGate grants an API request a send time: nothing while the
+// fleet is paused, nor while the adaptive rate (engaged after the server's
+// 429s) has a queue beyond the horizon (its rate may be cut meanwhile);
+// otherwise the first time that is both the pipeline's next
+// requests_per_minute slot (GCRA, burst 1: one request per interval,
+// evenly spaced) and, when engaged, the adaptive rate's next slot, both
+// reserved. Reserving (rather than granting a slot only once it has come)
+// keeps waiting callers from all asking again each time a slot frees, and
+// loses no slot while they wake up; a caller that gives up wastes its
+// slot. KEYS: pause, pipeline request limiter, adaptive hash. ARGV:
+// pipeline interval (µs, 0: none), beta, recover (s), min rate, horizon
+// (µs). Returns {wait µs, granted, engaged, paused}: granted 1 means send
+// after wait; granted 0 means ask again after wait, which is the pause
+// left when paused is 1.
 var scriptAdaptGate = redis.NewScript(`
 local p = redis.call('PTTL', KEYS[1])
 if p > 0 then return {p * 1000, 0, 1, 1} end
@@ -172,9 +177,11 @@ local beta, recover, minrate = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(AR
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local pkey = KEYS[2]
 local g = now
-` + pipelineSlot + `
+if interval > 0 then
+  local ptat = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if ptat > g then g = ptat end
+end
 local engaged = redis.call('EXISTS', akey)
 if engaged == 1 then
 ` + adaptRate + `
@@ -184,7 +191,9 @@ if engaged == 1 then
   if tat > g then g = tat end
   redis.call('HSET', akey, 'tat', string.format('%d', g + 1000000 / rate))
 end
-` + pipelineReserve + `
+if interval > 0 then
+  redis.call('SET', KEYS[2], string.format('%d', g + interval), 'PX', math.floor((g + interval - now) / 1000) + 1000)
+end
 return {g - now, 1, engaged, 0}
 `)
 
@@ -222,44 +231,6 @@ if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then
 end
 return 1
 `)
-
-// scriptGate: KEYS: pause, request limiter. ARGV: interval (µs per request,
-// 0 = no limit). Returns {wait µs, granted}. While the fleet is paused
-// nothing is granted and wait is the pause left. Otherwise the request
-// reserves the pipeline's next GCRA slot (burst 1: one request per
-// interval, evenly spaced): send after wait. Reserving (rather than taking
-// a slot only once it has come) keeps the waiting callers from all asking
-// again each time a slot frees, and loses no slot to the time they take to
-// wake up; a caller that gives up wastes its slot.
-var scriptGate = redis.NewScript(`
-local p = redis.call('PTTL', KEYS[1])
-if p > 0 then return {p * 1000, 0} end
-local interval = tonumber(ARGV[1])
-if interval <= 0 then return {0, 1} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local pkey = KEYS[2]
-local g = now
-` + pipelineSlot + pipelineReserve + `
-return {g - now, 1}
-`)
-
-// pipelineSlot is the Lua body shared by scriptGate and scriptAdaptGate
-// that moves the grant time g (µs) to the pipeline's next free slot of its
-// request limiter pkey when interval > 0.
-const pipelineSlot = `
-if interval > 0 then
-  local ptat = tonumber(redis.call('GET', pkey) or '0')
-  if ptat > g then g = ptat end
-end
-`
-
-// pipelineReserve reserves the slot at g: the next one is an interval later.
-const pipelineReserve = `
-if interval > 0 then
-  redis.call('SET', pkey, string.format('%d', g + interval), 'PX', math.floor((g + interval - now) / 1000) + 1000)
-end
-`
 
 // scriptTokens: KEYS: token limiter. ARGV: interval (µs per token), burst
 // (tokens), n, settle (1: correct a reservation by n, no wait). Returns the

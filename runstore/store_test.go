@@ -261,7 +261,7 @@ func TestRequestLimiterSpacesGrants(t *testing.T) {
 		for range 3 {
 			wg.Go(func() {
 				for range n / 3 {
-					if _, err := s.AcquireRequest(ctx, "pipe", rpm); err != nil {
+					if _, err := acquire(ctx, s, "pipe", rpm); err != nil {
 						t.Error(err)
 						return
 					}
@@ -277,7 +277,7 @@ func TestRequestLimiterSpacesGrants(t *testing.T) {
 		}
 		// Another pipeline has its own limiter.
 		t0 := time.Now()
-		if _, err := s.AcquireRequest(ctx, "other", rpm); err != nil || time.Since(t0) > 15*time.Millisecond {
+		if _, err := acquire(ctx, s, "other", rpm); err != nil || time.Since(t0) > 15*time.Millisecond {
 			t.Errorf("another pipeline waited %v (%v)", time.Since(t0), err)
 		}
 	})
@@ -297,7 +297,7 @@ func TestWaitingCallersReserveTheirSlots(t *testing.T) {
 		for range callers {
 			wg.Go(func() {
 				for range each {
-					if _, err := s.AcquireRequest(ctx, "pipe", rpm); err != nil {
+					if _, err := acquire(ctx, s, "pipe", rpm); err != nil {
 						t.Error(err)
 						return
 					}
@@ -309,6 +309,26 @@ func TestWaitingCallersReserveTheirSlots(t *testing.T) {
 			t.Errorf("%d script calls for %d grants to %d waiting callers, want one a grant", n, callers*each, callers)
 		}
 	})
+}
+
+// acquire waits for a request slot of pipeline as the worker does: a
+// grant is a reserved slot to sleep until; a refusal (the fleet's pause)
+// says when to ask again. It returns the time it waited.
+func acquire(ctx context.Context, s *Store, pipeline string, rpm int) (time.Duration, error) {
+	start := time.Now()
+	a := s.Adaptive("http://api.example", AdaptiveParams{})
+	for {
+		g, err := a.Gate(ctx, pipeline, rpm)
+		if err != nil {
+			return time.Since(start), err
+		}
+		if err := sleep(ctx, g.Wait); err != nil {
+			return time.Since(start), err
+		}
+		if g.Granted {
+			return time.Since(start), nil
+		}
+	}
 }
 
 // countScripts counts the Lua scripts a client sends (EVALSHA, and EVAL
@@ -341,7 +361,7 @@ func TestFleetPauseHoldsRequests(t *testing.T) {
 			t.Fatalf("paused %v, %v", d, err)
 		}
 		start := time.Now()
-		if _, err := s.AcquireRequest(ctx, "pipe", 0); err != nil {
+		if _, err := acquire(ctx, s, "pipe", 0); err != nil {
 			t.Fatal(err)
 		}
 		if el := time.Since(start); el < 200*time.Millisecond {

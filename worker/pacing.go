@@ -190,21 +190,11 @@ func (w *Worker) awaitSlot(ctx context.Context, rc *runCtx) error {
 			}
 			continue
 		}
-		if !w.pace.engaged() {
-			if rpm := pl.Limits.RequestsPerMinute; rpm > 0 {
-				// The limiter's script also honours the fleet-wide pause.
-				epoch := w.pace.epoch.Load()
-				if _, err := w.store.AcquireRequest(ctx, pl.Name, rpm); err != nil {
-					return err
-				}
-				if w.pace.epoch.Load() != epoch {
-					// A pause began while this request waited for its
-					// slot: wait it out, then take a new slot.
-					continue
-				}
-			}
+		if !w.pace.engaged() && pl.Limits.RequestsPerMinute <= 0 {
 			return nil
 		}
+		// One script for the pipeline's requests_per_minute and the
+		// adaptive rate: it also honours the fleet-wide pause.
 		epoch := w.pace.epoch.Load()
 		g, err := w.pace.adaptive.Gate(ctx, pl.Name, pl.Limits.RequestsPerMinute)
 		if err != nil {
