@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -152,5 +153,34 @@ steps:
 	}
 	if total < 70 {
 		t.Errorf("only %d requests: the test did not load the limiter", total)
+	}
+}
+
+// A pipeline with requests_per_minute, shared by two workers, against a
+// server that loses create answers, lags after a 201 and answers 429s:
+// every request waits for its reserved slot (and a 429's pause, which
+// makes a reserved slot stale), no item is paid twice, and the fleet keeps
+// to the limit.
+func TestRateLimitedRunUnderFaultsPaysOnceAndKeepsTheLimit(t *testing.T) {
+	const items = 40
+	e := newEnv(t, simulator.Config{Async: true, Latency: 20 * time.Millisecond,
+		Faults: simulator.Faults{LostCreate: 0.15, ReplicaLag: 0.15, LagDuration: 300 * time.Millisecond,
+			TooMany429: 0.05, RetryAfter: time.Second, Seed: 7}})
+	e.folder("Inbox", items)
+	e.startWorker(func(c *worker.Config) { c.Concurrency = 8 })
+	e.startWorker(func(c *worker.Config) { c.Concurrency = 8 })
+	p := e.pipeline(strings.Replace(faultsPipeline, "max_attempts: 12 }", "max_attempts: 12, requests_per_minute: 1200 }", 1))
+	st := e.wait(e.start(p, "rpm-faults-1"), 3*time.Minute)
+	c := e.sim.Counters()
+	if c.Faults["lost_create"] == 0 || c.Faults["replica_lag"] == 0 || c.Faults["429"] == 0 {
+		t.Fatalf("faults injected %v: each kind is needed", c.Faults)
+	}
+	assertPaidOnce(t, e, st, items)
+	// 1,200 a minute is 20 a second: any window of w seconds holds at
+	// most 20w+1 requests, 429s included.
+	for w := 1; w <= 3; w++ {
+		if got, limit := c.MaxInWindow(w), 20*w+1; got > limit {
+			t.Errorf("%d requests within %d s, limit %d (per second: %v)", got, w, limit, c.PerSecond)
+		}
 	}
 }
