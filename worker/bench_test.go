@@ -287,18 +287,23 @@ type benchWorker struct {
 
 // startBenchWorker starts a threadmill worker of concurrency c on a fresh
 // Redis; it sends its API requests to the simulator at addr through rt.
-func startBenchWorker(b *testing.B, addr string, c int, rt http.RoundTripper) *benchWorker {
+// configure, if given, changes the worker's configuration first.
+func startBenchWorker(b *testing.B, addr string, c int, rt http.RoundTripper, configure ...func(*worker.Config)) *benchWorker {
 	srv := redistest.Start(b)
 	opts := srv.Options()
 	opts.PoolSize = 2 * c
 	rdb := redis.NewClient(opts)
-	w, err := worker.New(worker.Config{
+	cfg := worker.Config{
 		Redis:       asynq.RedisClientOpt{Network: "unix", Addr: srv.Socket, PoolSize: 2 * c},
 		RDB:         rdb,
 		API:         benchAPI(b, addr, rt),
 		Concurrency: c,
 		ResultsRoot: b.TempDir(),
-	})
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	w, err := worker.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,18 +1,14 @@
 package worker_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/threadmill/threadmill/internal/redistest"
 	"github.com/threadmill/threadmill/jobs"
 	"github.com/threadmill/threadmill/pipelines"
 	"github.com/threadmill/threadmill/runstore"
@@ -47,32 +43,8 @@ func BenchmarkRateLimited(b *testing.B) {
 				Content: fmt.Sprintf("Ticket %d: the export failed twice.", j)})
 		}
 		hs := httptest.NewServer(sim)
-		srv := redistest.Start(b)
-		api, err := workspace.New(hs.URL, workspace.WithToken(testToken), workspace.WithOrg("default"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		opts := srv.Options()
-		opts.PoolSize = 2 * c
-		rdb := redis.NewClient(opts)
-		w, err := worker.New(worker.Config{
-			Redis:       asynq.RedisClientOpt{Network: "unix", Addr: srv.Socket, PoolSize: 2 * c},
-			RDB:         rdb,
-			API:         api,
-			Concurrency: c,
-			ResultsRoot: b.TempDir(),
-			Logger:      testLogger(b),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			if err := w.Run(ctx); err != nil {
-				b.Error(err)
-			}
-		})
+		bw := startBenchWorker(b, hs.URL, c, http.DefaultTransport, func(cfg *worker.Config) { cfg.Logger = testLogger(b) })
+		ctx := bw.ctx
 		p, err := pipelines.Parse("bench.yaml", []byte(fmt.Sprintf(`
 version: 1
 name: ratelimited
@@ -89,8 +61,7 @@ steps:
 		if err != nil {
 			b.Fatal(err)
 		}
-		q := asynq.NewClient(asynq.RedisClientOpt{Network: "unix", Addr: srv.Socket})
-		store := runstore.New(rdb, "")
+		q, store := bw.q, runstore.New(bw.rdb, "")
 		runID := fmt.Sprintf("ratelimited-%d", i)
 		start := time.Now()
 		if err := jobs.StartRun(ctx, q, store, p, pipelines.RunInfo{ID: runID, Time: start}, asynq.Queue(worker.DefaultQueue)); err != nil {
@@ -101,10 +72,7 @@ steps:
 			b.Fatal(err)
 		}
 		elapsed := time.Since(start)
-		_ = q.Close()
-		cancel()
-		wg.Wait()
-		_ = rdb.Close()
+		bw.stop()
 		hs.Close()
 		counters := sim.Counters()
 		sim.Close()
