@@ -80,9 +80,10 @@ func (n Notify) Wants(status string) bool {
 // ReuseKey is the hex SHA-256 of everything that shapes an item's output:
 // the project, the step id, the mode and agent, every rendered request
 // (system prompt, prompts, max_tokens, temperature, ...), all_artifacts, and
-// each artifact sent, by id with its updated_at and state. refs maps
-// artifact ids to the resolved artifacts (an id missing from it counts with
-// no update time). Thread names are left out: they name the thread but do
+// each artifact sent, by id with its updated_at and state. refs maps artifact
+// ids to the resolved artifacts, and the item's own artifact (it.Artifact)
+// counts as resolved when refs lacks it; an id missing from both counts
+// with no update time. Thread names are left out: they name the thread but do
 // not shape the answer, and they often carry the run id.
 func ReuseKey(project string, it *Item, refs map[string]ArtifactRef) string {
 	type art struct {
@@ -92,7 +93,10 @@ func ReuseKey(project string, it *Item, refs map[string]ArtifactRef) string {
 	}
 	arts := make([]art, 0, len(it.ArtifactIDs))
 	for _, id := range it.ArtifactIDs {
-		r := refs[id]
+		r, ok := refs[id]
+		if it.Artifact != nil && it.Artifact.ID == id && !ok {
+			r = *it.Artifact
+		}
 		arts = append(arts, art{ID: id, UpdatedAt: r.UpdatedAt.UTC(), State: r.State})
 	}
 	b, _ := json.Marshal(struct {
@@ -109,17 +113,13 @@ func ReuseKey(project string, it *Item, refs map[string]ArtifactRef) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// stepRefs maps the ids of the artifacts a step sends to their resolved
-// artifacts: those of its for_each set and of its artifacts sets.
-func stepRefs(s *Step, sets map[string][]ArtifactRef) map[string]ArtifactRef {
-	refs := map[string]ArtifactRef{}
-	names := append([]string{s.ForEach}, s.Artifacts...)
-	for _, n := range names {
-		for _, r := range sets[n] {
-			refs[r.ID] = r
-		}
+// refsByID maps the ids of artifacts to the artifacts.
+func refsByID(refs []ArtifactRef) map[string]ArtifactRef {
+	out := make(map[string]ArtifactRef, len(refs))
+	for _, r := range refs {
+		out[r.ID] = r
 	}
-	return refs
+	return out
 }
 
 // PublishName renders output.publish.name for a run: the template, or

@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -27,12 +28,13 @@ import (
 // depend on the rendered text, so a resumed run recognises its finished items
 // even though earlier outputs it reads may differ.
 func Plan(p *Pipeline, stepID string, run RunInfo, sets map[string][]ArtifactRef, prior map[string]StepOutput) ([]Item, error) {
-	sp, err := NewStepPlan(p, stepID, run, sets, prior)
+	ctx := context.Background() // sets in memory: nothing blocks
+	sp, err := NewStepPlan(ctx, p, stepID, run, SetsOf(sets), prior)
 	if err != nil {
 		return nil, err
 	}
 	items := make([]Item, 0, sp.Len())
-	for it, err := range sp.Items() {
+	for it, err := range sp.Items(ctx) {
 		if err != nil {
 			return nil, err
 		}
@@ -41,25 +43,29 @@ func Plan(p *Pipeline, stepID string, run RunInfo, sets map[string][]ArtifactRef
 	return items, nil
 }
 
-// StepPlan is the plan of one step, rendered an item at a time: a step of
-// a hundred thousand items is planned and enqueued in flat memory. Items
-// renders each time it is ranged over, the same items byte for byte.
+// StepPlan is the plan of one step, rendered an item at a time as its
+// for_each set is read: a step of a million items is planned and enqueued
+// in flat memory. Items renders each time it is ranged over, the same items
+// byte for byte.
 type StepPlan struct {
 	p            *Pipeline
 	s            *Step
 	run          RunInfo
-	targets      []*ArtifactRef
+	forEach      RefSet // nil: the step runs once
+	forEachName  string
 	fixed        []ArtifactRef
 	allArtifacts bool
 	base         map[string]any
-	// refs maps the ids of the artifacts the step sends to the resolved
+	// refs maps the ids of the step's fixed artifacts to the resolved
 	// artifacts, for reuse keys; nil unless the step has reuse: unchanged.
 	refs map[string]ArtifactRef
 }
 
 // NewStepPlan checks what step stepID needs (its artifact sets and the
-// outputs of the steps in its needs) and returns its plan; see Plan.
-func NewStepPlan(p *Pipeline, stepID string, run RunInfo, sets map[string][]ArtifactRef, prior map[string]StepOutput) (*StepPlan, error) {
+// outputs of the steps in its needs) and returns its plan; see Plan. It
+// reads the step's fixed artifacts (its artifacts sets) whole; its for_each
+// set is read as the items are rendered.
+func NewStepPlan(ctx context.Context, p *Pipeline, stepID string, run RunInfo, sets Sets, prior map[string]StepOutput) (*StepPlan, error) {
 	s, ok := p.StepByID(stepID)
 	if !ok {
 		return nil, fmt.Errorf("plan: pipeline %q has no step %q", p.Name, stepID)
@@ -83,10 +89,13 @@ func NewStepPlan(p *Pipeline, stepID string, run RunInfo, sets map[string][]Arti
 			continue
 		}
 		refs, ok := sets[name]
-		if !ok {
+		if !ok || refs == nil {
 			return nil, fmt.Errorf("plan step %q: artifact set %q was not resolved", stepID, name)
 		}
-		for _, r := range refs {
+		for r, err := range refs.From(ctx, 0) {
+			if err != nil {
+				return nil, fmt.Errorf("plan step %q: %w", stepID, err)
+			}
 			if !seen[r.ID] {
 				seen[r.ID] = true
 				fixed = append(fixed, r)
@@ -97,45 +106,47 @@ func NewStepPlan(p *Pipeline, stepID string, run RunInfo, sets map[string][]Arti
 		fixed = nil
 	}
 
-	var targets []*ArtifactRef
+	var forEach RefSet
 	if s.ForEach != "" {
 		refs, ok := sets[s.ForEach]
-		if !ok || (refs == nil && p.Artifacts[s.ForEach].UsesAllArtifacts()) {
+		if !ok || refs == nil {
 			return nil, fmt.Errorf("plan step %q: for_each set %q was not resolved", stepID, s.ForEach)
 		}
-		for i := range refs {
-			targets = append(targets, &refs[i])
-		}
-	} else {
-		targets = []*ArtifactRef{nil}
+		forEach = refs
 	}
 	sp := &StepPlan{
-		p: p, s: s, run: run, targets: targets, fixed: fixed, allArtifacts: allArtifacts,
+		p: p, s: s, run: run, forEach: forEach, forEachName: s.ForEach, fixed: fixed, allArtifacts: allArtifacts,
 		base: templateData(p, run, nil, prior, s.Needs),
 	}
 	if s.Reuse == ReuseUnchanged {
-		sp.refs = stepRefs(s, sets)
+		sp.refs = refsByID(fixed)
 	}
 	return sp, nil
 }
 
 // Len is the number of items of the step.
-func (sp *StepPlan) Len() int { return len(sp.targets) }
+func (sp *StepPlan) Len() int {
+	if sp.forEach == nil {
+		return 1
+	}
+	return sp.forEach.Len()
+}
 
 // Step is the step planned.
 func (sp *StepPlan) Step() *Step { return sp.s }
 
 // Items renders the step's items in plan order. It stops at the first item
 // that cannot be rendered, yielding its error (naming the step and the
-// artifact).
-func (sp *StepPlan) Items() iter.Seq2[Item, error] { return sp.ItemsFrom(0) }
+// artifact), or at the first error reading the for_each set (a
+// *SetReadError).
+func (sp *StepPlan) Items(ctx context.Context) iter.Seq2[Item, error] { return sp.ItemsFrom(ctx, 0) }
 
 // ItemsFrom is Items from plan index from on (none when from >= Len).
-func (sp *StepPlan) ItemsFrom(from int) iter.Seq2[Item, error] {
+func (sp *StepPlan) ItemsFrom(ctx context.Context, from int) iter.Seq2[Item, error] {
 	return func(yield func(Item, error) bool) {
 		r := &renderer{}
-		for i := max(from, 0); i < len(sp.targets); i++ {
-			a := sp.targets[i]
+		from = max(from, 0)
+		item := func(i int, a *ArtifactRef) bool {
 			it, err := planItem(r, sp.base, sp.p, sp.s, sp.run, a, sp.fixed, sp.allArtifacts)
 			if err != nil {
 				if a != nil {
@@ -144,15 +155,30 @@ func (sp *StepPlan) ItemsFrom(from int) iter.Seq2[Item, error] {
 					err = fmt.Errorf("plan step %q: %w", sp.s.ID, err)
 				}
 				yield(Item{}, err)
-				return
+				return false
 			}
 			it.Index = i
 			if sp.refs != nil && !it.AllArtifacts {
 				it.ReuseKey = ReuseKey(sp.p.Workspace.Project, &it, sp.refs)
 			}
-			if !yield(it, nil) {
+			return yield(it, nil)
+		}
+		if sp.forEach == nil {
+			if from == 0 {
+				item(0, nil)
+			}
+			return
+		}
+		i := from
+		for a, err := range sp.forEach.From(ctx, from) {
+			if err != nil {
+				yield(Item{}, fmt.Errorf("plan step %q: %w", sp.s.ID, err))
 				return
 			}
+			if !item(i, &a) {
+				return
+			}
+			i++
 		}
 	}
 }

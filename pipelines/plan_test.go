@@ -254,7 +254,7 @@ func TestStepPlanItemsFromAnIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := pipelines.NewStepPlan(p, "summarize", goldenRun, sets, nil)
+	sp, err := pipelines.NewStepPlan(context.Background(), p, "summarize", goldenRun, pipelines.SetsOf(sets), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestStepPlanItemsFromAnIndex(t *testing.T) {
 	}
 	for _, from := range []int{-1, 0, 1, len(want) - 1, len(want), len(want) + 5} {
 		var got []pipelines.Item
-		for it, err := range sp.ItemsFrom(from) {
+		for it, err := range sp.ItemsFrom(context.Background(), from) {
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,8 +24,9 @@ type ArtifactLister interface {
 const listPageSize = 100
 
 // Resolve turns the artifact sets the steps use (for_each and artifacts) into
-// artifacts, through l's listing of the pipeline's project. Sets no step
-// uses are not resolved.
+// artifacts, through l's listing of the pipeline's project, and returns
+// them in memory; see ResolveTo, which it calls. Sets no step uses are not
+// resolved.
 //
 // Each set maps to its artifacts sorted by folder path, name, then id; only
 // usable artifacts are kept (Published with ingest status Done or
@@ -41,8 +42,20 @@ const listPageSize = 100
 // An empty set is an error unless the set says allow_empty: true; then it
 // maps to an empty, non-nil slice. Every set's problems are reported, joined.
 func Resolve(ctx context.Context, l ArtifactLister, p *Pipeline, run RunInfo) (map[string][]ArtifactRef, error) {
+	var m MemorySets
+	if err := ResolveTo(ctx, l, p, run, &m); err != nil {
+		return nil, err
+	}
+	return m.Sets(), nil
+}
+
+// ResolveTo resolves the sets the steps use as Resolve does, writing each
+// set's artifacts to w as the listing's pages come, a set at a time: what
+// it holds does not grow with a folder's size (w sorts). When it fails, w
+// holds part of the sets, to be thrown away.
+func ResolveTo(ctx context.Context, l ArtifactLister, p *Pipeline, run RunInfo, w SetWriter) error {
 	if p.Workspace.Project == "" {
-		return nil, errors.New("resolve artifacts: no project: set workspace.project in the pipeline or WORKSPACE_PROJECT in the environment")
+		return errors.New("resolve artifacts: no project: set workspace.project in the pipeline or WORKSPACE_PROJECT in the environment")
 	}
 	r := &resolver{ctx: ctx, l: l, project: p.Workspace.Project, run: run}
 	walked := map[string]bool{}
@@ -57,7 +70,6 @@ func Resolve(ctx context.Context, l ArtifactLister, p *Pipeline, run RunInfo) (m
 	slices.Sort(used)
 	used = slices.Compact(used)
 
-	out := make(map[string][]ArtifactRef, len(used))
 	var problems []error
 	for _, name := range used {
 		set, ok := p.Artifacts[name]
@@ -66,31 +78,49 @@ func Resolve(ctx context.Context, l ArtifactLister, p *Pipeline, run RunInfo) (m
 			continue
 		}
 		if set.UsesAllArtifacts() && !walked[name] {
-			out[name] = nil
+			if err := w.AllArtifacts(ctx, name); err != nil {
+				return fmt.Errorf("resolve artifact set %q: %w", name, err)
+			}
 			continue
 		}
-		refs, err := r.resolve(set)
+		err := r.resolve(set, func(a ArtifactRef) error {
+			if err := w.Add(ctx, name, a); err != nil {
+				return &writeError{err}
+			}
+			return nil
+		})
+		n := 0
+		if err == nil {
+			if n, err = w.End(ctx, name); err != nil {
+				err = &writeError{err}
+			}
+		}
+		var werr *writeError
+		if errors.As(err, &werr) {
+			return fmt.Errorf("resolve artifact set %q: %w", name, werr.err)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("resolve artifact set %q: %w", name, err)
+				return fmt.Errorf("resolve artifact set %q: %w", name, err)
 			}
 			problems = append(problems, fmt.Errorf("artifact set %q: %w", name, err))
 			continue
 		}
-		if len(refs) == 0 && !set.AllowEmpty {
+		if n == 0 && !set.AllowEmpty {
 			problems = append(problems, fmt.Errorf("artifact set %q is empty in project %s (%s); add allow_empty: true if that is expected", name, r.project, set.Describe()))
-			continue
 		}
-		if refs == nil {
-			refs = []ArtifactRef{}
-		}
-		out[name] = refs
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("resolve artifacts: %w", errors.Join(problems...))
+		return fmt.Errorf("resolve artifacts: %w", errors.Join(problems...))
 	}
-	return out, nil
+	return nil
 }
+
+// writeError is a SetWriter's failure: it ends ResolveTo at once, as it
+// is not a problem of the set's definition.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
 
 // resolver caches the listings one Resolve needs.
 type resolver struct {
@@ -107,19 +137,22 @@ type resolver struct {
 
 func (r *resolver) list(q workspace.ArtifactQuery) ([]workspace.Artifact, error) {
 	var out []workspace.Artifact
-	err := r.each(q, func(a workspace.Artifact) { out = append(out, a) })
+	err := r.each(q, func(a workspace.Artifact) error { out = append(out, a); return nil })
 	return out, err
 }
 
 // each calls fn with every artifact the query lists, as the pages come:
-// nothing of an artifact is kept that fn does not keep.
-func (r *resolver) each(q workspace.ArtifactQuery, fn func(workspace.Artifact)) error {
+// nothing of an artifact is kept that fn does not keep. It stops at fn's
+// first error.
+func (r *resolver) each(q workspace.ArtifactQuery, fn func(workspace.Artifact) error) error {
 	q.PageSize = listPageSize
 	for a, err := range r.l.Artifacts(r.ctx, r.project, q) {
 		if err != nil {
 			return err
 		}
-		fn(a)
+		if err := fn(a); err != nil {
+			return err
+		}
 	}
 	return r.ctx.Err()
 }
@@ -169,15 +202,18 @@ func (r *resolver) pathOf(id string) string {
 	return strings.Join(names, "/")
 }
 
-// all lists the whole project once.
+// allQuery lists the whole project.
+var allQuery = workspace.ArtifactQuery{
+	IncludeDescendants: true,
+	State:              []string{workspace.ArtifactStatePublished, workspace.ArtifactStateReady},
+}
+
+// all lists the whole project once, for sets of explicit ids.
 func (r *resolver) all() ([]workspace.Artifact, error) {
 	if r.haveAll {
 		return r.everything, nil
 	}
-	as, err := r.list(workspace.ArtifactQuery{
-		IncludeDescendants: true,
-		State:              []string{workspace.ArtifactStatePublished, workspace.ArtifactStateReady},
-	})
+	as, err := r.list(allQuery)
 	if err != nil {
 		return nil, fmt.Errorf("list artifacts of project %s: %w", r.project, err)
 	}
@@ -224,42 +260,43 @@ func (r *resolver) findFolder(ref string) (string, error) {
 	}
 }
 
-func (r *resolver) resolve(s ArtifactSet) ([]ArtifactRef, error) {
+// resolve lists set s and calls emit with each of its artifacts, in
+// listing order.
+func (r *resolver) resolve(s ArtifactSet, emit func(ArtifactRef) error) error {
 	if err := r.loadFolders(); err != nil {
-		return nil, err
+		return err
 	}
 	if len(s.IDs) > 0 {
-		return r.byIDs(s.IDs)
+		return r.byIDs(s.IDs, emit)
 	}
 	var upd *updatedFilter
 	if s.Updated != "" {
 		u, err := parseUpdated(s.Updated)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if u.window && (r.run.WindowStart.IsZero() || r.run.WindowEnd.IsZero()) {
-			return nil, fmt.Errorf("updated: %s needs a run window, and run %q has none (only a scheduled run has one; without a schedule, use a duration such as 168h)", UpdatedWithinRunWindow, r.run.ID)
+			return fmt.Errorf("updated: %s needs a run window, and run %q has none (only a scheduled run has one; without a schedule, use a duration such as 168h)", UpdatedWithinRunWindow, r.run.ID)
 		}
 		upd = &u
 	}
-	out := []ArtifactRef{}
-	keep := func(a workspace.Artifact) {
+	keep := func(a workspace.Artifact) error {
 		if !a.Usable() {
-			return
+			return nil
 		}
 		if s.Name != "" {
 			if ok, _ := path.Match(s.Name, a.Name); !ok {
-				return
+				return nil
 			}
 		}
 		if s.Type != "" && a.Type != s.Type {
-			return
+			return nil
 		}
 		ref := r.ref(a)
 		if upd != nil && !r.updatedOK(*upd, ref.UpdatedAt) {
-			return
+			return nil
 		}
-		out = append(out, ref)
+		return emit(ref)
 	}
 	switch {
 	case s.Folder != "":
@@ -267,26 +304,30 @@ func (r *resolver) resolve(s ArtifactSet) ([]ArtifactRef, error) {
 		// 100,000 documents is never held as listed.
 		id, err := r.findFolder(s.Folder)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		err = r.each(workspace.ArtifactQuery{
 			ParentID: id, IncludeDescendants: true,
 			State: []string{workspace.ArtifactStatePublished, workspace.ArtifactStateReady},
 		}, keep)
 		if err != nil {
-			return nil, fmt.Errorf("list folder %q (%s): %w", s.Folder, id, err)
+			return fmt.Errorf("list folder %q (%s): %w", s.Folder, id, err)
+		}
+	case r.haveAll:
+		for _, a := range r.everything {
+			if err := keep(a); err != nil {
+				return err
+			}
 		}
 	default:
-		cands, err := r.all()
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range cands {
-			keep(a)
+		// The project is filtered as the pages come, as a folder is: a
+		// project of a million artifacts is never held as listed (each
+		// such set lists it again).
+		if err := r.each(allQuery, keep); err != nil {
+			return fmt.Errorf("list artifacts of project %s: %w", r.project, err)
 		}
 	}
-	sortRefs(out)
-	return slices.CompactFunc(out, func(a, b ArtifactRef) bool { return a.ID == b.ID }), nil
+	return nil
 }
 
 func (r *resolver) updatedOK(u updatedFilter, t time.Time) bool {
@@ -303,11 +344,12 @@ func (r *resolver) updatedOK(u updatedFilter, t time.Time) bool {
 	}
 }
 
-// byIDs resolves explicit ids against the project's listing.
-func (r *resolver) byIDs(ids []string) ([]ArtifactRef, error) {
+// byIDs resolves explicit ids against the project's listing, calling
+// emit with each artifact (a folder's usable descendants for a folder).
+func (r *resolver) byIDs(ids []string, emit func(ArtifactRef) error) error {
 	everything, err := r.all()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	byID := make(map[string]workspace.Artifact, len(everything))
 	for _, a := range everything {
@@ -333,10 +375,14 @@ func (r *resolver) byIDs(ids []string) ([]ArtifactRef, error) {
 		}
 	}
 	if len(problems) > 0 {
-		return nil, errors.Join(problems...)
+		return errors.Join(problems...)
 	}
-	sortRefs(out)
-	return slices.CompactFunc(out, func(a, b ArtifactRef) bool { return a.ID == b.ID }), nil
+	for _, a := range out {
+		if err := emit(a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // under reports whether a lies somewhere below folder id.
@@ -376,11 +422,4 @@ func parseTime(s string) time.Time {
 		}
 	}
 	return time.Time{}
-}
-
-// sortRefs orders artifacts by folder path, name, then id.
-func sortRefs(refs []ArtifactRef) {
-	slices.SortFunc(refs, func(a, b ArtifactRef) int {
-		return cmp.Or(cmp.Compare(a.Folder, b.Folder), cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
-	})
 }

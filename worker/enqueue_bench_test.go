@@ -53,15 +53,15 @@ steps:
 		w.client = client
 		rc := &runCtx{id: "bench-1", spec: &runstore.Spec{Pipeline: p}, log: w.log}
 		start := time.Now()
-		sp, err := pipelines.NewStepPlan(p, "summarize", pipelines.RunInfo{ID: "bench-1"}, sets, nil)
+		sp, err := pipelines.NewStepPlan(context.Background(), p, "summarize", pipelines.RunInfo{ID: "bench-1"}, pipelines.SetsOf(sets), nil)
 		if err == nil {
-			err = checkPlan(sp)
+			err = checkPlan(context.Background(), sp)
 		}
 		if err != nil {
 			b.Fatal(err)
 		}
 		planned := time.Since(start)
-		if _, err := w.enqueueItems(context.Background(), rc, sp.Items(), func(pipelines.Item) bool { return false }, func(string) bool { return false }, 0); err != nil {
+		if _, err := w.enqueueItems(context.Background(), rc, sp.Items(context.Background()), func(pipelines.Item) bool { return false }, func(string) bool { return false }, 0); err != nil {
 			b.Fatal(err)
 		}
 		total := time.Since(start)

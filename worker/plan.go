@@ -3,6 +3,7 @@ package worker
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -57,11 +58,14 @@ func (w *Worker) handleRunStart(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if sets == nil {
-		resolved, err := pipelines.Resolve(withRun(ctx, rc), w.api, rc.spec.Pipeline, rc.spec.Info)
-		if err != nil {
+		// The sets go to Redis as they are listed, sorted there: a worker
+		// never holds a set of a million artifacts.
+		sw := w.store.NewSetsWriter(rc.id)
+		if err := pipelines.ResolveTo(withRun(ctx, rc), w.api, rc.spec.Pipeline, rc.spec.Info, sw); err != nil {
+			sw.Discard(ctx)
 			return w.runError(ctx, rc, fmt.Errorf("resolve artifact sets: %w", err))
 		}
-		if sets, err = w.store.SaveSets(ctx, rc.id, resolved); err != nil {
+		if sets, err = sw.Save(ctx); err != nil {
 			return err
 		}
 	}
@@ -94,7 +98,7 @@ func (w *Worker) runError(ctx context.Context, rc *runCtx, err error) error {
 // retry), and one whose enqueueing was interrupted is planned again (plans
 // are deterministic) and enqueued with the same task ids, so no item runs
 // twice.
-func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[string][]pipelines.ArtifactRef, attempt int) error {
+func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets pipelines.Sets, attempt int) error {
 	p := rc.spec.Pipeline
 	step := p.Steps[idx]
 	log := rc.log.With("step", step.ID)
@@ -111,7 +115,10 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 	began := time.Now()
 	sp, err := w.stepPlan(ctx, rc, step, sets)
 	if err == nil {
-		err = checkPlan(sp)
+		err = checkPlan(ctx, sp)
+	}
+	if isSetRead(err) {
+		return err
 	}
 	if err != nil {
 		return w.runError(ctx, rc, permanent(fmt.Errorf("plan step %s: %w", step.ID, err)))
@@ -130,7 +137,7 @@ func (w *Worker) startStep(ctx context.Context, rc *runCtx, idx int, sets map[st
 
 // stepPlan plans a step of the run from its resolved sets and the outputs
 // of the steps it needs.
-func (w *Worker) stepPlan(ctx context.Context, rc *runCtx, step pipelines.Step, sets map[string][]pipelines.ArtifactRef) (*pipelines.StepPlan, error) {
+func (w *Worker) stepPlan(ctx context.Context, rc *runCtx, step pipelines.Step, sets pipelines.Sets) (*pipelines.StepPlan, error) {
 	prior := make(map[string]pipelines.StepOutput, len(step.Needs))
 	for _, need := range step.Needs {
 		_, total, err := w.store.StepProgress(ctx, rc.id, need)
@@ -143,7 +150,7 @@ func (w *Worker) stepPlan(ctx context.Context, rc *runCtx, step pipelines.Step, 
 		}
 		prior[need] = out
 	}
-	return pipelines.NewStepPlan(rc.spec.Pipeline, step.ID, rc.spec.Info, sets, prior)
+	return pipelines.NewStepPlan(ctx, rc.spec.Pipeline, step.ID, rc.spec.Info, sets, prior)
 }
 
 // fanOutWait is how long a chunk of a windowed fan-out waits before it
@@ -168,7 +175,7 @@ func (w *Worker) fanOut(ctx context.Context, rc *runCtx, sp *pipelines.StepPlan,
 	began := time.Now()
 	skip := func(key string) bool { return recorded[key] }
 	reused := &reuseFilter{}
-	items := w.reusing(ctx, rc, sp, sp.ItemsFrom(f.From), end, skip, reused)
+	items := w.reusing(ctx, rc, sp, sp.ItemsFrom(ctx, f.From), end, skip, reused)
 	n, err := w.enqueueItems(ctx, rc, items, func(it pipelines.Item) bool { return it.Index >= end }, skip, f.Attempt)
 	if err == nil {
 		err = reused.err
@@ -268,10 +275,20 @@ func (w *Worker) handleFanOut(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	sp, err := w.stepPlan(ctx, rc, *step, sets)
+	if isSetRead(err) {
+		return err
+	}
 	if err != nil {
 		return w.runError(ctx, rc, permanent(fmt.Errorf("plan step %s: %w", f.Step, err)))
 	}
 	return w.fanOut(ctx, rc, sp, f, end)
+}
+
+// isSetRead reports whether err is the run store failing to read an
+// artifact set: not the pipeline's fault, so the task is tried again.
+func isSetRead(err error) bool {
+	_, ok := errors.AsType[*pipelines.SetReadError](err)
+	return ok
 }
 
 // checkPlan renders every item of a step once, dropping it, so that an item
@@ -279,8 +296,8 @@ func (w *Worker) handleFanOut(ctx context.Context, t *asynq.Task) error {
 // enqueued; the items are rendered again as they are enqueued, so memory
 // does not grow with the step. Plans are deterministic: the second
 // rendering is the first.
-func checkPlan(sp *pipelines.StepPlan) error {
-	for _, err := range sp.Items() {
+func checkPlan(ctx context.Context, sp *pipelines.StepPlan) error {
+	for _, err := range sp.Items(ctx) {
 		if err != nil {
 			return err
 		}
@@ -309,7 +326,10 @@ func (w *Worker) enqueueItems(ctx context.Context, rc *runCtx, items iter.Seq2[p
 	var planErr error
 	for it, err := range items {
 		if err != nil {
-			planErr = permanent(fmt.Errorf("plan step: %w", err))
+			planErr = fmt.Errorf("plan step: %w", err)
+			if !isSetRead(err) {
+				planErr = permanent(planErr)
+			}
 			break
 		}
 		if ectx.Err() != nil || stop(it) {
