@@ -32,8 +32,8 @@ func (c *Client) ListArtifacts(ctx context.Context, projectID string, q Artifact
 // Artifacts iterates over every artifact matching q, following
 // has_next_page page after page. Paging starts at q.Page (default 1) with
 // q.PageSize (default DefaultIterPageSize); when q.After is set it follows
-// next_cursor instead. An artifact already seen on an earlier page (the list
-// shifted while paging) is skipped. A server refusing the page size (422
+// next_cursor instead. An artifact already seen on a recent page (the list
+// shifted while paging) is skipped; see paginate. A server refusing the page size (422
 // naming page_size) is asked again with smaller pages, and a server ignoring
 // the page parameter is followed by its next_cursor (see paginate). The
 // first error is yielded once and ends the iteration, as does a page that
@@ -68,8 +68,11 @@ func (c *Client) GetArtifact(ctx context.Context, projectID, artifactID string, 
 }
 
 // paginate walks pages from start until has_next_page is false. It skips
-// items whose id was already yielded and stops with an error when a page
-// claiming a next page brings nothing new. It copes with two server
+// items whose id is among the last seenWindow it yielded (a list that
+// shifts while it is paged repeats the end of the page before) and stops
+// with an error when a page claiming a next page brings nothing new. What
+// it holds does not grow with the listing: a million artifacts are listed
+// remembering 10,000 ids. It copes with two server
 // variants (docs/compatibility.md):
 //
 //   - a maximum page_size: a 422 naming page_size makes it retry the page
@@ -92,7 +95,7 @@ func paginate[T any](ctx context.Context, start PageParams, what string,
 			p.Page = 1
 		}
 		prevCursor := ""
-		seen := make(map[string]struct{})
+		seen := newRecentIDs(seenWindow)
 		for {
 			page, err := fetch(ctx, p)
 			if err != nil {
@@ -112,10 +115,10 @@ func paginate[T any](ctx context.Context, start PageParams, what string,
 			for _, it := range page.Data {
 				k := id(it)
 				if k != "" {
-					if _, dup := seen[k]; dup {
+					if seen.has(k) {
 						continue
 					}
-					seen[k] = struct{}{}
+					seen.add(k)
 				}
 				fresh++
 				if !yield(it, nil) {
@@ -149,6 +152,35 @@ func paginate[T any](ctx context.Context, start PageParams, what string,
 			}
 		}
 	}
+}
+
+// seenWindow is how many of the ids it yielded last paginate remembers to
+// skip them when they come again: a hundred pages of the default size.
+const seenWindow = 10000
+
+// recentIDs remembers the last ids added, up to a bound, oldest forgotten
+// first.
+type recentIDs struct {
+	ring []string
+	next int // where the next id goes once the ring is full
+	set  map[string]struct{}
+}
+
+func newRecentIDs(n int) *recentIDs {
+	return &recentIDs{ring: make([]string, 0, n), set: make(map[string]struct{}, n)}
+}
+
+func (r *recentIDs) has(id string) bool { _, ok := r.set[id]; return ok }
+
+func (r *recentIDs) add(id string) {
+	if len(r.ring) < cap(r.ring) {
+		r.ring = append(r.ring, id)
+	} else {
+		delete(r.set, r.ring[r.next])
+		r.ring[r.next] = id
+		r.next = (r.next + 1) % len(r.ring)
+	}
+	r.set[id] = struct{}{}
 }
 
 // MinIterPageSize is the smallest page size the listing iterators fall

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -608,6 +609,36 @@ func TestPaginationGuards(t *testing.T) {
 			t.Errorf("ids %v (a duplicate must be skipped)", ids)
 		}
 	})
+}
+
+// The listing remembers the ids of its last 10,000 artifacts, not all of
+// them: a repeat from the page before (a list that shifted) is skipped; one
+// from 11,000 artifacts back is yielded again (Resolve drops it when it
+// sorts the set), so listing a million artifacts holds 10,000 ids.
+func TestPaginationRemembersARecentWindow(t *testing.T) {
+	const pages, size = 12, 1000
+	c, _ := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		var ids []string
+		for i := range size {
+			ids = append(ids, fmt.Sprintf(`{"id":"a%d"}`, (page-1)*size+i))
+		}
+		if page == pages {
+			ids = append(ids, fmt.Sprintf(`{"id":"a%d"}`, (page-1)*size-1), `{"id":"a1"}`)
+		}
+		fmt.Fprintf(w, `{"data":[%s],"has_next_page":%t,"has_previous_page":%t}`, strings.Join(ids, ","), page < pages, page > 1)
+	})
+	count := map[string]int{}
+	for a, err := range c.Artifacts(ctxT(t), "p", workspace.ArtifactQuery{PageParams: workspace.PageParams{PageSize: size}}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		count[a.ID]++
+	}
+	if len(count) != pages*size || count[fmt.Sprintf("a%d", (pages-1)*size-1)] != 1 || count["a1"] != 2 {
+		t.Errorf("%d distinct ids; the last page's repeat of the page before yielded %d times (want 1), of the first page %d times (want 2)",
+			len(count), count[fmt.Sprintf("a%d", (pages-1)*size-1)], count["a1"])
+	}
 }
 
 func TestLoggerNeverSeesToken(t *testing.T) {
