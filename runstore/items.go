@@ -270,13 +270,9 @@ func (s *Store) RecordAndRelease(ctx context.Context, runID string, it results.I
 	if err != nil {
 		return Recorded{}, fmt.Errorf("runstore: encode item %s/%s: %w", it.Step, it.Key, err)
 	}
-	if s.records != nil {
-		// A duplicate's copy stays in the file, unreferenced.
-		ref, err := s.records.put(runID, b)
-		if err != nil {
-			return Recorded{}, fmt.Errorf("runstore: record item %s/%s: %w", it.Step, it.Key, err)
-		}
-		b = []byte(ref)
+	// With RecordFiles, a duplicate's copy stays in the file, unreferenced.
+	if b, err = s.stash(runID, b); err != nil {
+		return Recorded{}, fmt.Errorf("runstore: record item %s/%s: %w", it.Step, it.Key, err)
 	}
 	keys := []string{
 		s.doneKey(runID, it.Step), s.resKey(runID, it.Step), s.stepKey(runID, it.Step),
@@ -344,15 +340,9 @@ func (s *Store) Item(ctx context.Context, runID, step string, index int) (*resul
 // decodeRecord decodes the record of item #index of a step as Redis keeps
 // it: the JSON, or its place in a record file (see RecordFiles).
 func (s *Store) decodeRecord(runID, step string, index int, v string) (results.Item, error) {
-	b := []byte(v)
-	if strings.HasPrefix(v, recordRefPrefix) {
-		if s.records == nil {
-			return results.Item{}, fmt.Errorf("runstore: run %s: item %s#%d is kept in the record file of the process that ran it (the embedded default), not in Redis", runID, step, index)
-		}
-		var err error
-		if b, err = s.records.get(runID, v); err != nil {
-			return results.Item{}, err
-		}
+	b, err := s.unstash(runID, fmt.Sprintf("item %s#%d", step, index), []byte(v))
+	if err != nil {
+		return results.Item{}, err
 	}
 	var it results.Item
 	if err := json.Unmarshal(b, &it); err != nil {

@@ -130,3 +130,25 @@ func (rf *RecordFiles) Close() error {
 	rf.err = errors.Join(errs...)
 	return rf.err
 }
+
+// stash returns what Redis keeps of value b (a JSON document) of run runID:
+// b itself, or with RecordFiles its place in the run's record file.
+func (s *Store) stash(runID string, b []byte) ([]byte, error) {
+	if s.records == nil {
+		return b, nil
+	}
+	ref, err := s.records.put(runID, b)
+	return []byte(ref), err
+}
+
+// unstash returns the value whose stash Redis kept as v (what names it,
+// for errors).
+func (s *Store) unstash(runID, what string, v []byte) ([]byte, error) {
+	if !strings.HasPrefix(string(v), recordRefPrefix) {
+		return v, nil
+	}
+	if s.records == nil {
+		return nil, fmt.Errorf("runstore: run %s: %s is kept in the record file of the process that wrote it (the embedded default), not in Redis", runID, what)
+	}
+	return s.records.get(runID, string(v))
+}

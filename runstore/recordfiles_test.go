@@ -2,8 +2,10 @@ package runstore
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -84,6 +86,64 @@ func TestRecordFilesKeepRecordsOutOfRedis(t *testing.T) {
 		}
 		if _, err := s.Item(ctx, "r1", "map", 0); err == nil {
 			t.Error("a record read after Close")
+		}
+	})
+}
+
+// With record files, a run's artifact sets (their sorted runs and chunks)
+// go to the file too: Redis keeps the index and places, and the sets read
+// back as written.
+func TestRecordFilesKeepArtifactSetsOutOfRedis(t *testing.T) {
+	backends(t, func(t *testing.T, plain *Store) {
+		ctx := context.Background()
+		rf := NewRecordFiles(t.TempDir())
+		t.Cleanup(func() { _ = rf.Close() })
+		s := New(plain.rdb, plain.prefix, WithRecordFiles(rf))
+		refs := make([]pipelines.ArtifactRef, sortRun+setsChunk+3)
+		for i := range refs {
+			refs[i] = pipelines.ArtifactRef{ID: fmt.Sprintf("artifact_%06d", len(refs)-i), Name: fmt.Sprintf("doc-%06d.md", len(refs)-i), Type: "Document"}
+		}
+		w := s.NewSetsWriter("r1")
+		for _, a := range refs {
+			if err := w.Add(ctx, "docs", a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(w.runs) != 1 {
+			t.Fatalf("%d sorted runs, want 1", len(w.runs))
+		}
+		if _, err := w.End(ctx, "docs"); err != nil {
+			t.Fatal(err)
+		}
+		sets, err := w.Save(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := s.rdb.HGetAll(ctx, s.setsKey("r1")).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 1 + (len(refs)+setsChunk-1)/setsChunk; len(raw) != want {
+			t.Errorf("%d fields in the sets hash, want %d (the index and the chunks)", len(raw), want)
+		}
+		for field, v := range raw {
+			if field != setsIndexField && (!strings.HasPrefix(v, recordRefPrefix) || len(v) > 24) {
+				t.Errorf("Redis keeps %.40q for %q, want its place in the file", v, field)
+			}
+		}
+		got := readSets(t, sets)["docs"]
+		if want := pipelines.SortRefs(slices.Clone(refs)); !reflect.DeepEqual(got, want) {
+			t.Errorf("set read back differs: %d artifacts, first %+v", len(got), got[:1])
+		}
+		// Another process's store (no record files) says where they are.
+		other, err := plain.Sets(ctx, "r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, err := range other["docs"].From(ctx, 0) {
+			if err == nil || !strings.Contains(err.Error(), "record file of the process") {
+				t.Errorf("reading file-kept sets without the file: %v", err)
+			}
 		}
 	})
 }

@@ -74,7 +74,9 @@ func (s *Store) SaveSets(ctx context.Context, runID string, sets map[string][]pi
 // is the pipelines.SetWriter a worker resolves into), sorting each set
 // outside the heap: sortRun artifacts at a time are sorted and written to
 // Redis as a run, and End merges the runs into the set's chunks. What it
-// holds does not grow with the set. Everything goes to a temporary key
+// holds does not grow with the set. With RecordFiles (the embedded
+// default, whose Redis is in the process's memory) the runs and chunks go
+// to the run's record file and Redis keeps their places. Everything goes to a temporary key
 // that Save renames into place (RENAMENX): whoever saves first wins, so
 // every step of a run sees the same sets even when run:start is retried.
 // Sets are written one at a time. A SetsWriter is not safe for concurrent
@@ -254,6 +256,11 @@ func (w *SetsWriter) write(ctx context.Context, field string, v any) error {
 	if err != nil {
 		return fmt.Errorf("runstore: run %s: encode artifact sets: %w", w.runID, err)
 	}
+	if field != setsIndexField {
+		if b, err = w.s.stash(w.runID, b); err != nil {
+			return fmt.Errorf("runstore: run %s: save artifact sets: %w", w.runID, err)
+		}
+	}
 	_, err = w.s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, w.tmp, field, b)
 		p.PExpire(ctx, w.tmp, w.s.retention)
@@ -279,9 +286,13 @@ func (r *runReader) fill(ctx context.Context) (bool, error) {
 	if len(r.refs) > 0 || r.w == nil || r.left == 0 {
 		return len(r.refs) > 0, nil
 	}
+	what := fmt.Sprintf("sorted run %d of artifact set %s (part %d)", r.run, r.name, r.next)
 	b, err := r.w.s.rdb.HGet(ctx, r.w.tmp, runChunkField(r.name, r.run, r.next)).Bytes()
 	if err != nil {
-		return false, wrap(fmt.Sprintf("read sorted run %d of artifact set %s", r.run, r.name), r.w.runID, err)
+		return false, wrap("read "+what, r.w.runID, err)
+	}
+	if b, err = r.w.s.unstash(r.w.runID, what, b); err != nil {
+		return false, err
 	}
 	r.refs = nil // decoding into used elements would keep fields absent from the JSON
 	if err := json.Unmarshal(b, &r.refs); err != nil || len(r.refs) == 0 {
@@ -347,9 +358,15 @@ func (set *storedSet) From(ctx context.Context, i int) iter.Seq2[pipelines.Artif
 		fail := func(err error) { yield(pipelines.ArtifactRef{}, &pipelines.SetReadError{Set: set.name, Err: err}) }
 		i = min(max(i, 0), set.size)
 		for n := i / setsChunk; n*setsChunk < set.size; n++ {
+			what := fmt.Sprintf("artifact set %s (part %d)", set.name, n)
 			b, err := set.s.rdb.HGet(ctx, set.s.setsKey(set.runID), setsChunkField(set.name, n)).Bytes()
+			if err == nil {
+				b, err = set.s.unstash(set.runID, what, b)
+			} else {
+				err = wrap("read "+what, set.runID, err)
+			}
 			if err != nil {
-				fail(wrap(fmt.Sprintf("read artifact set %s (part %d)", set.name, n), set.runID, err))
+				fail(err)
 				return
 			}
 			var chunk []pipelines.ArtifactRef
