@@ -340,7 +340,7 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 func (s *Server) sourcesLocked(ids []string, all bool) ([]source, *httpError) {
 	var out []source
 	add := func(a *artifact) {
-		out = append(out, source{id: a.dto.ID, name: a.dto.Name, content: a.dto.Content, sents: a.analysed()})
+		out = append(out, source{id: a.dto.ID, name: a.dto.Name, content: a.dto.Content, sents: s.store.analyses.of(a)})
 	}
 	if all {
 		for _, a := range s.store.artifactOrder {
