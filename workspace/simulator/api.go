@@ -505,6 +505,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *httpError {
 	}
 	s.mu.Lock()
 	resp.ID = s.store.nextID("chat")
+	if len(s.store.chats) >= 2*ChatsKept { // forget the older ones, a copy every ChatsKept chats
+		s.store.chats = slices.Clone(s.store.chats[len(s.store.chats)-ChatsKept:])
+	}
 	s.store.chats = append(s.store.chats, ChatRecord{Request: req, Response: resp})
 	s.counters.ChatsAnswered++
 	if req.CorrelationID != "" {

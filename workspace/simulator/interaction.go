@@ -259,9 +259,16 @@ type ChatRecord struct {
 	Response workspace.ChatResponse
 }
 
-// Chats returns every answered one-shot chat, in order.
+// ChatsKept is how many answered chats Chats remembers: a chat cannot be
+// read back through the API, so the simulator keeps only the most recent
+// ones, for tests, and a long run of chats does not grow it.
+const ChatsKept = 1000
+
+// Chats returns the answered one-shot chats in order, the last ChatsKept
+// of them.
 func (s *Server) Chats() []ChatRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.store.chats)
+	chats := s.store.chats
+	return slices.Clone(chats[max(0, len(chats)-ChatsKept):])
 }
