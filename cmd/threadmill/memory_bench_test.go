@@ -40,8 +40,11 @@ const memoryGoalMB = 150
 // "--metrics-addr 127.0.0.1:9399 --pprof" to take heap profiles while it
 // runs). It takes minutes at the default size: run it on demand, once.
 // The benchmark process holds the simulator, which keeps every interaction
-// it answered (about 38 KB each): a million items need about 40 GB there
-// (on a 24 GB machine it was killed at 524,000). Run it with:
+// it answered (about 2.3 KB of heap each, see the simulator's
+// BenchmarkFinishedItemMemory) and the corpus (about 2.7 KB a document): a
+// million items need about 5 GB of heap there (before the simulator let go
+// of finished interactions' streaming state, 38 KB each, a 24 GB machine
+// killed it at 524,000). Run it with:
 //
 //	go test -run '^$' -bench PeakMemory -benchtime 1x -timeout 2h ./cmd/threadmill
 func BenchmarkPeakMemory(b *testing.B) {

@@ -3,6 +3,7 @@ package simulator
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -247,7 +248,12 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 	// The answer is computed outside the lock: sources are immutable.
 	invalid := s.invalidJSON(r.PathValue("threadId"), body.PGPT)
 	ans := decorate(body.PGPT, srcs, respond(body.PGPT, srcs, body.Agent), invalid)
-	chunks, cum := splitChunks(ans.text)
+	chunks := splitChunks(ans.text)
+	cum := cumTokens(chunks)
+	reqJSON, err := json.Marshal(body.PGPT)
+	if err != nil {
+		return errorf(http.StatusInternalServerError, "simulator: encoding the request: %v", err)
+	}
 
 	s.mu.Lock()
 	t, e := s.threadLocked(r) // it may have been deleted meanwhile
@@ -256,15 +262,18 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 		return e
 	}
 	in := &interaction{
-		id:      s.store.nextID("inter"),
-		msgID:   s.store.nextID("msg"),
-		thread:  t,
-		created: s.now(),
-		req:     body.PGPT,
-		artIDs:  body.ArtifactIDs,
-		all:     body.AllArtifacts,
-		agent:   body.Agent,
-		ans:     ans,
+		id:       s.store.nextID("inter"),
+		msgID:    s.store.nextID("msg"),
+		thread:   t,
+		created:  s.now(),
+		req:      reqJSON,
+		wantJSON: wantsJSON(body.PGPT) != nil,
+		artIDs:   body.ArtifactIDs,
+		all:      body.AllArtifacts,
+		ans:      ans,
+		state:    workspace.StateProcessing,
+	}
+	f := &flight{
 		chunks:  chunks,
 		cumTok:  cum,
 		start:   time.Now(),
@@ -272,20 +281,19 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 		perTok:  perTok,
 		fails:   fails,
 		done:    make(chan struct{}),
-		state:   workspace.StateProcessing,
 	}
+	in.flight = f
 	if in.artIDs == nil {
 		in.artIDs = []string{}
 	}
-	if lagging {
-		in.hiddenUntil = in.start.Add(lag)
-		s.counters.Faults["replica_lag"]++
-	}
-	for i := len(body.PGPT.Messages) - 1; i >= 0; i-- {
-		if m := body.PGPT.Messages[i]; m.Role == workspace.RoleUser {
-			in.userInput = &m
-			break
+	for i, id := range in.artIDs {
+		if a := s.store.artifacts[id]; a != nil {
+			in.artIDs[i] = a.dto.ID // the artifact's copy: one string less to keep
 		}
+	}
+	if lagging {
+		in.hiddenUntil = f.start.Add(lag)
+		s.counters.Faults["replica_lag"]++
 	}
 	s.store.interactions[in.id] = in
 	t.interactions = append(t.interactions, in)
@@ -297,10 +305,10 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 	if fails {
 		s.counters.Faults["interaction_error"]++
 	}
-	if d := time.Until(in.completeAt()); d <= 0 {
+	if d := time.Until(f.completeAt(ans.usage.OutputTokens)); d <= 0 {
 		s.finishLocked(in, "", time.Now())
 	} else if !s.closed {
-		in.timer = time.AfterFunc(d, func() {
+		f.timer = time.AfterFunc(d, func() {
 			s.mu.Lock()
 			s.finishLocked(in, "", time.Now())
 			s.mu.Unlock()
@@ -320,7 +328,7 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 	}
 	if !async {
 		select {
-		case <-in.done:
+		case <-f.done:
 		case <-r.Context().Done():
 			return &httpError{} // the client is gone; the interaction goes on
 		case <-s.stop:
@@ -340,7 +348,7 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 func (s *Server) sourcesLocked(ids []string, all bool) ([]source, *httpError) {
 	var out []source
 	add := func(a *artifact) {
-		out = append(out, source{id: a.dto.ID, name: a.dto.Name, content: a.dto.Content, sents: a.analysed()})
+		out = append(out, source{id: a.dto.ID, name: a.dto.Name, content: a.dto.Content, sents: s.store.analyses.of(a)})
 	}
 	if all {
 		for _, a := range s.store.artifactOrder {
@@ -497,6 +505,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *httpError {
 	}
 	s.mu.Lock()
 	resp.ID = s.store.nextID("chat")
+	if len(s.store.chats) >= 2*ChatsKept { // forget the older ones, a copy every ChatsKept chats
+		s.store.chats = slices.Clone(s.store.chats[len(s.store.chats)-ChatsKept:])
+	}
 	s.store.chats = append(s.store.chats, ChatRecord{Request: req, Response: resp})
 	s.counters.ChatsAnswered++
 	if req.CorrelationID != "" {

@@ -2,6 +2,7 @@ package simulator_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -160,5 +161,30 @@ func TestChatRespectsMaxTokens(t *testing.T) {
 		if int(a.Usage.OutputTokens) > max || a.StopReason != "max_tokens" {
 			t.Fatalf("max_tokens %d: output %d tokens, stop %q: %q", max, a.Usage.OutputTokens, a.StopReason, a.Text())
 		}
+	}
+}
+
+// TestChatsKeepsTheLatest checks that Chats remembers the last ChatsKept
+// chats, in order, however many were answered.
+func TestChatsKeepsTheLatest(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	n := 2*simulator.ChatsKept + 3
+	ids := make([]string, n)
+	for i := range n {
+		var a workspace.ChatResponse
+		e.must("POST", "/api/v1/app/chat", chat(fmt.Sprintf("Give status %d.", i)), 200, &a)
+		ids[i] = a.ID
+	}
+	chats := e.sim.Chats()
+	if len(chats) != simulator.ChatsKept {
+		t.Fatalf("%d chats kept, want %d", len(chats), simulator.ChatsKept)
+	}
+	for i, c := range chats {
+		if want := ids[n-simulator.ChatsKept+i]; c.Response.ID != want || c.Request.Messages[0].Content[0].Text != fmt.Sprintf("Give status %d.", n-simulator.ChatsKept+i) {
+			t.Fatalf("chat %d is %s %q, want %s", i, c.Response.ID, c.Request.Messages[0].Content[0].Text, want)
+		}
+	}
+	if c := e.sim.Counters(); c.ChatsAnswered != n {
+		t.Fatalf("%d chats counted, want %d", c.ChatsAnswered, n)
 	}
 }

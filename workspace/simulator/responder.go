@@ -229,7 +229,9 @@ func respond(req workspace.ChatRequest, sources []source, agent string) answer {
 		}
 		break
 	}
-	text := strings.TrimRight(b.String(), " ")
+	// A copy of its own: the builder's buffer has room to spare, and the
+	// answer is kept as long as its interaction.
+	text := strings.Clone(strings.TrimRight(b.String(), " "))
 	return answer{
 		text:       text,
 		stopReason: stop,

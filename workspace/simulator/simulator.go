@@ -367,8 +367,8 @@ func (s *Server) Close() {
 	s.closed = true
 	close(s.stop)
 	for _, in := range s.store.interactions {
-		if in.timer != nil {
-			in.timer.Stop()
+		if in.flight != nil && in.flight.timer != nil {
+			in.flight.timer.Stop()
 		}
 	}
 	s.mu.Unlock()

@@ -42,6 +42,10 @@ type store struct {
 	interactions     map[string]*interaction
 	interactionOrder []*interaction
 	chats            []ChatRecord
+
+	// analyses caches the responder's analysis of recently read
+	// artifacts.
+	analyses analyses
 }
 
 type artifact struct {
@@ -50,20 +54,61 @@ type artifact struct {
 	updated time.Time
 	created time.Time
 	order   int
-	sents   []sentence // analysed content, computed on first use
 }
 
-// analysed returns the artifact's content as responder sentences, caching
-// them until the content changes (setContentLocked forgets them). Call
-// with Server.mu held.
-func (a *artifact) analysed() []sentence {
-	if a.sents == nil {
-		a.sents = analyze(a.dto.Content)
-		if a.sents == nil {
-			a.sents = []sentence{}
+// analysesBudget bounds the estimated bytes of the artifact analyses kept:
+// the analysis of a document takes about five times its size, and a run
+// over a large corpus reads most documents once.
+const analysesBudget = 8 << 20
+
+// analyses caches artifacts' content as responder sentences, the most
+// recently used first, within analysesBudget: two generations of half the
+// budget each; a full young generation becomes the old one, and the old
+// one is dropped. A hit in the old generation moves to the young one.
+type analyses struct {
+	young, old map[*artifact][]sentence
+	youngBytes int
+	budget     int // 0: analysesBudget
+}
+
+// of returns a's content as responder sentences. Call with Server.mu held.
+func (c *analyses) of(a *artifact) []sentence {
+	if sents, ok := c.young[a]; ok {
+		return sents
+	}
+	sents, ok := c.old[a]
+	if !ok {
+		sents = analyze(a.dto.Content)
+		if sents == nil {
+			sents = []sentence{}
 		}
 	}
-	return a.sents
+	size := analysisSize(sents)
+	if c.young == nil || (c.youngBytes+size > cmp.Or(c.budget, analysesBudget)/2 && len(c.young) > 0) {
+		c.old, c.young, c.youngBytes = c.young, map[*artifact][]sentence{}, 0
+	}
+	c.young[a] = sents
+	c.youngBytes += size
+	return sents
+}
+
+// forget drops a's analysis, when its content changes.
+func (c *analyses) forget(a *artifact) {
+	if sents, ok := c.young[a]; ok {
+		c.youngBytes -= analysisSize(sents)
+		delete(c.young, a)
+	}
+	delete(c.old, a)
+}
+
+// analysisSize estimates the bytes an analysis holds: each sentence, its
+// text (and the lower-cased copy its stems cut from) and its stems.
+func analysisSize(sents []sentence) int {
+	n := 64 // the map entry
+	for _, s := range sents {
+		n += 40 + 2*len(s.text) + 16*len(s.stems)
+	}
+	return n
 }
 
 type thread struct {

@@ -115,6 +115,13 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 			return nil
 		}
 	}
+	// The stream keeps its own reference to the deltas and to done: the
+	// interaction lets go of them when it finishes.
+	chunks := in.chunks()
+	var done <-chan struct{}
+	if processing {
+		done = in.flight.done
+	}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
@@ -148,7 +155,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 			return &httpError{}
 		}
 	}
-	cutAfter := len(in.chunks) / 2
+	cutAfter := len(chunks) / 2
 
 	pinger := time.NewTicker(ping)
 	defer pinger.Stop()
@@ -159,14 +166,14 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 		// How many chunks may be sent, and when the next one is due.
 		s.mu.Lock()
 		s.refreshLocked(in)
-		final := in.state != workspace.StateProcessing
-		limit := len(in.chunks)
+		final := in.flight == nil
+		limit := len(chunks)
 		if final {
 			limit = in.nChunks
 		}
 		var due time.Time
-		if k < limit {
-			due = in.chunkAt(k)
+		if !final && k < limit {
+			due = in.flight.chunkAt(k)
 		}
 		s.mu.Unlock()
 		if cut && k == cutAfter {
@@ -176,7 +183,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 		if k >= limit {
 			if !final {
 				// Every chunk was sent; wait for the end (an Error fault).
-				if !s.waitFor(r, in.done, pinger, ev, nil) {
+				if !s.waitFor(r, done, pinger, ev, nil) {
 					return &httpError{}
 				}
 				k--
@@ -187,7 +194,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 		if !final {
 			if d := time.Until(due); d > 0 {
 				wait.Reset(d)
-				if !s.waitFor(r, in.done, pinger, ev, wait.C) {
+				if !s.waitFor(r, done, pinger, ev, wait.C) {
 					return &httpError{}
 				}
 				k-- // re-evaluate: the interaction may have been cancelled
@@ -205,14 +212,14 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) *httpError
 			}
 		}
 		if ev.send("content_block_delta", evBlockDelta{Type: "content_block_delta", BlockID: blockID,
-			Delta: textDelta{Type: "text_delta", Text: in.chunks[k]}}) != nil {
+			Delta: textDelta{Type: "text_delta", Text: chunks[k]}}) != nil {
 			return &httpError{}
 		}
 		pinger.Reset(ping)
 	}
 
 	s.mu.Lock()
-	state, stop, usage, errs := in.state, in.stopReason, in.usage, in.errs
+	state, stop, usage, errs := in.state, in.stopReason, in.usage, in.errors()
 	s.mu.Unlock()
 	if state == workspace.StateError {
 		for _, e := range errs {

@@ -677,7 +677,7 @@ func (s *Server) invalidJSON(threadID string, req workspace.ChatRequest) bool {
 	earlier := 0
 	if t := s.store.threads[threadID]; t != nil {
 		for _, in := range t.interactions {
-			if wantsJSON(in.req) != nil {
+			if in.wantJSON {
 				earlier++
 			}
 		}

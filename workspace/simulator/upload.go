@@ -302,7 +302,7 @@ func (s *Server) UpdateArtifactContent(id, content string) (workspace.Artifact, 
 func (s *Server) setContentLocked(a *artifact, content string) {
 	a.dto.Content = content
 	a.dto.HasContent = content != ""
-	a.sents = nil
+	s.store.analyses.forget(a)
 	a.updated = s.now()
 	if a.dto.Type == workspace.ArtifactTypeDocument && len(a.dto.Props) > 0 {
 		var p map[string]any

@@ -362,7 +362,12 @@ func parseThreadBody(obj map[string]json.RawMessage, create bool) (name, visibil
 			}
 			name = &v
 		case "visibility":
-			if v != workspace.VisibilityPublic && v != workspace.VisibilityPrivate {
+			switch v {
+			case workspace.VisibilityPublic:
+				v = workspace.VisibilityPublic // not a copy per thread
+			case workspace.VisibilityPrivate:
+				v = workspace.VisibilityPrivate
+			default:
 				c.addf("visibility %q is not one of Public, Private", v)
 			}
 			visibility = &v
