@@ -52,7 +52,6 @@ type StepPlan struct {
 	s            *Step
 	run          RunInfo
 	forEach      RefSet // nil: the step runs once
-	forEachName  string
 	fixed        []ArtifactRef
 	allArtifacts bool
 	base         map[string]any
@@ -115,7 +114,7 @@ func NewStepPlan(ctx context.Context, p *Pipeline, stepID string, run RunInfo, s
 		forEach = refs
 	}
 	sp := &StepPlan{
-		p: p, s: s, run: run, forEach: forEach, forEachName: s.ForEach, fixed: fixed, allArtifacts: allArtifacts,
+		p: p, s: s, run: run, forEach: forEach, fixed: fixed, allArtifacts: allArtifacts,
 		base: templateData(p, run, nil, prior, s.Needs),
 	}
 	if s.Reuse == ReuseUnchanged {

@@ -83,6 +83,12 @@ func ResolveTo(ctx context.Context, l ArtifactLister, p *Pipeline, run RunInfo, 
 			}
 			continue
 		}
+		if len(problems) > 0 {
+			// The sets will be thrown away: the rest are resolved only to
+			// report their problems too, and w is left as it is (with the
+			// failed set begun and not ended).
+			w = &countSets{}
+		}
 		err := r.resolve(set, func(a ArtifactRef) error {
 			if err := w.Add(ctx, name, a); err != nil {
 				return &writeError{err}
@@ -115,6 +121,20 @@ func ResolveTo(ctx context.Context, l ArtifactLister, p *Pipeline, run RunInfo, 
 	}
 	return nil
 }
+
+// countSets is a SetWriter that keeps nothing but how many artifacts each
+// set was given.
+type countSets struct{ n int }
+
+func (c *countSets) Add(context.Context, string, ArtifactRef) error { c.n++; return nil }
+
+func (c *countSets) End(context.Context, string) (int, error) {
+	n := c.n
+	c.n = 0
+	return n, nil
+}
+
+func (c *countSets) AllArtifacts(context.Context, string) error { return nil }
 
 // writeError is a SetWriter's failure: it ends ResolveTo at once, as it
 // is not a problem of the set's definition.

@@ -41,10 +41,11 @@ const memoryGoalMB = 150
 // runs). It takes minutes at the default size: run it on demand, once.
 // The benchmark process holds the simulator, which keeps every interaction
 // it answered (about 2.3 KB of heap each, see the simulator's
-// BenchmarkFinishedItemMemory) and the corpus (about 2.7 KB a document): a
-// million items need about 5 GB of heap there (before the simulator let go
-// of finished interactions' streaming state, 38 KB each, a 24 GB machine
-// killed it at 524,000). Run it with:
+// BenchmarkFinishedItemMemory) and the corpus (about 2.7 KB a document): at
+// a million items it reached 12.3 GB resident, and the worker mode's Redis
+// 3.7 GB, so a 24 GB machine measures one mode at a time (before the
+// simulator let go of finished interactions' streaming state, 38 KB each,
+// such a machine killed it at 524,000). Run it with:
 //
 //	go test -run '^$' -bench PeakMemory -benchtime 1x -timeout 2h ./cmd/threadmill
 func BenchmarkPeakMemory(b *testing.B) {
