@@ -122,7 +122,6 @@ func benchDocument(i int) string {
 func peakEmbedded(b *testing.B, e *runnerSim, file, root string, c int) (int64, time.Duration) {
 	env := e.vars()
 	env[envRedisURL] = ""
-	env["ZZ_HEAPPROF"] = os.Getenv("ZZ_CHILD_HEAPPROF")
 	start := time.Now()
 	p := startThreadmill(b, env, "run", "--results", root, "--concurrency", fmt.Sprint(c), "--progress", "none", "--log-level", "warn", file)
 	peak := watchRSS(b, p)
