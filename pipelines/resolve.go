@@ -151,8 +151,6 @@ type resolver struct {
 
 	folders     map[string]workspace.Artifact // folder id -> folder
 	folderPaths map[string]string             // folder id -> "A/B"
-	everything  []workspace.Artifact          // the whole project, Published
-	haveAll     bool
 }
 
 func (r *resolver) list(q workspace.ArtifactQuery) ([]workspace.Artifact, error) {
@@ -226,19 +224,6 @@ func (r *resolver) pathOf(id string) string {
 var allQuery = workspace.ArtifactQuery{
 	IncludeDescendants: true,
 	State:              []string{workspace.ArtifactStatePublished, workspace.ArtifactStateReady},
-}
-
-// all lists the whole project once, for sets of explicit ids.
-func (r *resolver) all() ([]workspace.Artifact, error) {
-	if r.haveAll {
-		return r.everything, nil
-	}
-	as, err := r.list(allQuery)
-	if err != nil {
-		return nil, fmt.Errorf("list artifacts of project %s: %w", r.project, err)
-	}
-	r.everything, r.haveAll = as, true
-	return as, nil
 }
 
 // findFolder finds a folder by id or by a path of names.
@@ -333,12 +318,6 @@ func (r *resolver) resolve(s ArtifactSet, emit func(ArtifactRef) error) error {
 		if err != nil {
 			return fmt.Errorf("list folder %q (%s): %w", s.Folder, id, err)
 		}
-	case r.haveAll:
-		for _, a := range r.everything {
-			if err := keep(a); err != nil {
-				return err
-			}
-		}
 	default:
 		// The project is filtered as the pages come, as a folder is: a
 		// project of a million artifacts is never held as listed (each
@@ -365,44 +344,49 @@ func (r *resolver) updatedOK(u updatedFilter, t time.Time) bool {
 }
 
 // byIDs resolves explicit ids against the project's listing, calling
-// emit with each artifact (a folder's usable descendants for a folder).
+// emit with each artifact (a folder's usable descendants for a folder) as
+// the pages come; it holds the ids, not the listing.
 func (r *resolver) byIDs(ids []string, emit func(ArtifactRef) error) error {
-	everything, err := r.all()
-	if err != nil {
-		return err
-	}
-	byID := make(map[string]workspace.Artifact, len(everything))
-	for _, a := range everything {
-		byID[a.ID] = a
-	}
-	var out []ArtifactRef
-	var problems []error
+	wanted := make(map[string]bool, len(ids))
+	var folders []string
 	for _, id := range ids {
-		a, ok := byID[id]
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Errorf("artifact %s not found in project %s (or not Published)", id, r.project))
-		case a.Type == workspace.ArtifactTypeFolder:
-			for _, d := range everything {
-				if d.Usable() && r.under(d, id) {
-					out = append(out, r.ref(d))
+		wanted[id] = false
+		if _, ok := r.folders[id]; ok {
+			folders = append(folders, id)
+		}
+	}
+	var problems []error
+	err := r.each(allQuery, func(a workspace.Artifact) error {
+		if seen, ok := wanted[a.ID]; ok && !seen {
+			wanted[a.ID] = true
+			switch {
+			case a.Type == workspace.ArtifactTypeFolder:
+			case !a.Usable():
+				problems = append(problems, fmt.Errorf("artifact %s (%q) is not ready: state %s, ingest status %s", a.ID, a.Name, a.State, a.IngestStatus))
+				return nil
+			default:
+				return emit(r.ref(a))
+			}
+		}
+		if a.Usable() {
+			for _, f := range folders {
+				if r.under(a, f) {
+					return emit(r.ref(a))
 				}
 			}
-		case !a.Usable():
-			problems = append(problems, fmt.Errorf("artifact %s (%q) is not ready: state %s, ingest status %s", id, a.Name, a.State, a.IngestStatus))
-		default:
-			out = append(out, r.ref(a))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list artifacts of project %s: %w", r.project, err)
+	}
+	for _, id := range ids {
+		if !wanted[id] {
+			problems = append(problems, fmt.Errorf("artifact %s not found in project %s (or not Published)", id, r.project))
+			wanted[id] = true // named twice: reported once
 		}
 	}
-	if len(problems) > 0 {
-		return errors.Join(problems...)
-	}
-	for _, a := range out {
-		if err := emit(a); err != nil {
-			return err
-		}
-	}
-	return nil
+	return errors.Join(problems...)
 }
 
 // under reports whether a lies somewhere below folder id.
