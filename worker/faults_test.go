@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
@@ -115,6 +117,13 @@ func TestTwoWorkersShareARunAndItsRateLimit(t *testing.T) {
 	var n1, n2 atomic.Int64
 	e.startWorker(func(c *worker.Config) { c.OnItemDone = func(results.Item) { n1.Add(1) } })
 	e.startWorker(func(c *worker.Config) { c.OnItemDone = func(results.Item) { n2.Add(1) } })
+	// Both serving before the run starts: on a loaded machine the second
+	// could start after the first had taken every item.
+	insp := asynq.NewInspectorFromRedisClient(e.rdb())
+	waitFor(t, 30*time.Second, "two asynq servers", func() bool {
+		srvs, err := insp.Servers()
+		return err == nil && len(srvs) == 2
+	})
 	p := e.pipeline(`
 version: 1
 name: shared
