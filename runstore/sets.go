@@ -26,8 +26,8 @@ const setsChunk = 2048
 // sortRun is how many artifacts a SetsWriter sorts in memory before it
 // writes them to Redis as one sorted run; runChunk is how many refs of a
 // run one hash field holds, and so how many of each run the merge holds.
-// A set of a million artifacts is 62 runs, merged holding about 32,000
-// refs (8 MB).
+// A set of a million artifacts is 61 runs and a remainder, merged holding
+// 512 refs of each run (about 31,000, 8 MB).
 const (
 	sortRun  = 16384
 	runChunk = 512
