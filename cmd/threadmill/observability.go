@@ -30,9 +30,14 @@ type metricsFlags struct {
 }
 
 func (m *metricsFlags) add(f *pflag.FlagSet) {
+	m.addServer(f)
+	f.BoolVar(&m.UI, "ui", false, "also serve the web UI (threadmill ui) under /ui/ on --metrics-addr")
+}
+
+// addServer adds --metrics-addr and --pprof, without --ui: for `run`.
+func (m *metricsFlags) addServer(f *pflag.FlagSet) {
 	f.StringVar(&m.Addr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (host:port, e.g. :9090); empty: off")
 	f.BoolVar(&m.Pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-addr (see where time and memory go)")
-	f.BoolVar(&m.UI, "ui", false, "also serve the web UI (threadmill ui) under /ui/ on --metrics-addr")
 }
 
 // validate checks that --pprof has an address to be served on.

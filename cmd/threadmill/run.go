@@ -66,6 +66,9 @@ type runOptions struct {
 	ShutdownTimeout time.Duration
 	Preflight       preflightFlags
 	Log             logFlags
+	// Metrics serves the run's metrics (and with Pprof its profiles) while
+	// it runs.
+	Metrics metricsFlags
 	// MaxRetryAfter caps the waits a 429 or 503 asks for (see worker's).
 	MaxRetryAfter time.Duration
 	// LookupEnv reads ${VAR}, WORKSPACE_* and THREADMILL_REDIS_URL; default
@@ -95,6 +98,9 @@ func (o *runOptions) validate() error {
 		return fmt.Errorf("--reuse-retention must be at least 1m, got %s", o.ReuseRetention)
 	}
 	if err := o.Preflight.validate(); err != nil {
+		return err
+	}
+	if err := o.Metrics.validate(); err != nil {
 		return err
 	}
 	return o.Log.validate()
@@ -172,6 +178,7 @@ interrupted, 2 for bad flags.
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on interrupt, how long items in flight may take to finish")
 	o.Preflight.add(f)
 	addMaxRetryAfter(f, &o.MaxRetryAfter)
+	o.Metrics.addServer(f)
 	o.Log.add(f, "warn")
 	return cmd
 }
@@ -367,6 +374,7 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 	if rc.Embedded != nil {
 		reuseStore = reuse.NewDir(root, o.ReuseRetention)
 	}
+	obs := newObservability("run")
 	w, err := worker.New(worker.Config{
 		Reuse:           reuseStore,
 		ReuseRetention:  o.ReuseRetention,
@@ -381,9 +389,17 @@ func runRun(ctx context.Context, o *runOptions, stdout, stderr io.Writer) error 
 		ShutdownTimeout: o.ShutdownTimeout,
 		PollInterval:    pollInterval(rc),
 		Logger:          log,
+		Observer:        obs.Metrics,
 	})
 	if err != nil {
 		return err
+	}
+	if err := obs.serve(o.Metrics, rc.RDB, []string{worker.PriorityQueue(w.Queue()), w.Queue()}, log); err != nil {
+		return withCode(exitUsage, err)
+	}
+	defer obs.Close()
+	if a := obs.Addr(); a != "" {
+		fmt.Fprintf(stderr, "serving metrics on http://%s/metrics while the run lasts%s\n", a, map[bool]string{true: " (profiles under /debug/pprof/)"}[o.Metrics.Pprof])
 	}
 	store := w.Store()
 	if !o.Resume && o.RetryOf == "" {

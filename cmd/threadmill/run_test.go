@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +148,9 @@ func TestRunConfigurationErrors(t *testing.T) {
 		{name: "bad progress", args: []string{"--progress", "fancy", file}, code: exitUsage, want: []string{"--progress must be auto, bar, lines or none"}},
 		{name: "bad run id", args: []string{"--run-id", "a/b", file}, code: exitUsage, want: []string{"--run-id", "slash"}},
 		{name: "bad log level", args: []string{"--log-level", "loud", file}, code: exitUsage, want: []string{"--log-level"}},
+		{name: "pprof without an address", args: []string{"--pprof", file}, code: exitUsage, want: []string{"--pprof needs --metrics-addr"}},
+		{name: "bad metrics address", args: []string{"--simulate", "--metrics-addr", "127.0.0.1:99999", "--results", root, file}, code: exitUsage,
+			want: []string{"--metrics-addr", "99999"}},
 		{name: "missing file", args: []string{"--simulate", filepath.Join(dir, "none.yaml")}, code: exitFailure, want: []string{"none.yaml"}},
 		{name: "redis down", args: []string{"--simulate", "--redis", "redis://:s3cretpw@127.0.0.1:1", file}, code: exitFailure,
 			want: []string{"from --redis", "127.0.0.1:1"}, not: "s3cretpw"},
@@ -343,5 +350,72 @@ func TestFreshRunID(t *testing.T) {
 	boom := errors.New("redis down")
 	if _, err := freshRunID("brief", func(string) (bool, error) { return false, boom }); !errors.Is(err, boom) {
 		t.Errorf("err = %v, want the lookup's error", err)
+	}
+}
+
+// `run --metrics-addr --pprof` serves the run's metrics and Go's profiles
+// while it runs (on the embedded default too), and says where on stderr:
+// what an operator needs to see where an embedded run's time and memory go.
+func TestRunServesMetricsAndProfilesWhileItRuns(t *testing.T) {
+	unsetRunnerEnv(t)
+	e := startRunnerSim(t, simulator.Config{Async: true, Latency: 150 * time.Millisecond})
+	e.setenv(t)
+	dir := t.TempDir()
+	file := writeRunnerPipeline(t, dir, "watched", corpusPipeline("watched", 4))
+	stderr := &obsBuffer{}
+	var stdout bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- execute(t.Context(), []string{"run", "--results", filepath.Join(dir, "out"), "--progress", "none",
+			"--metrics-addr", "127.0.0.1:0", "--pprof", file}, &stdout, stderr)
+	}()
+	addr := regexp.MustCompile(`serving metrics on http://(127\.0\.0\.1:\d+)/metrics while the run lasts \(profiles under /debug/pprof/\)`)
+	var base string
+	waitUntil(t, 30*time.Second, "the metrics address on stderr", func() bool {
+		if m := addr.FindStringSubmatch(stderr.String()); m != nil {
+			base = "http://" + m[1]
+		}
+		return base != ""
+	})
+	get := func(path string) string {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s while the run lasts: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	if heap := get("/debug/pprof/heap?debug=1"); !strings.Contains(heap, "heap profile") {
+		t.Errorf("/debug/pprof/heap is not a heap profile:\n%.300s", heap)
+	}
+	waitUntil(t, 30*time.Second, "an item counted in /metrics", func() bool {
+		return strings.Contains(get("/metrics"), `threadmill_items_total{`)
+	})
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the run did not finish")
+	}
+	if _, err := http.Get(base + "/metrics"); err == nil {
+		t.Error("the metrics server still answers after the run")
+	}
+}
+
+// waitUntil polls cond every 10 ms until it holds, failing the test after d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
