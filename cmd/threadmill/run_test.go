@@ -371,7 +371,7 @@ func TestRunServesMetricsAndProfilesWhileItRuns(t *testing.T) {
 	}()
 	addr := regexp.MustCompile(`serving metrics on http://(127\.0\.0\.1:\d+)/metrics while the run lasts \(profiles under /debug/pprof/\)`)
 	var base string
-	waitUntil(t, 30*time.Second, "the metrics address on stderr", func() bool {
+	obsWaitFor(t, 30*time.Second, "the metrics address on stderr", func() bool {
 		if m := addr.FindStringSubmatch(stderr.String()); m != nil {
 			base = "http://" + m[1]
 		}
@@ -392,7 +392,7 @@ func TestRunServesMetricsAndProfilesWhileItRuns(t *testing.T) {
 	if heap := get("/debug/pprof/heap?debug=1"); !strings.Contains(heap, "heap profile") {
 		t.Errorf("/debug/pprof/heap is not a heap profile:\n%.300s", heap)
 	}
-	waitUntil(t, 30*time.Second, "an item counted in /metrics", func() bool {
+	obsWaitFor(t, 30*time.Second, "an item counted in /metrics", func() bool {
 		return strings.Contains(get("/metrics"), `threadmill_items_total{`)
 	})
 	select {
@@ -405,17 +405,5 @@ func TestRunServesMetricsAndProfilesWhileItRuns(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/metrics"); err == nil {
 		t.Error("the metrics server still answers after the run")
-	}
-}
-
-// waitUntil polls cond every 10 ms until it holds, failing the test after d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
