@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
+	"github.com/threadmill/threadmill/workspace"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
@@ -187,6 +189,61 @@ func TestRateLimitedRunUnderFaultsPaysOnceAndKeepsTheLimit(t *testing.T) {
 	assertPaidOnce(t, e, st, items)
 	// 1,200 a minute is 20 a second: any window of w seconds holds at
 	// most 20w+1 requests, 429s included.
+	for w := 1; w <= 3; w++ {
+		if got, limit := c.MaxInWindow(w), 20*w+1; got > limit {
+			t.Errorf("%d requests within %d s, limit %d (per second: %v)", got, w, limit, c.PerSecond)
+		}
+	}
+}
+
+// Every fault at once, and a worker killed mid-run: lost create answers,
+// 404 after 201 (replica lag), 429s with Retry-After, a requests_per_minute
+// limit, and the worker that took the first items cut off from Redis for
+// good (a SIGKILL, as Redis sees it) while its interactions are in flight.
+// A second worker rescues its items (orphan check) and finishes the run:
+// each item is created and billed exactly once (simulator counters), and
+// the limit holds in every window.
+func TestEveryFaultAndAKilledWorkerPayOnce(t *testing.T) {
+	const items = 24
+	e := newEnv(t, simulator.Config{Async: true, Latency: 2 * time.Second,
+		Faults: simulator.Faults{LostCreate: 0.15, ReplicaLag: 0.15, LagDuration: 300 * time.Millisecond,
+			TooMany429: 0.05, RetryAfter: time.Second, Seed: 11}})
+	e.folder("Inbox", items)
+	proxy := newCutProxy(t, e.redis.Socket)
+	deadRDB := redis.NewClient(&redis.Options{Network: "unix", Addr: proxy.path, MaxRetries: 1})
+	t.Cleanup(func() { _ = deadRDB.Close() })
+	_, stopDead := e.startWorker(func(c *worker.Config) {
+		c.Redis = asynq.RedisClientOpt{Network: "unix", Addr: proxy.path}
+		c.RDB = deadRDB
+		c.Concurrency = 8
+		c.ShutdownTimeout = time.Second
+		c.OrphanCheck = -1
+	})
+	p := e.pipeline(strings.Replace(faultsPipeline, "max_attempts: 12 }", "max_attempts: 12, requests_per_minute: 1200 }", 1))
+	run := e.start(p, "all-faults-1")
+	waitFor(t, time.Minute, "interactions in flight on the worker about to die", func() bool {
+		processing := 0
+		for _, in := range e.sim.Interactions() {
+			if in.State == workspace.StateProcessing {
+				processing++
+			}
+		}
+		return processing >= 4
+	})
+	proxy.Cut()
+	e.startWorker(func(c *worker.Config) {
+		c.Concurrency = 8
+		c.OrphanCheck = 100 * time.Millisecond
+		c.OrphanGrace = 200 * time.Millisecond
+	})
+	// asynq's lease (30s) must expire before the rescue; the bound is generous.
+	st := e.wait(run, 3*time.Minute)
+	stopDead()
+	c := e.sim.Counters()
+	if c.Faults["lost_create"] == 0 || c.Faults["replica_lag"] == 0 || c.Faults["429"] == 0 {
+		t.Fatalf("faults injected %v: each kind is needed", c.Faults)
+	}
+	assertPaidOnce(t, e, st, items)
 	for w := 1; w <= 3; w++ {
 		if got, limit := c.MaxInWindow(w), 20*w+1; got > limit {
 			t.Errorf("%d requests within %d s, limit %d (per second: %v)", got, w, limit, c.PerSecond)
