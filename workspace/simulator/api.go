@@ -3,7 +3,6 @@ package simulator
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -250,7 +249,7 @@ func (s *Server) handleCreateInteraction(w http.ResponseWriter, r *http.Request)
 	ans := decorate(body.PGPT, srcs, respond(body.PGPT, srcs, body.Agent), invalid)
 	chunks := splitChunks(ans.text)
 	cum := cumTokens(chunks)
-	reqJSON, err := json.Marshal(body.PGPT)
+	reqJSON, err := encodeJSON(body.PGPT)
 	if err != nil {
 		return errorf(http.StatusInternalServerError, "simulator: encoding the request: %v", err)
 	}

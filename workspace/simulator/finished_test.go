@@ -1,6 +1,7 @@
 package simulator_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -91,9 +92,13 @@ func (r reads) check(t *testing.T, what string, sent workspace.ChatRequest, live
 	if !reflect.DeepEqual(get, r.listed) {
 		t.Errorf("%s: the thread's list shows\n%v\nGET shows\n%v", what, r.listed, get)
 	}
-	want, _ := json.Marshal(sent)
-	echo, _ := json.Marshal(got.PGPT)
-	if string(echo) != string(want) {
+	// The echo, byte for byte as sent ("<" and "&" included).
+	var raw struct {
+		PGPT json.RawMessage `json:"pgpt"`
+	}
+	_ = json.Unmarshal(r.get, &raw)
+	want, echo := unescapedJSON(t, sent), []byte(raw.PGPT)
+	if !bytes.Equal(echo, want) {
 		t.Errorf("%s: pgpt echoes\n%s\nthe request was\n%s", what, echo, want)
 	}
 	if u, _ := json.Marshal(got.UserInput); string(u) != mustJSON(t, sent.Messages[len(sent.Messages)-1]) {

@@ -66,11 +66,7 @@ func (e *env) request(method, path string, body any) *http.Request {
 	case []byte:
 		r = bytes.NewReader(b)
 	default:
-		data, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		r = bytes.NewReader(data)
+		r = bytes.NewReader(unescapedJSON(e.t, b))
 	}
 	req, err := http.NewRequest(method, e.srv.URL+path, r)
 	if err != nil {
@@ -254,4 +250,17 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// unescapedJSON encodes v as a client that does not escape HTML does
+// (Python's json.dumps, curl): "<", ">" and "&" as they are.
+func unescapedJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }

@@ -81,6 +81,7 @@
 package simulator
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -445,9 +446,21 @@ func errorf(status int, format string, args ...any) *httpError {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
+	b, _ := encodeJSON(v)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// encodeJSON is json.Marshal without HTML escaping: what is echoed back
+// keeps a client's "<", ">" and "&" as sent (json.Marshal would rewrite
+// them inside json.RawMessage fields too).
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 func writeError(w http.ResponseWriter, err *httpError) {

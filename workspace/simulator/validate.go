@@ -149,7 +149,7 @@ func parseChatRequest(obj map[string]json.RawMessage, prefix string) (workspace.
 	if e := c.err(); e != nil {
 		return workspace.ChatRequest{}, e
 	}
-	data, _ := json.Marshal(obj)
+	data, _ := encodeJSON(obj) // RawMessage fields keep "<" and "&" as sent
 	var req workspace.ChatRequest
 	if err := json.Unmarshal(data, &req); err != nil {
 		var te *json.UnmarshalTypeError
