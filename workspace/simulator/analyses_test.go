@@ -2,6 +2,9 @@ package simulator
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -54,5 +57,35 @@ func TestAnalysesStayWithinBudget(t *testing.T) {
 	c.forget(a)
 	if again := c.of(a); &first[0] == &again[0] || !reflect.DeepEqual(first, again) {
 		t.Error("a forgotten analysis was not made again, or differs")
+	}
+}
+
+// The store itself forgets old chats, not only Chats' view of it: what it
+// holds stays under twice ChatsKept however many chats are answered.
+func TestChatStoreStaysBounded(t *testing.T) {
+	s := New(Config{})
+	defer s.Close()
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	body := `{"messages":[{"role":"user","content":[{"type":"text","text":"Give the status."}]}]}`
+	for i := range 2*ChatsKept + 5 {
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/app/chat", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("x-org", "default")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("chat %d: status %d %s", i, resp.StatusCode, b)
+		}
+	}
+	s.mu.Lock()
+	held := len(s.store.chats)
+	s.mu.Unlock()
+	if held >= 2*ChatsKept || held < ChatsKept {
+		t.Errorf("the store holds %d chats, want from %d to under %d", held, ChatsKept, 2*ChatsKept)
 	}
 }

@@ -75,8 +75,18 @@ func FuzzSentences(f *testing.F) {
 			}
 		}
 		chunks := splitChunks(text)
-		if strings.Join(chunks, "") != text || len(cumTokens(chunks)) != len(chunks) {
+		if strings.Join(chunks, "") != text {
 			t.Fatalf("chunks %q do not rebuild %q", chunks, text)
+		}
+		// The running estimates never go down and end at the whole text's.
+		cum := cumTokens(chunks)
+		for k := 1; k < len(cum); k++ {
+			if cum[k] < cum[k-1] {
+				t.Fatalf("token estimate falls from %d to %d at chunk %d of %q", cum[k-1], cum[k], k, chunks)
+			}
+		}
+		if len(cum) > 0 && cum[len(cum)-1] != workspace.EstimateTokens(text) {
+			t.Fatalf("last running estimate %d, the text's %d", cum[len(cum)-1], workspace.EstimateTokens(text))
 		}
 	})
 }

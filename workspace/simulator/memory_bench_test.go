@@ -79,7 +79,6 @@ func BenchmarkFinishedItemMemory(b *testing.B) {
 		b.Logf("N=%d: heap %d -> %d bytes: %.0f B per finished item (answers %.0f B on average)",
 			n, before, after, perItem, float64(answered.Load())/float64(n))
 		writeHeapProfile(b, profile, "")
-		runtime.KeepAlive(sim)
 		hc.CloseIdleConnections()
 		srv.Close()
 		sim.Close()

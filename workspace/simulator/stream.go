@@ -9,7 +9,6 @@ import (
 	"github.com/threadmill/threadmill/workspace"
 )
 
-// sseWriter writes server-sent events and flushes each one.
 // sseWriter writes server-sent events. Events are flushed to the client
 // when the stream is about to wait (flush) and when it ends (the handler
 // returns), as a server does that writes what is ready in one go: the
