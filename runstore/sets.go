@@ -295,19 +295,15 @@ func (r *runReader) fill(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	r.refs = nil // decoding into used elements would keep fields absent from the JSON
-	if err := json.Unmarshal(b, &r.refs); err != nil || len(r.refs) == 0 {
-		return false, fmt.Errorf("runstore: run %s: decode sorted run %d of artifact set %s (part %d): %w", r.w.runID, r.run, r.name, r.next, cmpErr(err, len(r.refs)))
+	if err := json.Unmarshal(b, &r.refs); err != nil {
+		return false, fmt.Errorf("runstore: run %s: decode %s: %w", r.w.runID, what, err)
+	}
+	if len(r.refs) == 0 {
+		return false, fmt.Errorf("runstore: run %s: %s is empty, %d artifacts of the run unread", r.w.runID, what, r.left)
 	}
 	r.next++
 	r.left -= len(r.refs)
 	return true, nil
-}
-
-func cmpErr(err error, n int) error {
-	if err != nil {
-		return err
-	}
-	return fmt.Errorf("%d artifacts", n)
 }
 
 // Sets returns the artifact sets saved by SaveSets or a SetsWriter, nil

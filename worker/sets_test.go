@@ -29,17 +29,7 @@ func TestUnreadableSetIsTriedAgainNotFailed(t *testing.T) {
 		c.FanOutWindow = 10 // the step is planned again for each window
 		c.RDB.AddHook(failSetReads{reads: &reads, failed: &failed, fail: func(n int64) bool { return n%2 == 1 && n < 12 }})
 	})
-	p := e.pipeline(`
-version: 1
-name: unreadable-set
-workspace: { project: proj_test }
-artifacts:
-  docs: { folder: "Inbox" }
-steps:
-  - id: summarize
-    for_each: docs
-    prompt: "Summarize {{ .Artifact.Name }}."
-`)
+	p := e.pipeline(faultsPipeline) // no faults here: the pipeline is a plain folder summary
 	run := e.start(p, "unreadable-set-1")
 	st := e.wait(run, 2*time.Minute)
 	if st.Status != runstore.StatusSucceeded {
