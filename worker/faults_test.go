@@ -8,12 +8,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/threadmill/threadmill/results"
 	"github.com/threadmill/threadmill/runstore"
 	"github.com/threadmill/threadmill/worker"
-	"github.com/threadmill/threadmill/workspace"
 	"github.com/threadmill/threadmill/workspace/simulator"
 )
 
@@ -167,6 +165,35 @@ steps:
 	}
 }
 
+// rpmFaultsPipeline is faultsPipeline limited to 1,200 requests a minute.
+var rpmFaultsPipeline = strings.Replace(faultsPipeline, "max_attempts: 12 }", "max_attempts: 12, requests_per_minute: 1200 }", 1)
+
+// everyFault is a server that loses create answers, lags after a 201 (404
+// on the next reads) and answers 429s with Retry-After.
+func everyFault(latency time.Duration, seed uint64) simulator.Config {
+	return simulator.Config{Async: true, Latency: latency,
+		Faults: simulator.Faults{LostCreate: 0.15, ReplicaLag: 0.15, LagDuration: 300 * time.Millisecond,
+			TooMany429: 0.05, RetryAfter: time.Second, Seed: seed}}
+}
+
+// assertEveryFaultPaidOnce checks that each fault of everyFault was
+// injected, that each of n items was created and billed once, and that
+// the run kept to rpmFaultsPipeline's 1,200 a minute: any window of w
+// seconds holds at most 20w+1 requests, 429s included.
+func assertEveryFaultPaidOnce(t *testing.T, e *env, st *runstore.RunState, n int) {
+	t.Helper()
+	c := e.sim.Counters()
+	if c.Faults["lost_create"] == 0 || c.Faults["replica_lag"] == 0 || c.Faults["429"] == 0 {
+		t.Fatalf("faults injected %v: each kind is needed", c.Faults)
+	}
+	assertPaidOnce(t, e, st, n)
+	for w := 1; w <= 3; w++ {
+		if got, limit := c.MaxInWindow(w), 20*w+1; got > limit {
+			t.Errorf("%d requests within %d s, limit %d (per second: %v)", got, w, limit, c.PerSecond)
+		}
+	}
+}
+
 // A pipeline with requests_per_minute, shared by two workers, against a
 // server that loses create answers, lags after a 201 and answers 429s:
 // every request waits for its reserved slot (and a 429's pause, which
@@ -174,26 +201,12 @@ steps:
 // to the limit.
 func TestRateLimitedRunUnderFaultsPaysOnceAndKeepsTheLimit(t *testing.T) {
 	const items = 40
-	e := newEnv(t, simulator.Config{Async: true, Latency: 20 * time.Millisecond,
-		Faults: simulator.Faults{LostCreate: 0.15, ReplicaLag: 0.15, LagDuration: 300 * time.Millisecond,
-			TooMany429: 0.05, RetryAfter: time.Second, Seed: 7}})
+	e := newEnv(t, everyFault(20*time.Millisecond, 7))
 	e.folder("Inbox", items)
 	e.startWorker(func(c *worker.Config) { c.Concurrency = 8 })
 	e.startWorker(func(c *worker.Config) { c.Concurrency = 8 })
-	p := e.pipeline(strings.Replace(faultsPipeline, "max_attempts: 12 }", "max_attempts: 12, requests_per_minute: 1200 }", 1))
-	st := e.wait(e.start(p, "rpm-faults-1"), 3*time.Minute)
-	c := e.sim.Counters()
-	if c.Faults["lost_create"] == 0 || c.Faults["replica_lag"] == 0 || c.Faults["429"] == 0 {
-		t.Fatalf("faults injected %v: each kind is needed", c.Faults)
-	}
-	assertPaidOnce(t, e, st, items)
-	// 1,200 a minute is 20 a second: any window of w seconds holds at
-	// most 20w+1 requests, 429s included.
-	for w := 1; w <= 3; w++ {
-		if got, limit := c.MaxInWindow(w), 20*w+1; got > limit {
-			t.Errorf("%d requests within %d s, limit %d (per second: %v)", got, w, limit, c.PerSecond)
-		}
-	}
+	st := e.wait(e.start(e.pipeline(rpmFaultsPipeline), "rpm-faults-1"), 3*time.Minute)
+	assertEveryFaultPaidOnce(t, e, st, items)
 }
 
 // Every fault at once, and a worker killed mid-run: lost create answers,
@@ -205,30 +218,12 @@ func TestRateLimitedRunUnderFaultsPaysOnceAndKeepsTheLimit(t *testing.T) {
 // the limit holds in every window.
 func TestEveryFaultAndAKilledWorkerPayOnce(t *testing.T) {
 	const items = 24
-	e := newEnv(t, simulator.Config{Async: true, Latency: 2 * time.Second,
-		Faults: simulator.Faults{LostCreate: 0.15, ReplicaLag: 0.15, LagDuration: 300 * time.Millisecond,
-			TooMany429: 0.05, RetryAfter: time.Second, Seed: 11}})
+	e := newEnv(t, everyFault(2*time.Second, 11))
 	e.folder("Inbox", items)
-	proxy := newCutProxy(t, e.redis.Socket)
-	deadRDB := redis.NewClient(&redis.Options{Network: "unix", Addr: proxy.path, MaxRetries: 1})
-	t.Cleanup(func() { _ = deadRDB.Close() })
-	_, stopDead := e.startWorker(func(c *worker.Config) {
-		c.Redis = asynq.RedisClientOpt{Network: "unix", Addr: proxy.path}
-		c.RDB = deadRDB
-		c.Concurrency = 8
-		c.ShutdownTimeout = time.Second
-		c.OrphanCheck = -1
-	})
-	p := e.pipeline(strings.Replace(faultsPipeline, "max_attempts: 12 }", "max_attempts: 12, requests_per_minute: 1200 }", 1))
-	run := e.start(p, "all-faults-1")
+	proxy, stopDead := e.startDoomedWorker(func(c *worker.Config) { c.Concurrency = 8 })
+	run := e.start(e.pipeline(rpmFaultsPipeline), "all-faults-1")
 	waitFor(t, time.Minute, "interactions in flight on the worker about to die", func() bool {
-		processing := 0
-		for _, in := range e.sim.Interactions() {
-			if in.State == workspace.StateProcessing {
-				processing++
-			}
-		}
-		return processing >= 4
+		return e.processing() >= 4
 	})
 	proxy.Cut()
 	e.startWorker(func(c *worker.Config) {
@@ -239,14 +234,5 @@ func TestEveryFaultAndAKilledWorkerPayOnce(t *testing.T) {
 	// asynq's lease (30s) must expire before the rescue; the bound is generous.
 	st := e.wait(run, 3*time.Minute)
 	stopDead()
-	c := e.sim.Counters()
-	if c.Faults["lost_create"] == 0 || c.Faults["replica_lag"] == 0 || c.Faults["429"] == 0 {
-		t.Fatalf("faults injected %v: each kind is needed", c.Faults)
-	}
-	assertPaidOnce(t, e, st, items)
-	for w := 1; w <= 3; w++ {
-		if got, limit := c.MaxInWindow(w), 20*w+1; got > limit {
-			t.Errorf("%d requests within %d s, limit %d (per second: %v)", got, w, limit, c.PerSecond)
-		}
-	}
+	assertEveryFaultPaidOnce(t, e, st, items)
 }

@@ -34,7 +34,7 @@ type cutProxy struct {
 	wg   sync.WaitGroup
 }
 
-func newCutProxy(t *testing.T, target string) *cutProxy {
+func newCutProxy(t testing.TB, target string) *cutProxy {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "cp") // unix socket paths are short
 	if err != nil {
@@ -99,24 +99,10 @@ func TestDeadWorkersItemsAreRescued(t *testing.T) {
 	e := newEnv(t, simulator.Config{Async: true, Latency: 2 * time.Second})
 	const n = 4
 	e.folder("Inbox", n)
-	proxy := newCutProxy(t, e.redis.Socket)
-	deadRDB := redis.NewClient(&redis.Options{Network: "unix", Addr: proxy.path, MaxRetries: 1})
-	t.Cleanup(func() { _ = deadRDB.Close() })
-	_, stopDead := e.startWorker(func(c *worker.Config) {
-		c.Redis = asynq.RedisClientOpt{Network: "unix", Addr: proxy.path}
-		c.RDB = deadRDB
-		c.ShutdownTimeout = time.Second
-		c.OrphanCheck = -1
-	})
+	proxy, stopDead := e.startDoomedWorker()
 	run := e.start(e.pipeline(resumePipeline), "dead-1")
 	waitFor(t, 30*time.Second, "every item's first interaction in flight", func() bool {
-		processing := 0
-		for _, in := range e.sim.Interactions() {
-			if in.State == workspace.StateProcessing {
-				processing++
-			}
-		}
-		return processing == n
+		return e.processing() == n
 	})
 	proxy.Cut()
 	t.Log("worker cut off from Redis with every item in flight")
@@ -137,6 +123,33 @@ func TestDeadWorkersItemsAreRescued(t *testing.T) {
 			t.Errorf("task %s: the second attempt was claimed by %q (%v), want the rescue copy", id, by, err)
 		}
 	}
+}
+
+// startDoomedWorker starts a worker that reaches Redis through a proxy
+// the test can cut (what a SIGKILL looks like from Redis), with no orphan
+// check of its own, and returns the proxy and the worker's stop.
+func (e *env) startDoomedWorker(opts ...workerOpts) (*cutProxy, func()) {
+	proxy := newCutProxy(e.t, e.redis.Socket)
+	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: proxy.path, MaxRetries: 1})
+	e.t.Cleanup(func() { _ = rdb.Close() })
+	_, stop := e.startWorker(append([]workerOpts{func(c *worker.Config) {
+		c.Redis = asynq.RedisClientOpt{Network: "unix", Addr: proxy.path}
+		c.RDB = rdb
+		c.ShutdownTimeout = time.Second
+		c.OrphanCheck = -1
+	}}, opts...)...)
+	return proxy, stop
+}
+
+// processing counts the simulator's interactions still generating.
+func (e *env) processing() int {
+	n := 0
+	for _, in := range e.sim.Interactions() {
+		if in.State == workspace.StateProcessing {
+			n++
+		}
+	}
+	return n
 }
 
 // itemKey returns the key of the i-th item of the summarize step.
